@@ -1,0 +1,150 @@
+"""The graph contract shared by the exporter and the runtime.
+
+Both sides import these names, so a renamed output is a one-line change that
+the validator catches at load time instead of a KeyError mid-demo.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+CONTRACT_VERSION = "1"
+
+INPUT_IMAGE = "image"
+INPUT_TARGETS = "targets"
+
+OUT_LOGITS = "logits"
+OUT_PROBABILITIES = "probabilities"
+OUT_CLASSES = "classes"
+OUT_ACTIVATIONS = "activations"
+OUT_WEIGHTS = "weights"
+OUT_CAM = "cam"
+OUT_GRADIENTS = "gradients"
+
+REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
+REQUIRED_OUTPUTS = (OUT_LOGITS, OUT_PROBABILITIES, OUT_CLASSES, OUT_ACTIVATIONS, OUT_WEIGHTS, OUT_CAM)
+FORWARD_ONLY_OUTPUTS = (OUT_LOGITS, OUT_PROBABILITIES, OUT_ACTIVATIONS)
+
+# metadata_props keys
+META_CONTRACT = "gradcam.contract_version"
+META_LABELS = "gradcam.labels"
+META_LAYER = "gradcam.layer"
+META_PREPROCESSING = "gradcam.preprocessing"
+META_GRADIENTS = "gradcam.gradients"
+META_MODEL_NAME = "gradcam.model_name"
+META_PRECISION = "gradcam.precision"
+
+GRADIENTS_FULL = "full"
+GRADIENTS_POOLED = "pooled"
+GRADIENTS_NONE = "none"
+
+# How the graph turns uint8 BGR into the model's input. The exporter builds the
+# ops, the runtime only reads the name (for the HUD and for sanity checks).
+PREPROCESSING_MODES: Mapping[str, str] = {
+    "caffe": "BGR, minus the ImageNet channel means (VGG16/19, ResNet50)",
+    "tf": "RGB scaled to [-1, 1] (MobileNetV2)",
+    "torch": "RGB scaled to [0, 1], minus mean, over std",
+    "raw": "RGB as float 0..255; the model rescales itself (EfficientNet)",
+}
+
+
+class ContractError(ValueError):
+    """A model file does not follow the Grad-CAM graph contract."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the runtime needs to know about a loaded Grad-CAM graph."""
+
+    input_height: int
+    input_width: int
+    num_classes: int
+    map_height: int
+    map_width: int
+    channels: int
+    labels: tuple[str, ...]
+    layer: str
+    preprocessing: str
+    gradients: str
+    precision: str
+    model_name: str
+    has_gradients_output: bool
+
+
+def _static(dim: object) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def parse_labels(raw: str | None, num_classes: int) -> tuple[str, ...]:
+    """Labels from metadata (a JSON list), or class_i names when absent."""
+    if raw:
+        try:
+            labels = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"metadata {META_LABELS} is not a JSON list: {exc}") from exc
+        if not isinstance(labels, list) or len(labels) != num_classes:
+            raise ContractError(
+                f"metadata {META_LABELS} has {len(labels) if isinstance(labels, list) else '?'} "
+                f"labels but the model has {num_classes} classes"
+            )
+        return tuple(str(x) for x in labels)
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
+def validate(
+    inputs: Mapping[str, Sequence[object]],
+    outputs: Mapping[str, Sequence[object]],
+    metadata: Mapping[str, str],
+    source: str = "model",
+) -> ModelInfo:
+    """Check names and shapes of a loaded graph, and describe it.
+
+    `inputs`/`outputs` map names to shapes as onnxruntime reports them
+    (ints for static dims, strings or None for dynamic ones).
+    """
+    hint = "re-export it with gradcam-export"
+    missing_in = [n for n in REQUIRED_INPUTS if n not in inputs]
+    if missing_in:
+        raise ContractError(f"{source} lacks input(s) {', '.join(missing_in)}; {hint}")
+    missing_out = [n for n in REQUIRED_OUTPUTS if n not in outputs]
+    if missing_out:
+        raise ContractError(f"{source} lacks output(s) {', '.join(missing_out)}; {hint}")
+    version = metadata.get(META_CONTRACT)
+    if version != CONTRACT_VERSION:
+        raise ContractError(
+            f"{source} has contract version {version!r}, this runtime reads {CONTRACT_VERSION!r}; {hint}"
+        )
+
+    image = list(inputs[INPUT_IMAGE])
+    if len(image) != 4 or _static(image[3]) != 3:
+        raise ContractError(f"{source}: input {INPUT_IMAGE} must be [N,H,W,3] uint8 BGR, got {image}")
+    height, width = _static(image[1]), _static(image[2])
+    if height is None or width is None:
+        raise ContractError(f"{source}: input {INPUT_IMAGE} needs a static height and width, got {image}")
+
+    logits = list(outputs[OUT_LOGITS])
+    activations = list(outputs[OUT_ACTIVATIONS])
+    num_classes = _static(logits[-1]) if logits else None
+    if len(logits) != 2 or num_classes is None:
+        raise ContractError(f"{source}: output {OUT_LOGITS} must be [N,C], got {logits}")
+    if len(activations) != 4 or any(_static(d) is None for d in activations[1:]):
+        raise ContractError(f"{source}: output {OUT_ACTIVATIONS} must be [N,h,w,k], got {activations}")
+    map_h, map_w, channels = (int(d) for d in activations[1:])  # type: ignore[call-overload]
+
+    return ModelInfo(
+        input_height=height,
+        input_width=width,
+        num_classes=num_classes,
+        map_height=map_h,
+        map_width=map_w,
+        channels=channels,
+        labels=parse_labels(metadata.get(META_LABELS), num_classes),
+        layer=metadata.get(META_LAYER, "?"),
+        preprocessing=metadata.get(META_PREPROCESSING, "caffe"),
+        gradients=metadata.get(META_GRADIENTS, GRADIENTS_FULL if OUT_GRADIENTS in outputs else GRADIENTS_POOLED),
+        precision=metadata.get(META_PRECISION, "fp32"),
+        model_name=metadata.get(META_MODEL_NAME, source),
+        has_gradients_output=OUT_GRADIENTS in outputs,
+    )

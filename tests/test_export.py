@@ -1,0 +1,228 @@
+"""Export: the ONNX graph against hand-computed maps and TF's own GradientTape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+ort = pytest.importorskip("onnxruntime")
+
+from realtime import contract  # noqa: E402
+from realtime.export import convert  # noqa: E402
+from realtime.export.exporter import ExportConfig, ExportError, export, export_model  # noqa: E402
+from realtime.export.graph import reference_gradcam  # noqa: E402
+from tests import tiny_models  # noqa: E402
+
+
+def run(path: Path, image: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {"image": image, "targets": targets}), strict=True))
+
+
+def export_tiny(model, tmp_path: Path, layer: str, gradients: str = "full", preprocessing: str = "raw") -> Path:
+    config = ExportConfig(
+        gradients=gradients,
+        output=tmp_path / f"{layer}_{gradients}.onnx",
+        layer=layer,
+        preprocessing=preprocessing,
+        quiet=True,
+    )
+    return export_model(model, config).output
+
+
+def test_grad_cam_by_hand_on_a_paper_model(tmp_path: Path) -> None:
+    path = export_tiny(tiny_models.paper_model(), tmp_path, "feat")
+    out = run(path, tiny_models.paper_image(), np.array([[-1, 1]], np.int64))
+    # logit0 = 2*1 + 2*2 - 0.5*(0+3+1+0) = 4 ; logit1 = 0.5*4 = 2
+    np.testing.assert_allclose(out["logits"][0], [4.0, 2.0], atol=1e-6)
+    assert out["classes"].tolist() == [[0, 1]]
+    np.testing.assert_allclose(out["weights"][0], [[1.0, -0.5], [0.0, 0.5]], atol=1e-6)
+    # class 0: relu(1*R - 0.5*G) = [[1,0],[0,2]] / 2 ; class 1: G / 3
+    np.testing.assert_allclose(out["cam"][0, 0], [[0.5, 0.0], [0.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(out["cam"][0, 1], [[0.0, 1.0], [1 / 3, 0.0]], atol=1e-6)
+    assert out["gradients"].shape == (1, 2, 2, 2, 2)
+    np.testing.assert_allclose(out["gradients"][0, 0, :, :, 0], [[2, 0], [0, 2]], atol=1e-6)
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert meta[contract.META_LAYER] == "feat"
+    assert meta[contract.META_CONTRACT] == contract.CONTRACT_VERSION
+
+
+def test_all_zero_map_stays_zero_not_nan(tmp_path: Path) -> None:
+    path = export_tiny(tiny_models.paper_model(), tmp_path, "feat")
+    out = run(path, np.zeros((1, 2, 2, 3), np.uint8), np.array([[0, 1]], np.int64))
+    assert np.isfinite(out["cam"]).all()
+    assert (out["cam"] == 0).all()
+
+
+def maxpool_routing_model():
+    """Identity 1x1 conv -> 2x2 maxpool -> flatten -> dense with all ones."""
+    import keras
+
+    inp = keras.Input((4, 4, 3))
+    feat = keras.layers.Conv2D(1, 1, use_bias=False, name="feat")(inp)
+    pooled = keras.layers.MaxPooling2D(2)(feat)
+    out = keras.layers.Dense(1)(keras.layers.Flatten()(pooled))
+    model = keras.Model(inp, out)
+    kernel = np.zeros((1, 1, 3, 1), np.float32)
+    kernel[0, 0, 2, 0] = 1.0  # A = the R channel of the RGB input (raw preprocessing)
+    model.get_layer("feat").set_weights([kernel])
+    model.layers[-1].set_weights([np.ones((4, 1), np.float32), np.zeros(1, np.float32)])
+    return model
+
+
+def test_maxpool_routes_to_first_maximum_like_tf(tmp_path: Path) -> None:
+    r = np.array([[3, 3, 0, 0], [1, 0, 0, 0], [5, 1, 2, 7], [1, 5, 7, 2]], np.uint8)
+    image = np.zeros((1, 4, 4, 3), np.uint8)
+    image[0, :, :, 0] = r  # BGR: B is channel 0; raw preprocessing flips it to the model's R
+    model = maxpool_routing_model()
+    path = export_tiny(model, tmp_path, "feat")
+    got = run(path, image, np.array([[0]], np.int64))["gradients"][0, 0, :, :, 0]
+    # tied window (3,3): first in row-major order; all-zero window: exactly one position
+    expected = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(got, expected)
+    ref = reference_gradcam(model, "feat", "raw", image, np.array([[0]], np.int64))
+    np.testing.assert_array_equal(ref["gradients"][0, 0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize("make", [tiny_models.pooled_model, tiny_models.gap_model])
+@pytest.mark.parametrize("gradients", ["full", "pooled"])
+def test_small_heads_match_gradient_tape(make, gradients: str, tmp_path: Path) -> None:
+    model = make()
+    path = export_tiny(model, tmp_path, "last_conv", gradients, preprocessing="caffe")
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    targets = np.array([[-1, 2, -1], [1, -1, -1], [-1, -1, 0]], np.int64)
+    got = run(path, image, targets)
+    ref = reference_gradcam(model, "last_conv", "caffe", image, targets)
+    assert got["classes"].tolist() == ref["classes"].tolist()
+    np.testing.assert_allclose(got["weights"], ref["weights"], atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(got["cam"], ref["cam"], atol=1e-4)
+    assert ("gradients" in got) == (gradients == "full")
+
+
+def test_global_max_pool_head(tmp_path: Path) -> None:
+    model = tiny_models.gap_model(pool="max")
+    path = export_tiny(model, tmp_path, "last_conv", "full", preprocessing="caffe")
+    image = np.random.default_rng(4).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    targets = np.array([[-1], [3]], np.int64)
+    got, ref = run(path, image, targets), reference_gradcam(model, "last_conv", "caffe", image, targets)
+    np.testing.assert_allclose(got["gradients"], ref["gradients"], atol=1e-5, rtol=1e-4)
+
+
+def test_unsupported_layer_is_named(tmp_path: Path) -> None:
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    x = keras.layers.BatchNormalization(name="bn_after")(x)
+    x = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    with pytest.raises(ExportError, match="bn_after"):
+        export_tiny(keras.Model(inp, x), tmp_path, "conv")
+
+
+def test_missing_layer_lists_the_layers(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="feat"):
+        export_tiny(tiny_models.paper_model(), tmp_path, "nope")
+
+
+def test_self_check_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(onnx_out, ref):
+        return convert.CheckReport(logits_rel=0.0, weights_abs=1.0, weights_rel=1.0, cam_abs=1.0)
+
+    monkeypatch.setattr(convert, "compare", broken)
+    with pytest.raises(convert.SelfCheckError):
+        export_tiny(tiny_models.paper_model(), tmp_path, "feat")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_imagenet_names_weights_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(ExportError, match="--weights PATH"):
+        export(ExportConfig(weights="imagenet", output=tmp_path / "x.onnx", quiet=True))
+
+
+def test_missing_weights_file(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="no such file"):
+        export(ExportConfig(weights=str(tmp_path / "none.h5"), quiet=True))
+
+
+# ----------------------------------------------------------------- full-size VGG16
+
+
+@pytest.fixture(scope="module")
+def vgg16():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.applications.VGG16(weights=None, classifier_activation=None)
+
+
+@pytest.fixture(scope="module")
+def vgg16_exports(vgg16, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vgg16")
+    paths = {}
+    for gradients in ("full", "pooled"):
+        config = ExportConfig(gradients=gradients, output=folder / f"vgg16_{gradients}.onnx", quiet=True)
+        paths[gradients] = export_model(vgg16, config).output
+    return paths
+
+
+def window_gap(activations: np.ndarray) -> np.ndarray:
+    """Per 2x2 window: the gap between the largest and second largest value, [N,7,7,C]."""
+    n, h, w, c = activations.shape
+    win = activations.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(n, h // 2, w // 2, c, 4)
+    top = np.sort(win, axis=-1)
+    return top[..., -1] - top[..., -2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch,targets_row", [(1, [-1]), (1, [-1, 386, -1]), (3, [145]), (3, [-1, -1, 7])])
+def test_vgg16_matches_gradient_tape(vgg16, vgg16_exports, batch: int, targets_row: list[int]) -> None:
+    rng = np.random.default_rng(batch * 10 + len(targets_row))
+    image = rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
+    targets = np.array([targets_row] * batch, np.int64)
+    ref = reference_gradcam(vgg16, "block5_conv3", "caffe", image, targets)
+    for gradients, path in vgg16_exports.items():
+        got = run(path, image, targets)
+        assert got["classes"].tolist() == ref["classes"].tolist(), gradients
+        logits_rel = np.abs(got["logits"] - ref["logits"]).max() / np.abs(ref["logits"]).max()
+        assert logits_rel <= 1e-4, gradients
+        assert np.abs(got["weights"] - ref["weights"]).max() <= 1e-4
+        weights_rel = np.abs(got["weights"] - ref["weights"]).max() / np.abs(ref["weights"]).max()
+        assert weights_rel <= 1e-4, (gradients, weights_rel)
+        assert np.abs(got["cam"] - ref["cam"]).max() <= 1e-4, gradients
+        np.testing.assert_allclose(got["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+        if gradients == "full":
+            diff = np.abs(got["gradients"] - ref["gradients"]).max(axis=1)  # over targets, [N,14,14,C]
+            scale = np.abs(ref["gradients"]).max()
+            off = diff > 1e-4 * scale
+            if off.any():
+                # only windows whose top two values are within float noise may route differently
+                gap = window_gap(ref["activations"])
+                n, i, j, c = np.nonzero(off)
+                assert (gap[n, i // 2, j // 2, c] <= 1e-3 * np.abs(ref["activations"]).max()).all()
+
+
+@pytest.mark.slow
+def test_pooled_graph_is_smaller_in_work_not_in_answer(vgg16_exports) -> None:
+    import onnx
+
+    full = onnx.load(str(vgg16_exports["full"]), load_external_data=False)
+    pooled = onnx.load(str(vgg16_exports["pooled"]), load_external_data=False)
+    assert "gradients" in [o.name for o in full.graph.output]
+    assert "gradients" not in [o.name for o in pooled.graph.output]
+    fc1 = next(i.name for i in pooled.graph.initializer if tuple(i.dims) == (25088, 4096))
+    readers = [n.op_type for n in pooled.graph.node if fc1 in n.input]
+    assert len(readers) == 1, readers  # the pooled backward never reads fc1 again
+    fc1_full = next(i.name for i in full.graph.initializer if tuple(i.dims) == (25088, 4096))
+    assert sorted(n.op_type for n in full.graph.node if fc1_full in n.input) == ["Gemm", "MatMul"]
+    assert not any(tuple(i.dims) == (4096, 25088) for i in full.graph.initializer)  # no transposed copy
