@@ -2,3 +2,73 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+LABELS = ["cat", "dog", "bird", "snow leopard"]
+
+
+def _small_classifier(seed: int = 0):
+    """A 64x64 VGG-style net with 4 classes: the live tests' stand-in for VGG16."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    x = keras.layers.Dense(len(LABELS))(x)
+    return keras.Model(inp, x)
+
+
+@pytest.fixture(scope="session")
+def small_models(tmp_path_factory) -> dict[str, Path]:
+    """Exported small Grad-CAM graphs: {'full': path, 'pooled': path}."""
+    pytest.importorskip("tensorflow")
+    from realtime.export.exporter import ExportConfig, export_model
+
+    folder = tmp_path_factory.mktemp("small_models")
+    labels = folder / "labels.txt"
+    labels.write_text("\n".join(LABELS) + "\n")
+    model = _small_classifier()
+    paths = {}
+    for gradients in ("full", "pooled", "none"):
+        config = ExportConfig(
+            gradients=gradients,
+            output=folder / f"small_{gradients}.onnx",
+            layer="last_conv",
+            labels=labels,
+            quiet=True,
+        )
+        paths[gradients] = export_model(model, config).output
+    return paths
+
+
+def write_video(path: Path, frames: int, size: tuple[int, int] = (640, 480), fps: float = 30.0) -> Path:
+    """A moving bright disc on grey: a known synthetic scene."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), 90, np.uint8)
+        cv2.circle(frame, (60 + 12 * i % (size[0] - 120), size[1] // 2), size[1] // 8, (0, 200, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def count_frames(path: Path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n

@@ -1,0 +1,183 @@
+"""`gradcam-live`: argparse -> frozen LiveConfig -> run(config)."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from realtime import cam
+from realtime.engine import PROVIDER_CHAINS
+from realtime.frames import FIT_MODES
+
+DEFAULT_MODELS = (Path("models/vgg16_gradcam_full.onnx"), Path("models/vgg16_gradcam_pooled.onnx"))
+
+
+class ClassNameError(ValueError):
+    """--class names no class of the model."""
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    source: str = "0"
+    model: Path | None = None
+    method: str = "gradcam"
+    class_: str | None = None
+    top_k: int = 1
+    smooth: float = 0.0
+    alpha: float = 0.4
+    providers: str = "auto"
+    fp16: bool = False
+    record: Path | None = None
+    window: bool = True
+    max_frames: int | None = None
+    fit: str = "squash"
+    snapshots: Path = Path("snapshots")
+    demo: bool = False
+    threads: int | None = None
+
+
+def default_model() -> Path:
+    """The first exported VGG16 graph that exists (full, then pooled)."""
+    return next((p for p in DEFAULT_MODELS if p.exists()), DEFAULT_MODELS[0])
+
+
+def resolve_class(value: str | None, labels: Sequence[str]) -> int | None:
+    """--class as an id or a name (case and _/space insensitive)."""
+    if value is None:
+        return None
+    if value.lstrip("-").isdigit():
+        class_id = int(value)
+        if not 0 <= class_id < len(labels):
+            raise ClassNameError(f"--class {value}: ids run from 0 to {len(labels) - 1}")
+        return class_id
+    norm = {label.lower().replace("_", " "): i for i, label in enumerate(labels)}
+    key = value.lower().replace("_", " ")
+    if key in norm:
+        return norm[key]
+    close = difflib.get_close_matches(key, list(norm), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ClassNameError(f"--class {value!r} is not a class of this model{hint}")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradcam-live", description="Live Grad-CAM over a camera, file or demo.")
+    parser.add_argument(
+        "--source", default="0", help="camera index, video file, image folder, URL or GStreamer pipeline"
+    )
+    parser.add_argument("--demo", action="store_true", help="offline demo: synthetic scenes and the bundled models")
+    parser.add_argument("--model", type=Path, help="exported Grad-CAM ONNX (default: models/vgg16_gradcam_*.onnx)")
+    parser.add_argument("--method", choices=list(cam.METHODS), default="gradcam")
+    parser.add_argument("--class", dest="class_", metavar="ID|NAME", help="explain this class instead of the top-1")
+    parser.add_argument("--top-k", type=_positive, default=1, help="show the maps of the top K classes side by side")
+    parser.add_argument("--smooth", type=_fraction, default=0.0, help="temporal EMA of the map, 0 (off) .. 1")
+    parser.add_argument("--alpha", type=_fraction, default=0.4, help="map opacity over the frame")
+    parser.add_argument("--providers", choices=list(PROVIDER_CHAINS), default="auto")
+    parser.add_argument("--fp16", action="store_true", help="fp16 TensorRT engines (GPU only)")
+    parser.add_argument("--threads", type=_positive, help="CPU threads for onnxruntime (default: all cores)")
+    parser.add_argument(
+        "--crop", dest="fit", choices=list(FIT_MODES), default="squash", help="how frames fit the model"
+    )
+    parser.add_argument("--record", type=Path, help="write the overlay video here (.mp4 or .avi)")
+    parser.add_argument("--snapshots", type=Path, default=Path("snapshots"), help="folder for the s key's PNGs")
+    parser.add_argument("--no-window", dest="window", action="store_false", help="run headless")
+    parser.add_argument("--max-frames", type=_positive, help="stop after N displayed frames")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> LiveConfig:
+    args = build_parser().parse_args(argv)
+    return LiveConfig(**vars(args))
+
+
+def run(config: LiveConfig) -> int:
+    """Open the model, the source and the sinks, run the loop, report."""
+    from realtime.capture import LatestFrameReader, SourceError, open_source
+    from realtime.contract import ContractError
+    from realtime.engine import Engine, EngineOptions, ModelNotFoundError
+    from realtime.pipeline import Controls, LiveLoop
+    from realtime.sinks import RecordSwitch, SinkError, Window, save_snapshot
+
+    if config.demo:
+        from realtime.demo.live import run_demo
+
+        return run_demo(config)
+    try:
+        engine = Engine(
+            config.model or default_model(),
+            EngineOptions(providers=config.providers, fp16=config.fp16, threads=config.threads),
+        )
+        print(engine.notice, file=sys.stderr)
+        class_id = resolve_class(config.class_, engine.info.labels)
+        if cam.METHODS[config.method].needs_gradients and not engine.has_gradients:
+            raise cam.MethodNeedsGradientsError(
+                f"--method {config.method} needs a model exported with --gradients full; {engine.path} is pooled"
+            )
+        top_k = min(config.top_k, engine.info.num_classes)
+        controls = Controls(config.method, class_id, 0, top_k, config.alpha, config.smooth)
+        window = Window() if config.window else None
+        reader = LatestFrameReader(open_source(config.source))
+        reader.start()
+    except (
+        ModelNotFoundError,
+        ContractError,
+        SourceError,
+        SinkError,
+        ClassNameError,
+        cam.MethodNeedsGradientsError,
+    ) as exc:
+        print(f"gradcam-live: {exc}", file=sys.stderr)
+        return 2
+
+    recording = RecordSwitch(config.record, config.snapshots)
+    with reader:
+        loop = LiveLoop(
+            engine,
+            reader,
+            controls,
+            fit_mode=config.fit,
+            show=window.show if window else None,
+            sinks=[recording],
+            snapshot=lambda image: save_snapshot(image, config.snapshots),
+            toggle_record=recording.toggle,
+        )
+        try:
+            summary = loop.run(config.max_frames)
+        finally:
+            recording.close()
+            if window:
+                window.close()
+    stats = summary.stats
+    print(
+        f"{summary.displayed} frames shown ({summary.end_reason}); {stats.display_fps:.1f} FPS, "
+        f"model {stats.model_ms:.1f} ms, latency {stats.latency_ms:.1f} ms on {engine.provider}",
+        file=sys.stderr,
+    )
+    if config.record:
+        print(f"recorded {config.record}", file=sys.stderr)
+    return 0 if not summary.end_reason.startswith(("capture failed", "camera")) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse_config(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""The live loop: capture -> engine -> CAM method -> smoothing -> overlay -> sinks.
+
+Inference of frame t runs on a worker thread (onnxruntime releases the GIL)
+while the main thread draws and shows frame t-1, so the display rate is set
+by the model alone. Controls are a frozen value replaced on every key press.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from realtime import cam, overlay
+from realtime.capture import Frame, LatestFrameReader
+from realtime.engine import CamResult, Engine
+from realtime.frames import Region, fit, model_region
+from realtime.meter import DurationMeter, RateMeter
+
+QUIT, SNAPSHOT, RECORD = "quit", "snapshot", "record"
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the presenter steers: the method, the class to explain, the blend."""
+
+    method: str = "gradcam"
+    class_id: int | None = None  # a fixed class; None: explain the ranked class below
+    rank: int = 0  # 0: top-1, k: the class ranked k+1-th
+    top_k: int = 1  # maps shown side by side
+    alpha: float = overlay.DEFAULT_ALPHA
+    smooth: float = 0.0  # EMA weight of the previous map, 0..1
+    frozen: bool = False
+
+
+def method_cycle(has_gradients: bool) -> list[str]:
+    return [name for name, m in cam.METHODS.items() if has_gradients or not m.needs_gradients]
+
+
+def apply_key(controls: Controls, key: int, has_gradients: bool) -> tuple[Controls, str | None]:
+    """A key press -> new controls and an action (quit, snapshot, record) or None."""
+    if key < 0:
+        return controls, None
+    char = chr(key & 0xFF)
+    if char in ("q", "\x1b"):
+        return controls, QUIT
+    if char == " ":
+        return replace(controls, frozen=not controls.frozen), None
+    if char == "m":
+        cycle = method_cycle(has_gradients)
+        current = cycle.index(controls.method) if controls.method in cycle else -1
+        return replace(controls, method=cycle[(current + 1) % len(cycle)]), None
+    if char in "12345":
+        return replace(controls, class_id=None, rank=int(char) - 1), None
+    if char == "0":
+        return replace(controls, class_id=None, rank=0), None
+    if char == "s":
+        return controls, SNAPSHOT
+    if char == "r":
+        return controls, RECORD
+    return controls, None
+
+
+def targets_for(controls: Controls) -> list[int]:
+    """The graph's `targets` row: the explained class first, then the ranked ones for top-k tiles."""
+    if controls.class_id is not None:
+        return [controls.class_id] + [-1] * (controls.top_k - 1)
+    return [-1] * max(controls.top_k, controls.rank + 1)
+
+
+def explained_columns(controls: Controls) -> list[int]:
+    if controls.class_id is not None:
+        return [0] if controls.top_k == 1 else list(range(controls.top_k))
+    return [controls.rank] if controls.top_k == 1 else list(range(controls.top_k))
+
+
+def maps_for(result: CamResult, controls: Controls, index: int = 0) -> np.ndarray:
+    """Normalised maps [K',h,w] for the explained columns, by the chosen method."""
+    columns = explained_columns(controls)
+    if controls.method == "gradcam":
+        raw = result.cam[index, columns]  # the graph already computed Grad-CAM
+    else:
+        if result.activations is None:
+            raise cam.MethodNeedsGradientsError(f"{controls.method} needs activations")
+        grads = None if result.gradients is None else result.gradients[index, columns]
+        raw = cam.compute_maps(controls.method, result.activations[index], grads, result.weights[index, columns])
+    return cam.normalise(raw)
+
+
+def smooth_maps(previous: np.ndarray | None, current: np.ndarray, weight: float) -> np.ndarray:
+    """EMA over time: weight * previous + (1 - weight) * current; a shape change restarts it."""
+    if previous is None or weight <= 0.0 or previous.shape != current.shape:
+        return current
+    return weight * previous + (1.0 - weight) * current
+
+
+class Sink(Protocol):
+    def write(self, frame: np.ndarray) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The rates and times the HUD shows, as of the last displayed frame."""
+
+    displayed: int = 0
+    display_fps: float = 0.0
+    model_ms: float = 0.0
+    latency_ms: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    displayed: int
+    captured: int
+    dropped: int
+    bad_frames: int
+    reconnects: int
+    end_reason: str
+    stats: Stats
+    last_hud: overlay.Hud | None
+    last_classes: tuple[int, ...]
+    snapshots: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Inference:
+    frame: Frame
+    model_input: np.ndarray
+    result: CamResult
+    resize_s: float
+    controls: Controls
+
+
+def render(
+    frame: np.ndarray,
+    result: CamResult,
+    maps: np.ndarray,
+    controls: Controls,
+    stats: Stats,
+    region: Region | None = None,
+    notes: Sequence[str] = (),
+) -> tuple[np.ndarray, overlay.Hud]:
+    """Overlay and HUD for one frame (top-k maps side by side); `region` is where the model looked."""
+    top = result.top(0, 5)
+    columns = explained_columns(controls)
+    panels, captions = [], []
+    for i, column in enumerate(columns):
+        class_id = int(result.classes[0, column])
+        panels.append(overlay.blend(frame, maps[i], controls.alpha, region))
+        captions.append(f"{result.labels[class_id] if class_id < len(result.labels) else class_id}")
+    explained = int(result.classes[0, columns[0]])
+    hud = overlay.Hud(
+        label=result.labels[explained] if explained < len(result.labels) else str(explained),
+        probability=float(result.probabilities[0, explained]),
+        method=controls.method,
+        top=[(name, p) for _, name, p in top],
+        display_fps=stats.display_fps,
+        model_ms=stats.model_ms,
+        latency_ms=stats.latency_ms,
+        notes=tuple(notes) + (("FROZEN",) if controls.frozen else ()),
+    )
+    drawn = [overlay.draw_hud(panels[0], hud), *panels[1:]]
+    image = drawn[0] if len(drawn) == 1 else overlay.tile(drawn, ["", *captions[1:]])
+    return image, hud
+
+
+class LiveLoop:
+    """Runs reader -> engine -> render -> sinks until the source ends, a key quits or max_frames."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        reader: LatestFrameReader,
+        controls: Controls,
+        fit_mode: str = "squash",
+        show: Callable[[np.ndarray], int] | None = None,
+        sinks: Sequence[Sink] = (),
+        snapshot: Callable[[np.ndarray], Path] | None = None,
+        toggle_record: Callable[[], str] | None = None,
+        on_frame: Callable[[np.ndarray, overlay.Hud, Stats, CamResult], None] | None = None,
+        poll_controls: Callable[[Controls], Controls] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    ) -> None:
+        self.engine, self.reader, self.controls, self.fit_mode = engine, reader, controls, fit_mode
+        self.show, self.sinks, self.snapshot, self.toggle_record = show, sinks, snapshot, toggle_record
+        self.on_frame, self.poll_controls = on_frame, poll_controls
+        self.clock, self.log = clock, log
+        self.display_rate = RateMeter(30, clock)
+        self.model_time = DurationMeter(30)
+        self.latency = DurationMeter(30)
+        self.stages = {name: DurationMeter(60) for name in ("resize", "inference", "cam", "overlay", "sink")}
+        self.notes: list[str] = []
+        self.stop_requested = False
+
+    def _infer(self, frame: Frame, controls: Controls) -> Inference:
+        start = self.clock()
+        size = (self.engine.info.input_height, self.engine.info.input_width)
+        model_input = fit(frame.image, size, self.fit_mode)
+        resized = self.clock()
+        method = cam.METHODS.get(controls.method)
+        need = method is not None and method.needs_gradients
+        result = self.engine.run(model_input[None], [targets_for(controls)], need_gradients=need)
+        return Inference(frame, model_input, result, resized - start, controls)
+
+    def stats(self) -> Stats:
+        return Stats(
+            displayed=self.display_rate.count,
+            display_fps=self.display_rate.rate,
+            model_ms=self.model_time.ms,
+            latency_ms=self.latency.ms,
+            stage_ms={name: meter.ms for name, meter in self.stages.items()},
+        )
+
+    def run(self, max_frames: int | None = None) -> RunSummary:
+        previous_maps: np.ndarray | None = None
+        last_hud: overlay.Hud | None = None
+        last_classes: tuple[int, ...] = ()
+        snapshots: list[Path] = []
+        end_reason = "no frames"
+        with ThreadPoolExecutor(1, thread_name_prefix="inference") as pool:
+            frame = self.reader.get()
+            pending = pool.submit(self._infer, frame, self.controls) if frame is not None else None
+            while pending is not None and not self.stop_requested:
+                done = pending.result()
+                self.model_time.add_seconds(done.result.seconds)
+                self.stages["resize"].add_seconds(done.resize_s)
+                self.stages["inference"].add_seconds(done.result.seconds)
+                if max_frames is not None and self.display_rate.count + 1 >= max_frames:
+                    pending, end_reason = None, f"reached --max-frames {max_frames}"
+                else:  # start frame t+1 before drawing frame t; frozen: re-explain the same frame
+                    nxt = done.frame if self.controls.frozen else self.reader.get()
+                    pending = pool.submit(self._infer, nxt, self.controls) if nxt is not None else None
+                shown = done
+                t0 = self.clock()
+                try:
+                    maps = maps_for(shown.result, self.controls)
+                except cam.MethodNeedsGradientsError as exc:
+                    self.log(str(exc))
+                    self.controls = replace(self.controls, method="gradcam")
+                    maps = maps_for(shown.result, self.controls)
+                maps = smooth_maps(previous_maps, maps, self.controls.smooth)
+                previous_maps = maps
+                t1 = self.clock()
+                size = (self.engine.info.input_height, self.engine.info.input_width)
+                region = model_region(shown.frame.image.shape, size, self.fit_mode)
+                image, hud = render(
+                    shown.frame.image, shown.result, maps, self.controls, self.stats(), region, self.notes
+                )
+                t2 = self.clock()
+                for sink in self.sinks:
+                    sink.write(image)
+                key = self.show(image) if self.show is not None else -1
+                t3 = self.clock()
+                self.display_rate.tick(t3)
+                if not shown.controls.frozen:
+                    self.latency.add_seconds(t3 - shown.frame.captured_at)
+                self.stages["cam"].add_seconds(t1 - t0)
+                self.stages["overlay"].add_seconds(t2 - t1)
+                self.stages["sink"].add_seconds(t3 - t2)
+                last_hud, last_classes = hud, tuple(int(c) for c in shown.result.classes[0])
+                if self.on_frame is not None:
+                    self.on_frame(image, hud, self.stats(), shown.result)
+                if self.poll_controls is not None:
+                    self.controls = self.poll_controls(self.controls)
+                self.controls, action = apply_key(self.controls, key, self.engine.has_gradients)
+                if action == QUIT:
+                    end_reason = "quit"
+                    break
+                if action == SNAPSHOT and self.snapshot is not None:
+                    snapshots.append(self.snapshot(image))
+                    self.log(f"snapshot: {snapshots[-1]}")
+                if action == RECORD and self.toggle_record is not None:
+                    self.log(self.toggle_record())
+            if pending is not None:
+                pending.cancel()
+        return RunSummary(
+            displayed=self.display_rate.count,
+            captured=self.reader.captured,
+            dropped=self.reader.dropped,
+            bad_frames=self.reader.bad_frames,
+            reconnects=self.reader.reconnects,
+            end_reason=self.reader.end_reason or end_reason,
+            stats=self.stats(),
+            last_hud=last_hud,
+            last_classes=last_classes,
+            snapshots=tuple(snapshots),
+        )

@@ -1,0 +1,106 @@
+"""Where drawn frames go: an OpenCV window with keys, a video recorder, snapshots."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class SinkError(RuntimeError):
+    """A sink cannot be opened; the message says what to do."""
+
+
+def has_display() -> bool:
+    """Whether an OpenCV window can open here (X11/Wayland on Linux; always elsewhere)."""
+    if os.name != "posix" or os.uname().sysname == "Darwin":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class Window:
+    """An OpenCV window; `show` returns the key pressed (or -1)."""
+
+    def __init__(self, title: str = "gradcam-live") -> None:
+        if not has_display():
+            raise SinkError("no display here: use --no-window (with --record FILE or --serve PORT)")
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            raise SinkError(f"cannot open a window ({exc}); use --no-window") from exc
+
+    def show(self, frame: np.ndarray) -> int:
+        cv2.imshow(self.title, frame)
+        return int(cv2.waitKey(1))
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+
+
+class VideoRecorder:
+    """MP4 writer that opens on the first frame, so its size follows what is drawn."""
+
+    def __init__(self, path: Path, fps: float = 15.0) -> None:
+        self.path, self.fps = path, fps
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        size = (frame.shape[1], frame.shape[0])
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, size)
+            if not writer.isOpened():
+                raise SinkError(f"cannot write video {self.path}; try a .avi path")
+            self._writer, self._size = writer, size
+        if size != self._size:
+            assert self._size is not None
+            frame = cv2.resize(frame, self._size)
+        assert self._writer is not None
+        self._writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+def save_snapshot(frame: np.ndarray, folder: Path, prefix: str = "gradcam") -> Path:
+    """Write a PNG with a timestamped name; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 1000000:06d}.png"
+    if not cv2.imwrite(str(path), frame):
+        raise SinkError(f"cannot write snapshot {path}")
+    return path
+
+
+class RecordSwitch:
+    """A recorder the r key starts and stops; writes nothing while off."""
+
+    def __init__(self, path: Path | None, folder: Path, fps: float = 15.0) -> None:
+        self.folder, self.fps = folder, fps
+        self.recorder: VideoRecorder | None = VideoRecorder(path, fps) if path else None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.recorder is not None:
+            self.recorder.write(frame)
+
+    def toggle(self) -> str:
+        if self.recorder is not None:
+            self.close()
+            return "recording stopped"
+        path = self.folder / f"gradcam_{time.strftime('%Y%m%d_%H%M%S')}.mp4"
+        self.recorder = VideoRecorder(path, self.fps)
+        return f"recording to {path}"
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None

@@ -1,0 +1,70 @@
+"""CAM methods against maps worked out by hand on a 2x2x2 example."""
+
+import numpy as np
+import pytest
+
+from realtime import cam
+
+# A: channel 0 = [[1,0],[0,3]], channel 1 = [[2,2],[0,0]]
+A = np.stack([[[1, 0], [0, 3]], [[2, 2], [0, 0]]], axis=-1).astype(np.float32)
+# G (one target): channel 0 = 1 everywhere, channel 1 = [[-1,0],[2,0]]
+G = np.stack([np.ones((2, 2)), [[-1, 0], [2, 0]]], axis=-1).astype(np.float32)[None]
+
+
+def test_grad_cam_by_hand() -> None:
+    # w0 = 1, w1 = (-1 + 0 + 2 + 0) / 4 = 0.25 -> A0 + 0.25 A1
+    np.testing.assert_allclose(cam.grad_cam(A, G)[0], [[1.5, 0.5], [0.0, 3.0]])
+    np.testing.assert_allclose(cam.grad_cam_weights(G)[0], [1.0, 0.25])
+
+
+def test_grad_cam_from_pooled_weights_alone() -> None:
+    np.testing.assert_allclose(cam.compute_maps("gradcam", A, None, np.array([[1.0, 0.25]]))[0], [[1.5, 0.5], [0, 3]])
+
+
+def test_grad_cam_pp_closed_form_by_hand() -> None:
+    # sum A = 4 for both channels. ch0: G = 1 -> alpha = 1/(2 + 4) -> w0 = 4/6.
+    # ch1: G = -1 -> relu(G) = 0; G = 0 -> alpha = 0; G = 2 -> alpha = 4/(8 + 32) = 0.1 -> w1 = 0.2
+    expected = 2 / 3 * A[..., 0] + 0.2 * A[..., 1]
+    np.testing.assert_allclose(cam.grad_cam_pp(A, G)[0], expected, rtol=1e-6)
+
+
+def test_grad_cam_pp_alpha_is_zero_where_gradient_is_zero() -> None:
+    g = np.zeros_like(G)
+    assert np.isfinite(cam.grad_cam_pp(A, g)).all()
+    assert (cam.grad_cam_pp(A, g) == 0).all()
+
+
+def test_xgrad_cam_by_hand() -> None:
+    # w0 = (1 + 3) / 4 = 1, w1 = (-2) / 4 = -0.5 -> relu(A0 - 0.5 A1) = [[0,0],[0,3]]
+    np.testing.assert_allclose(cam.xgrad_cam(A, G)[0], [[0, 0], [0, 3]], atol=1e-6)
+
+
+def test_hires_cam_by_hand() -> None:
+    # sum_k G*A = [[1,0],[0,3]] + [[-2,0],[0,0]] -> relu -> [[0,0],[0,3]]
+    np.testing.assert_allclose(cam.hires_cam(A, G)[0], [[0, 0], [0, 3]])
+
+
+def test_layer_cam_by_hand() -> None:
+    # relu(G1) * A1 = [[0,0],[2,0]] * [[2,2],[0,0]] = 0, so only A0 remains
+    np.testing.assert_allclose(cam.layer_cam(A, G)[0], [[1, 0], [0, 3]])
+
+
+def test_normalise_keeps_zero_maps_zero_and_cleans_nan() -> None:
+    maps = np.array([np.zeros((2, 2)), [[np.nan, 1.0], [np.inf, 4.0]], [[-1, 2], [0, 1]]], np.float32)
+    out = cam.normalise(maps)
+    assert np.isfinite(out).all()
+    assert (out[0] == 0).all()
+    np.testing.assert_allclose(out[1], [[0, 0.25], [0, 1]], atol=1e-6)
+    np.testing.assert_allclose(out[2], [[0, 1], [0, 0.5]], atol=1e-6)
+
+
+def test_methods_needing_gradients_say_how_to_get_them() -> None:
+    for name, method in cam.METHODS.items():
+        if method.needs_gradients:
+            with pytest.raises(cam.MethodNeedsGradientsError, match="--gradients full"):
+                cam.compute_maps(name, A, None, np.ones((1, 2)))
+
+
+def test_unknown_method_is_named() -> None:
+    with pytest.raises(ValueError, match="scorecam"):
+        cam.compute_maps("scorecam", A, G)

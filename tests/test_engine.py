@@ -1,0 +1,102 @@
+"""The engine: contract checks at load, frozen results, provider choice."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime.contract import ContractError
+from realtime.engine import Engine, EngineOptions, ModelNotFoundError
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def test_missing_model_says_run_gradcam_export(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="gradcam-export"):
+        Engine(tmp_path / "nope.onnx", EngineOptions(providers="cpu"))
+
+
+def test_garbage_file_is_a_contract_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00not onnx")
+    with pytest.raises(ContractError, match="not a loadable ONNX model"):
+        Engine(bad, EngineOptions(providers="cpu"))
+
+
+def test_forward_only_graph_names_the_missing_outputs(small_models) -> None:
+    with pytest.raises(ContractError, match=r"classes.*weights.*cam"):
+        Engine(small_models["none"], EngineOptions(providers="cpu"))
+
+
+def test_unknown_providers_value_is_named(small_models) -> None:
+    with pytest.raises(ValueError, match="vulkan"):
+        Engine(small_models["full"], EngineOptions(providers="vulkan"))
+
+
+def test_result_is_frozen_and_matches_the_graph(small_models) -> None:
+    engine = Engine(small_models["full"], EngineOptions(providers="cpu"))
+    assert engine.info.labels == ("cat", "dog", "bird", "snow leopard")
+    assert (engine.info.input_height, engine.info.map_height, engine.info.num_classes) == (64, 32, 4)
+    image = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    result = engine.run(image, [[-1, 2]])
+    assert result.classes.shape == (2, 2) and (result.classes[:, 1] == 2).all()
+    assert (result.classes[:, 0] == result.logits.argmax(axis=1)).all()
+    assert result.gradients is not None and result.gradients.shape == (2, 2, 32, 32, 16)
+    top = result.top(0, 3)
+    assert top[0][0] == int(result.classes[0, 0]) and top[0][1] in engine.info.labels
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.seconds = 0.0  # type: ignore[misc]
+
+
+def test_gradients_are_skipped_when_not_needed(small_models) -> None:
+    engine = Engine(small_models["full"], EngineOptions(providers="cpu", warmup=0))
+    result = engine.run(np.zeros((1, 64, 64, 3), np.uint8), [[-1]], need_gradients=False)
+    assert result.gradients is None and result.cam.shape == (1, 1, 32, 32)
+
+
+def test_bad_targets_and_images_are_rejected(small_models) -> None:
+    engine = Engine(small_models["pooled"], EngineOptions(providers="cpu", warmup=0))
+    image = np.zeros((1, 64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="class id 9"):
+        engine.run(image, [[9]])
+    with pytest.raises(ValueError, match="top-k 5"):
+        engine.run(image, [[-1] * 5])
+    with pytest.raises(ValueError, match=r"\[N,64,64,3\]"):
+        engine.run(np.zeros((1, 32, 32, 3), np.uint8), [[-1]])
+
+
+def test_auto_providers_fall_back_to_cpu_with_one_line(small_models, capfd) -> None:
+    engine = Engine(small_models["pooled"], EngineOptions(providers="auto", warmup=0))
+    err = capfd.readouterr()
+    if engine.provider == "CPUExecutionProvider" and "CUDAExecutionProvider" in ort.get_available_providers():
+        assert "EP Error" not in err.out + err.err
+        assert "CUDA 13" in engine.notice
+    assert engine.notice.startswith("providers=auto")
+
+
+def _cuda_works() -> bool:
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:
+        import ctypes
+
+        ctypes.CDLL("libcudart.so.13")
+        ctypes.CDLL("libcudnn.so.9")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_works(), reason="needs a CUDA 13 / cuDNN 9 GPU")
+def test_cuda_io_binding_matches_cpu(small_models) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    cpu = Engine(small_models["full"], EngineOptions(providers="cpu")).run(image, [[-1]])
+    gpu_engine = Engine(small_models["full"], EngineOptions(providers="cuda"))
+    assert gpu_engine.provider == "CUDAExecutionProvider"
+    gpu = gpu_engine.run(image, [[-1]], need_gradients=False)
+    assert gpu.gradients is None
+    np.testing.assert_allclose(gpu.cam, cpu.cam, atol=1e-3)

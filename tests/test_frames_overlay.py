@@ -1,0 +1,96 @@
+"""Frame hygiene, fitting, and drawing that never touches its inputs."""
+
+import numpy as np
+import pytest
+
+from realtime import overlay
+from realtime.frames import BadFrameError, Region, fit, model_region, to_bgr
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        np.full((31, 17), 200, np.uint8),  # grey, odd size
+        np.full((31, 17, 1), 200, np.uint8),
+        np.full((31, 17, 4), 200, np.uint8),  # BGRA
+        np.full((31, 17, 3), 200 * 257, np.uint16),
+        np.full((31, 17, 3), 200 / 255, np.float32),
+    ],
+)
+def test_odd_frames_become_bgr_uint8(frame: np.ndarray) -> None:
+    out = to_bgr(frame)
+    assert out.shape == (31, 17, 3) and out.dtype == np.uint8
+    assert abs(int(out[0, 0, 0]) - 200) <= 1
+
+
+@pytest.mark.parametrize("frame", [np.zeros((0, 0, 3), np.uint8), np.zeros((4, 4, 2), np.uint8), np.zeros(5, np.uint8)])
+def test_unusable_frames_raise_bad_frame(frame: np.ndarray) -> None:
+    with pytest.raises(BadFrameError):
+        to_bgr(frame)
+
+
+def test_nan_float_frame_does_not_poison_output() -> None:
+    frame = np.full((4, 4, 3), np.nan, np.float32)
+    assert (to_bgr(frame) == 0).all()
+
+
+def test_fit_squash_and_center() -> None:
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, :80] = 255  # a white band that a centre crop cuts off
+    assert fit(frame, (224, 224), "squash").shape == (224, 224, 3)
+    assert model_region(frame.shape, (224, 224), "center") == Region(80, 0, 480, 480)
+    centre = fit(frame, (224, 224), "center")
+    assert centre.shape == (224, 224, 3) and centre.max() == 0
+    assert fit(np.zeros((7, 13, 3), np.uint8), (224, 224)).shape == (224, 224, 3)
+    with pytest.raises(ValueError, match="stretch"):
+        fit(frame, (224, 224), "stretch")
+
+
+def test_blend_returns_new_array_and_leaves_inputs_alone() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    cam = np.random.default_rng(1).random((14, 14)).astype(np.float32)
+    frame_copy, cam_copy = frame.copy(), cam.copy()
+    out = overlay.blend(frame, cam, 0.4)
+    assert out is not frame and not np.shares_memory(out, frame)
+    np.testing.assert_array_equal(frame, frame_copy)
+    np.testing.assert_array_equal(cam, cam_copy)
+    assert not np.array_equal(out, frame)
+
+
+def test_blend_matches_the_seed_formula() -> None:
+    import cv2
+
+    frame = np.full((28, 28, 3), 100, np.uint8)
+    cam = np.linspace(0, 1, 14 * 14, dtype=np.float32).reshape(14, 14)
+    heat = cv2.applyColorMap(np.uint8(255 * cv2.resize(cam, (28, 28))), cv2.COLORMAP_JET)
+    expected = cv2.addWeighted(frame, 0.6, heat, 0.4, 0)
+    np.testing.assert_allclose(overlay.blend(frame, cam, 0.4).astype(int), expected.astype(int), atol=1)
+
+
+def test_blend_into_a_region_leaves_the_rest() -> None:
+    frame = np.full((40, 80, 3), 50, np.uint8)
+    out = overlay.blend(frame, np.ones((14, 14), np.float32), 0.5, Region(20, 0, 40, 40))
+    assert (out[:, :20] == 50).all() and (out[:, 60:] == 50).all()
+    assert not (out[:, 20:60] == 50).all()
+
+
+def test_nan_and_zero_maps_blend_without_error() -> None:
+    frame = np.full((20, 20, 3), 10, np.uint8)
+    for cam in (np.full((14, 14), np.nan, np.float32), np.zeros((14, 14), np.float32)):
+        out = overlay.blend(frame, cam)
+        assert out.shape == frame.shape and out.dtype == np.uint8
+
+
+def test_hud_draws_on_a_copy() -> None:
+    frame = np.zeros((240, 320, 3), np.uint8)
+    hud = overlay.Hud("tabby", 0.5, "gradcam", [("tabby", 0.5), ("lynx", 0.2)], 10.0, 90.0, 120.0)
+    out = overlay.draw_hud(frame, hud)
+    assert frame.max() == 0
+    assert out.max() > 0 and out.shape == frame.shape
+    assert "tabby 50.0%" in overlay.hud_lines(hud)[0]
+    assert "10.0 FPS" in overlay.hud_lines(hud)[1]
+
+
+def test_bad_alpha_is_named() -> None:
+    with pytest.raises(ValueError, match=r"1\.5"):
+        overlay.blend(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2)), 1.5)

@@ -1,0 +1,172 @@
+"""The live loop end to end, headless, on generated video; CLI errors and keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime import cli, image_cli
+from realtime.capture import LatestFrameReader, open_source
+from realtime.engine import Engine, EngineOptions
+from realtime.frames import fit
+from realtime.pipeline import QUIT, SNAPSHOT, Controls, LiveLoop, apply_key, maps_for, smooth_maps, targets_for
+from realtime.sinks import VideoRecorder
+from tests.conftest import LABELS, count_frames, write_video
+
+
+def test_loop_end_to_end_on_a_video(small_models, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "in.mp4", 15)
+    engine = Engine(small_models["full"], EngineOptions(providers="cpu"))
+    recorder = VideoRecorder(tmp_path / "out.avi")
+    seen: list[tuple[np.ndarray, object]] = []
+    with LatestFrameReader(open_source(str(video))) as reader:
+        loop = LiveLoop(
+            engine,
+            reader,
+            Controls(method="gradcam++"),
+            sinks=[recorder],
+            on_frame=lambda img, hud, stats, res: seen.append((img, hud)),
+        )
+        summary = loop.run()
+    recorder.close()
+    assert summary.displayed == 15 and summary.captured == 15
+    assert summary.end_reason == "end of stream"
+    assert count_frames(tmp_path / "out.avi") == 15
+    assert seen[-1][0].shape == (480, 640, 3)
+    # the HUD names what the engine itself says about the last frame
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    last = None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        last = frame
+    direct = engine.run(fit(last, (64, 64))[None], [[-1]])
+    hud = summary.last_hud
+    assert hud is not None and hud.label == LABELS[int(direct.classes[0, 0])]
+    assert hud.probability == pytest.approx(float(direct.probabilities[0].max()), rel=1e-4)
+    assert hud.method == "gradcam++"
+    assert summary.stats.display_fps > 0 and summary.stats.model_ms > 0 and summary.stats.latency_ms > 0
+
+
+def test_cli_records_and_reports(small_models, tmp_path: Path, capsys) -> None:
+    video = write_video(tmp_path / "in.mp4", 8)
+    out = tmp_path / "rec.mp4"
+    code = cli.main(
+        [
+            "--source",
+            str(video),
+            "--model",
+            str(small_models["pooled"]),
+            "--no-window",
+            "--record",
+            str(out),
+            "--providers",
+            "cpu",
+            "--top-k",
+            "2",
+            "--max-frames",
+            "6",
+            "--smooth",
+            "0.5",
+        ]
+    )
+    assert code == 0
+    assert count_frames(out) == 6
+    assert "6 frames shown" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "MISSING.onnx"], "gradcam-export"),
+        (["--source", "nope.mp4"], "try --source FILE or --demo"),
+        (["--source", "97"], "try --source FILE or --demo"),
+        (["--class", "snow leopardd"], "did you mean 'snow leopard'"),
+        (["--class", "12"], "ids run from 0 to 3"),
+        (["--method", "layercam"], "--gradients full"),
+    ],
+)
+def test_cli_errors_say_what_to_do(small_models, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    video = write_video(tmp_path / "in.mp4", 2)
+    base = {"--source": str(video), "--model": str(small_models["pooled"])}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = [x for kv in base.items() for x in kv] + ["--no-window", "--providers", "cpu"]
+    if "--method" in args:
+        argv += ["--method", "layercam"]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_option_values_are_rejected_by_argparse() -> None:
+    for argv in (["--smooth", "2"], ["--top-k", "0"], ["--method", "nope"], ["--providers", "metal"]):
+        with pytest.raises(SystemExit):
+            cli.parse_config(argv)
+
+
+def test_keys_change_controls_and_never_mutate() -> None:
+    start = Controls()
+    after, action = apply_key(start, ord("m"), has_gradients=True)
+    assert after.method == "gradcam++" and start.method == "gradcam" and action is None
+    assert apply_key(start, ord("m"), has_gradients=False)[0].method == "gradcam"
+    assert apply_key(start, ord("3"), True)[0].rank == 2
+    assert apply_key(Controls(class_id=5, rank=2), ord("0"), True)[0] == Controls()
+    assert apply_key(start, ord(" "), True)[0].frozen
+    assert apply_key(start, 27, True)[1] == QUIT and apply_key(start, ord("q"), True)[1] == QUIT
+    assert apply_key(start, ord("s"), True)[1] == SNAPSHOT
+    assert apply_key(start, -1, True) == (start, None)
+
+
+def test_targets_rows() -> None:
+    assert targets_for(Controls()) == [-1]
+    assert targets_for(Controls(rank=2)) == [-1, -1, -1]
+    assert targets_for(Controls(class_id=7, top_k=3)) == [7, -1, -1]
+
+
+def test_rank_key_explains_the_kth_class(small_models) -> None:
+    engine = Engine(small_models["full"], EngineOptions(providers="cpu", warmup=0))
+    image = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    controls = apply_key(Controls(), ord("2"), True)[0]
+    result = engine.run(image, [targets_for(controls)])
+    second = int(np.argsort(-result.logits[0])[1])
+    assert int(result.classes[0, controls.rank]) == second
+    np.testing.assert_allclose(
+        maps_for(result, controls)[0], result.cam[0, 1] / (result.cam[0, 1].max() + 1e-7), atol=1e-5
+    )
+
+
+def test_smoothing_is_an_ema() -> None:
+    a, b = np.zeros((1, 2, 2)), np.ones((1, 2, 2))
+    np.testing.assert_allclose(smooth_maps(a, b, 0.75), 0.25)
+    assert smooth_maps(None, b, 0.75) is b
+    assert smooth_maps(np.zeros((2, 2, 2)), b, 0.5) is b
+
+
+def test_gradcam_image_reproduces_the_seed(small_models, tmp_path: Path) -> None:
+    import cv2
+
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.full((100, 150, 4), 120, np.uint8))  # BGRA on purpose
+    out = tmp_path / "out.png"
+    assert (
+        image_cli.main([str(src), "--output", str(out), "--model", str(small_models["full"]), "--method", "hirescam"])
+        == 0
+    )
+    assert cv2.imread(str(out)).shape == (100, 150, 3)
+    assert image_cli.main([str(tmp_path / "none.png"), "--output", str(out), "--model", str(small_models["full"])]) == 2
+
+
+def test_runtime_never_imports_tensorflow() -> None:
+    code = (
+        "import sys, realtime.cli, realtime.engine, realtime.pipeline, realtime.image_cli, realtime.capture;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
