@@ -131,11 +131,30 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class Inference:
+    """One frame and what every engine said about it."""
+
     frame: Frame
-    model_input: np.ndarray
-    result: CamResult
+    results: tuple[CamResult, ...]
     resize_s: float
     controls: Controls
+
+
+def hud_for(
+    result: CamResult, controls: Controls, stats: Stats, notes: Sequence[str] = (), model_name: str | None = None
+) -> overlay.Hud:
+    """What the HUD says about image 0 of `result` under `controls`."""
+    explained = int(result.classes[0, explained_columns(controls)[0]])
+    label = result.labels[explained] if explained < len(result.labels) else str(explained)
+    return overlay.Hud(
+        label=f"{model_name}: {label}" if model_name else label,
+        probability=float(result.probabilities[0, explained]),
+        method=controls.method,
+        top=[(name, p) for _, name, p in result.top(0, 5)],
+        display_fps=stats.display_fps,
+        model_ms=stats.model_ms,
+        latency_ms=stats.latency_ms,
+        notes=tuple(notes) + (("FROZEN",) if controls.frozen else ()),
+    )
 
 
 def render(
@@ -148,35 +167,44 @@ def render(
     notes: Sequence[str] = (),
 ) -> tuple[np.ndarray, overlay.Hud]:
     """Overlay and HUD for one frame (top-k maps side by side); `region` is where the model looked."""
-    top = result.top(0, 5)
-    columns = explained_columns(controls)
-    panels, captions = [], []
-    for i, column in enumerate(columns):
-        class_id = int(result.classes[0, column])
-        panels.append(overlay.blend(frame, maps[i], controls.alpha, region))
-        captions.append(f"{result.labels[class_id] if class_id < len(result.labels) else class_id}")
-    explained = int(result.classes[0, columns[0]])
-    hud = overlay.Hud(
-        label=result.labels[explained] if explained < len(result.labels) else str(explained),
-        probability=float(result.probabilities[0, explained]),
-        method=controls.method,
-        top=[(name, p) for _, name, p in top],
-        display_fps=stats.display_fps,
-        model_ms=stats.model_ms,
-        latency_ms=stats.latency_ms,
-        notes=tuple(notes) + (("FROZEN",) if controls.frozen else ()),
-    )
-    drawn = [overlay.draw_hud(panels[0], hud), *panels[1:]]
-    image = drawn[0] if len(drawn) == 1 else overlay.tile(drawn, ["", *captions[1:]])
-    return image, hud
+    hud = hud_for(result, controls, stats, notes)
+    panels = [overlay.blend(frame, maps[i], controls.alpha, region) for i in range(len(explained_columns(controls)))]
+    if len(panels) == 1:
+        return overlay.draw_hud(panels[0], hud), hud
+    captions = [""] + [result.labels[int(result.classes[0, c])] for c in explained_columns(controls)[1:]]
+    return overlay.tile([overlay.draw_hud(panels[0], hud), *panels[1:]], captions), hud
+
+
+def render_comparison(
+    frame: np.ndarray,
+    results: Sequence[CamResult],
+    maps: Sequence[np.ndarray],
+    names: Sequence[str],
+    controls: Controls,
+    stats: Stats,
+    region: Region | None = None,
+    notes: Sequence[str] = (),
+) -> tuple[np.ndarray, overlay.Hud]:
+    """One panel per model, side by side, each with its own HUD (e.g. the biased and the fair model)."""
+    single = replace(controls, top_k=1)
+    panels, huds = [], []
+    for result, model_maps, name in zip(results, maps, names, strict=True):
+        hud = hud_for(result, single, stats, notes, name)
+        panels.append(overlay.draw_hud(overlay.blend(frame, model_maps[0], controls.alpha, region), hud))
+        huds.append(hud)
+    return overlay.tile(panels), huds[0]
 
 
 class LiveLoop:
-    """Runs reader -> engine -> render -> sinks until the source ends, a key quits or max_frames."""
+    """Runs reader -> engines -> render -> sinks until the source ends, a key quits or max_frames.
+
+    With several engines (say a biased and a fair model) every frame goes through each
+    and the panels are shown side by side.
+    """
 
     def __init__(
         self,
-        engine: Engine,
+        engines: Engine | Sequence[Engine],
         reader: LatestFrameReader,
         controls: Controls,
         fit_mode: str = "squash",
@@ -189,7 +217,10 @@ class LiveLoop:
         clock: Callable[[], float] = time.perf_counter,
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     ) -> None:
-        self.engine, self.reader, self.controls, self.fit_mode = engine, reader, controls, fit_mode
+        self.engines = [engines] if isinstance(engines, Engine) else list(engines)
+        if not self.engines:
+            raise ValueError("LiveLoop needs at least one engine")
+        self.reader, self.controls, self.fit_mode = reader, controls, fit_mode
         self.show, self.sinks, self.snapshot, self.toggle_record = show, sinks, snapshot, toggle_record
         self.on_frame, self.poll_controls = on_frame, poll_controls
         self.clock, self.log = clock, log
@@ -199,16 +230,24 @@ class LiveLoop:
         self.stages = {name: DurationMeter(60) for name in ("resize", "inference", "cam", "overlay", "sink")}
         self.notes: list[str] = []
         self.stop_requested = False
+        self.has_gradients = all(e.has_gradients for e in self.engines)
 
     def _infer(self, frame: Frame, controls: Controls) -> Inference:
         start = self.clock()
-        size = (self.engine.info.input_height, self.engine.info.input_width)
-        model_input = fit(frame.image, size, self.fit_mode)
-        resized = self.clock()
+        inputs: dict[tuple[int, int], np.ndarray] = {}
         method = cam.METHODS.get(controls.method)
         need = method is not None and method.needs_gradients
-        result = self.engine.run(model_input[None], [targets_for(controls)], need_gradients=need)
-        return Inference(frame, model_input, result, resized - start, controls)
+        results = []
+        resize_s = 0.0
+        for engine in self.engines:
+            size = (engine.info.input_height, engine.info.input_width)
+            if size not in inputs:
+                t0 = self.clock()
+                inputs[size] = fit(frame.image, size, self.fit_mode)
+                resize_s += self.clock() - t0
+            results.append(engine.run(inputs[size][None], [targets_for(controls)], need_gradients=need))
+        del start
+        return Inference(frame, tuple(results), resize_s, controls)
 
     def stats(self) -> Stats:
         return Stats(
@@ -219,8 +258,27 @@ class LiveLoop:
             stage_ms={name: meter.ms for name, meter in self.stages.items()},
         )
 
+    def _maps(self, done: Inference) -> list[np.ndarray]:
+        try:
+            return [maps_for(result, self.controls) for result in done.results]
+        except cam.MethodNeedsGradientsError as exc:
+            self.log(str(exc))
+            self.controls = replace(self.controls, method="gradcam")
+            return [maps_for(result, self.controls) for result in done.results]
+
+    def _draw(self, done: Inference, maps: list[np.ndarray]) -> tuple[np.ndarray, overlay.Hud]:
+        engine = self.engines[0]
+        size = (engine.info.input_height, engine.info.input_width)
+        region = model_region(done.frame.image.shape, size, self.fit_mode)
+        if len(self.engines) == 1:
+            return render(done.frame.image, done.results[0], maps[0], self.controls, self.stats(), region, self.notes)
+        names = [e.info.model_name for e in self.engines]
+        return render_comparison(
+            done.frame.image, done.results, maps, names, self.controls, self.stats(), region, self.notes
+        )
+
     def run(self, max_frames: int | None = None) -> RunSummary:
-        previous_maps: np.ndarray | None = None
+        previous_maps: list[np.ndarray | None] = [None] * len(self.engines)
         last_hud: overlay.Hud | None = None
         last_classes: tuple[int, ...] = ()
         snapshots: list[Path] = []
@@ -230,47 +288,38 @@ class LiveLoop:
             pending = pool.submit(self._infer, frame, self.controls) if frame is not None else None
             while pending is not None and not self.stop_requested:
                 done = pending.result()
-                self.model_time.add_seconds(done.result.seconds)
+                model_s = sum(r.seconds for r in done.results)
+                self.model_time.add_seconds(model_s)
                 self.stages["resize"].add_seconds(done.resize_s)
-                self.stages["inference"].add_seconds(done.result.seconds)
+                self.stages["inference"].add_seconds(model_s)
                 if max_frames is not None and self.display_rate.count + 1 >= max_frames:
                     pending, end_reason = None, f"reached --max-frames {max_frames}"
                 else:  # start frame t+1 before drawing frame t; frozen: re-explain the same frame
                     nxt = done.frame if self.controls.frozen else self.reader.get()
                     pending = pool.submit(self._infer, nxt, self.controls) if nxt is not None else None
-                shown = done
                 t0 = self.clock()
-                try:
-                    maps = maps_for(shown.result, self.controls)
-                except cam.MethodNeedsGradientsError as exc:
-                    self.log(str(exc))
-                    self.controls = replace(self.controls, method="gradcam")
-                    maps = maps_for(shown.result, self.controls)
-                maps = smooth_maps(previous_maps, maps, self.controls.smooth)
-                previous_maps = maps
+                maps = self._maps(done)
+                maps = [smooth_maps(p, m, self.controls.smooth) for p, m in zip(previous_maps, maps, strict=True)]
+                previous_maps = list(maps)
                 t1 = self.clock()
-                size = (self.engine.info.input_height, self.engine.info.input_width)
-                region = model_region(shown.frame.image.shape, size, self.fit_mode)
-                image, hud = render(
-                    shown.frame.image, shown.result, maps, self.controls, self.stats(), region, self.notes
-                )
+                image, hud = self._draw(done, maps)
                 t2 = self.clock()
                 for sink in self.sinks:
                     sink.write(image)
                 key = self.show(image) if self.show is not None else -1
                 t3 = self.clock()
                 self.display_rate.tick(t3)
-                if not shown.controls.frozen:
-                    self.latency.add_seconds(t3 - shown.frame.captured_at)
+                if not done.controls.frozen:
+                    self.latency.add_seconds(t3 - done.frame.captured_at)
                 self.stages["cam"].add_seconds(t1 - t0)
                 self.stages["overlay"].add_seconds(t2 - t1)
                 self.stages["sink"].add_seconds(t3 - t2)
-                last_hud, last_classes = hud, tuple(int(c) for c in shown.result.classes[0])
+                last_hud, last_classes = hud, tuple(int(c) for c in done.results[0].classes[0])
                 if self.on_frame is not None:
-                    self.on_frame(image, hud, self.stats(), shown.result)
+                    self.on_frame(image, hud, self.stats(), done.results[0])
                 if self.poll_controls is not None:
                     self.controls = self.poll_controls(self.controls)
-                self.controls, action = apply_key(self.controls, key, self.engine.has_gradients)
+                self.controls, action = apply_key(self.controls, key, self.has_gradients)
                 if action == QUIT:
                     end_reason = "quit"
                     break

@@ -1,0 +1,162 @@
+"""`gradcam-live --demo`: animals walk across a scene whose background switches between
+savanna and snow, explained by the biased and the fair model side by side. Offline, no camera."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from realtime.demo import scenes
+
+if TYPE_CHECKING:
+    from realtime.cli import LiveConfig
+
+DEFAULT_DEMO_VIDEO = Path("gradcam_demo.mp4")
+HEADLESS_FRAMES = 240
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The demo's choreography: one animal crosses at a time; the background switches on its own beat."""
+
+    size: tuple[int, int] = (640, 480)  # width, height
+    fps: float = 30.0
+    crossing_frames: int = 150  # frames for one animal to walk across
+    background_frames: int = 110  # frames between background switches
+    seed: int = 3
+
+
+def animal_at(timeline: Timeline, index: int) -> tuple[int, scenes.Pose]:
+    """Which animal is walking at frame `index`, and where."""
+    width, height = timeline.size
+    crossing, step = divmod(index, timeline.crossing_frames)
+    label = crossing % 2
+    size = (0.45 if label == scenes.ELEPHANT else 0.4) * height
+    margin = (0.85 if label == scenes.ELEPHANT else 0.3) * size
+    direction = 1 if (crossing // 2) % 2 == 0 else -1
+    progress = step / max(1, timeline.crossing_frames - 1)
+    x = margin + progress * (width - 2 * margin)
+    cx = x if direction > 0 else width - x
+    cy = height * (0.62 if label == scenes.ELEPHANT else 0.68)
+    return label, scenes.Pose(cx=cx, cy=cy, height=size, facing=direction, phase=index * 0.45)
+
+
+def background_at(timeline: Timeline, index: int) -> int:
+    return (index // timeline.background_frames) % 2
+
+
+class DemoScene:
+    """Frame `index` of the demo with its ground truth; backgrounds are drawn once and reused."""
+
+    def __init__(self, timeline: Timeline | None = None) -> None:
+        self.timeline = timeline or Timeline()
+        rng = np.random.default_rng(self.timeline.seed)
+        width, height = self.timeline.size
+        self.backgrounds = [scenes.background(kind, (height, width), rng) for kind in (scenes.SAVANNA, scenes.SNOW)]
+
+    def frame(self, index: int) -> scenes.Scene:
+        label, pose = animal_at(self.timeline, index)
+        bg = background_at(self.timeline, index)
+        rng = np.random.default_rng(self.timeline.seed)  # same grey for the same elephant every frame
+        image, mask = scenes.draw_animal(self.backgrounds[bg], label, pose, rng)
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1) if len(xs) else (0, 0, 0, 0)
+        return scenes.Scene(image=image, mask=mask, box=box, label=label, background=bg)
+
+
+class DemoSource:
+    """The demo as a live 30 FPS camera: paced by the clock, so a slow model drops frames as with a webcam."""
+
+    live = True
+    name = "demo"
+
+    def __init__(
+        self,
+        timeline: Timeline | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+        paced: bool = True,
+    ) -> None:
+        self.scene = DemoScene(timeline)
+        self.clock, self.sleep, self.paced = clock, sleep, paced
+        self.index = 0
+        self._start = 0.0
+
+    def open(self) -> None:
+        self.index = 0
+        self._start = self.clock()
+
+    def read(self) -> np.ndarray | None:
+        if self.paced:
+            due = self._start + self.index / self.scene.timeline.fps
+            wait = due - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+        image = self.scene.frame(self.index).image
+        self.index += 1
+        return image
+
+    def close(self) -> None:
+        pass
+
+
+def run_demo(config: LiveConfig) -> int:
+    """Biased and fair model side by side on the animated scene: a window, or a video where there is no display."""
+    from realtime.capture import LatestFrameReader
+    from realtime.contract import ContractError
+    from realtime.demo.models import DemoModelsMissingError, demo_model_paths
+    from realtime.engine import Engine, EngineOptions
+    from realtime.pipeline import Controls, LiveLoop
+    from realtime.sinks import RecordSwitch, SinkError, Window, has_display, save_snapshot
+
+    try:
+        paths = demo_model_paths()
+        options = EngineOptions(providers=config.providers, threads=config.threads)
+        engines = [Engine(paths[name], options) for name in ("biased", "fair")]
+    except (DemoModelsMissingError, ContractError) as exc:
+        print(f"gradcam-live --demo: {exc}", file=sys.stderr)
+        return 2
+    print(engines[0].notice, file=sys.stderr)
+    windowed = config.window and has_display()
+    record = config.record or (None if windowed else DEFAULT_DEMO_VIDEO)
+    max_frames = config.max_frames or (None if windowed else HEADLESS_FRAMES)
+    if config.window and not windowed:
+        print("no display here: writing the demo to a video instead of a window", file=sys.stderr)
+    try:
+        window = Window("gradcam-live --demo (left: biased model, right: fair model)") if windowed else None
+    except SinkError as exc:
+        print(f"gradcam-live --demo: {exc}", file=sys.stderr)
+        return 2
+    recording = RecordSwitch(record, config.snapshots, fps=15.0)
+    controls = Controls(method=config.method if config.method == "gradcam" or engines[0].has_gradients else "gradcam")
+    controls = replace(controls, alpha=config.alpha, smooth=config.smooth)
+    with LatestFrameReader(DemoSource()) as reader:
+        loop = LiveLoop(
+            engines,
+            reader,
+            controls,
+            show=window.show if window else None,
+            sinks=[recording],
+            snapshot=lambda image: save_snapshot(image, config.snapshots, "gradcam_demo"),
+            toggle_record=recording.toggle,
+        )
+        try:
+            summary = loop.run(max_frames)
+        finally:
+            recording.close()
+            if window:
+                window.close()
+    stats = summary.stats
+    print(
+        f"demo: {summary.displayed} frames, {stats.display_fps:.1f} FPS, both models {stats.model_ms:.1f} ms per frame",
+        file=sys.stderr,
+    )
+    if record:
+        print(f"demo video written to {record.resolve()}", file=sys.stderr)
+    return 0
