@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class CamResult:
         return [(int(c), self.labels[c] if c < len(self.labels) else str(c), float(probs[c])) for c in order]
 
 
-def _provider_options(name: str, options: EngineOptions) -> dict[str, str]:
+def provider_options(name: str, options: EngineOptions) -> dict[str, str]:
     if name == TRT:
         cache = options.trt_cache or Path(os.environ.get("GRADCAM_TRT_CACHE", Path.home() / ".cache/gradcam/trt"))
         return {
@@ -90,6 +91,20 @@ def explain_missing_gpu(asked: str, got: str) -> str:
     )
 
 
+def cpu_session_options(threads: int | None = None) -> Any:
+    """The session settings every graph here runs with (benchmarks use them too, for like-with-like)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # prepacking would keep a second copy of fc1 for the backward pass: +400 MB RSS for no speed
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    return options
+
+
 class Engine:
     """A loaded, validated and warmed-up Grad-CAM graph."""
 
@@ -109,15 +124,8 @@ class Engine:
             )
         available = set(ort.get_available_providers())
         chain = [p for p in PROVIDER_CHAINS[self.options.providers] if p in available or p == CPU]
-        session_options = ort.SessionOptions()
-        session_options.log_severity_level = 3
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # prepacking would keep a second copy of fc1 for the backward pass: +400 MB RSS for no speed
-        session_options.add_session_config_entry("session.disable_prepacking", "1")
-        threads = self.options.threads or os.cpu_count() or 1
-        session_options.intra_op_num_threads = threads
-        session_options.inter_op_num_threads = 1
-        providers = [(name, _provider_options(name, self.options)) for name in chain]
+        session_options = cpu_session_options(self.options.threads)
+        providers = [(name, provider_options(name, self.options)) for name in chain]
         probing = chain[0] != CPU
         if probing:  # a missing CUDA prints two long errors from the process-wide logger; one line is enough
             ort.set_default_logger_severity(4)
@@ -205,3 +213,16 @@ class Engine:
         self.session.run_with_iobinding(binding)
         values = binding.get_outputs()
         return {n: v.numpy() for n, v in zip(self.output_names, values, strict=True) if n in wanted}
+
+
+def working_gpu_provider(model_path: str | Path) -> str | None:
+    """The GPU provider onnxruntime really runs `model_path` on here (TensorRT or CUDA), or None.
+
+    Listing a provider in get_available_providers() proves nothing: onnxruntime-gpu lists CUDA
+    and TensorRT on machines without a GPU and falls back at session creation.
+    """
+    try:
+        engine = Engine(model_path, EngineOptions(providers="auto", warmup=0))
+    except (ContractError, ModelNotFoundError):
+        return None
+    return engine.provider if engine.provider in (TRT, CUDA) else None

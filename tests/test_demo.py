@@ -73,7 +73,8 @@ def test_deletion_rewards_a_map_on_the_evidence() -> None:
     good = np.zeros((16, 16))
     good[4:8, 4:8] = 1.0
     good_del, good_ins = metrics.deletion_insertion(image, good, score, steps=16)
-    rand_del, rand_ins = metrics.deletion_insertion(image, metrics.random_map((16, 16), np.random.default_rng(0)), score)
+    noise = metrics.random_map((16, 16), np.random.default_rng(0))
+    rand_del, rand_ins = metrics.deletion_insertion(image, noise, score)
     assert good_del < rand_del and good_ins > rand_ins
 
 

@@ -78,16 +78,10 @@ def test_auto_providers_fall_back_to_cpu_with_one_line(small_models, capfd) -> N
 
 
 def _cuda_works() -> bool:
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
-    try:
-        import ctypes
+    from realtime.demo.models import demo_model_paths
+    from realtime.engine import working_gpu_provider
 
-        ctypes.CDLL("libcudart.so.13")
-        ctypes.CDLL("libcudnn.so.9")
-    except OSError:
-        return False
-    return True
+    return working_gpu_provider(demo_model_paths()["fair"]) is not None
 
 
 @pytest.mark.gpu

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ import numpy as np
 
 from realtime import contract
 from realtime.labels import imagenet_labels
+from realtime.progress import Progress
 
 VGG16_LAYER = "block5_conv3"
 DEFAULT_MODELS_DIR = Path("models")
@@ -45,23 +43,6 @@ class ExportResult:
     check: Any  # CheckReport | None
     num_classes: int
     layer: str
-
-
-class Progress:
-    """Numbered steps with their duration on stderr, so a long export never looks hung."""
-
-    def __init__(self, total: int, quiet: bool = False) -> None:
-        self.total, self.done, self.quiet = total, 0, quiet
-
-    @contextmanager
-    def step(self, what: str) -> Iterator[None]:
-        self.done += 1
-        if not self.quiet:
-            print(f"[{self.done}/{self.total}] {what} ...", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        yield
-        if not self.quiet:
-            print(f"      done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 def default_output(config: ExportConfig) -> Path:

@@ -1,0 +1,532 @@
+"""Every speed and memory claim, measured side by side in one run, as ratios of medians.
+
+    python scripts/benchmark.py                     # VGG16 (random weights), about 6 minutes on 2 cores
+    python scripts/benchmark.py --quick             # the small demo architecture, under 2 minutes
+    python scripts/benchmark.py --json out.json --markdown out.md
+
+Timings alternate between the graphs compared (a, b, c, a, b, c, ...) so a noisy neighbour slows all
+of them alike; every figure is a median. Memory is measured in fresh processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark.py`
+
+from realtime.progress import Progress  # noqa: E402
+
+GRAPHS = ("none", "pooled", "full")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def median_ms(samples: Sequence[float]) -> float:
+    return float(np.median(np.asarray(samples)) * 1000.0)
+
+
+def alternate(runs: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, float]:
+    """Median ms of each callable, timed in alternation."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(rounds + warmup):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: median_ms(values) for name, values in times.items()}
+
+
+def python_child(code: str, timeout: float = 600) -> dict[str, Any]:
+    """Run code in a fresh interpreter; it prints one JSON line last."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def machine() -> dict[str, Any]:
+    import cv2
+    import onnxruntime as ort
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+    }
+
+
+# ----------------------------------------------------------------------------- the graphs
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is benchmarked: VGG16 at full size, or the small demo architecture for --quick."""
+
+    name: str
+    input_size: int
+    export_args: tuple[str, ...]
+
+
+VGG16 = Subject("vgg16", 224, ("--weights", "random", "--seed", "0"))
+
+
+def small_subject(folder: Path) -> Subject:
+    from scripts.train_demo_models import LAYER, build_model
+
+    path = folder / "small.keras"
+    build_model(0).save(path)
+    return Subject("demo-architecture", 224, ("--model", str(path), "--layer", LAYER, "--preprocess", "tf"))
+
+
+EXPORT_CHILD = """
+import json, resource, runpy, sys, time
+sys.argv = ["gradcam-export", *{args!r}]
+start = time.perf_counter()
+try:
+    runpy.run_module("realtime.export.cli", run_name="__main__")
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(json.dumps({{"seconds": time.perf_counter() - start,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def export_all(subject: Subject, folder: Path) -> dict[str, Any]:
+    """Export the forward-only, pooled and full graphs; time and peak RSS of each, in its own process."""
+    report = {}
+    for gradients in GRAPHS:
+        out = folder / f"{subject.name}_{gradients}.onnx"
+        args = (*subject.export_args, "--gradients", gradients, "--output", str(out), "--quiet")
+        report[gradients] = {"path": str(out), **python_child(EXPORT_CHILD.format(args=args))}
+    return report
+
+
+def sessions(paths: dict[str, str]) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from realtime.engine import cpu_session_options
+
+    return {
+        name: ort.InferenceSession(path, cpu_session_options(), providers=["CPUExecutionProvider"])
+        for name, path in paths.items()
+    }
+
+
+def model_cost(paths: dict[str, str], size: int, batches: Sequence[int], ks: Sequence[int], rounds: int) -> dict:
+    """ms per call of each graph and its ratio to the forward-only graph."""
+    sess = sessions(paths)
+    rng = np.random.default_rng(0)
+    report: dict[str, Any] = {}
+    for batch in batches:
+        image = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+        targets = np.full((batch, 1), -1, np.int64)
+        feeds = {"image": image, "targets": targets}
+        ms = alternate({n: (lambda s=s, f=feeds: s.run(None, f)) for n, s in sess.items()}, rounds)
+        report[f"batch{batch}"] = {n: {"ms": v, "ratio": v / ms["none"]} for n, v in ms.items()}
+    image = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    scale = {}
+    classes = int(sess["none"].get_outputs()[0].shape[-1])
+    for k in (k for k in ks if k <= classes):
+        feeds = {"image": image, "targets": np.full((1, k), -1, np.int64)}
+        runs = {n: (lambda s=s, f=feeds: s.run(None, f)) for n, s in sess.items()}
+        scale[f"K={k}"] = alternate(runs, max(3, rounds // 2))
+    report["targets"] = scale
+    return report
+
+
+RSS_CHILD = """
+import json, numpy as np, onnxruntime as ort, psutil
+from realtime.engine import cpu_session_options
+before = psutil.Process().memory_info().rss
+s = ort.InferenceSession({path!r}, cpu_session_options(), providers=["CPUExecutionProvider"])
+s.run(None, {{"image": np.zeros((1, {size}, {size}, 3), np.uint8), "targets": np.full((1, 1), -1, np.int64)}})
+print(json.dumps({{"session_mb": (psutil.Process().memory_info().rss - before) / 2**20,
+                   "process_mb": psutil.Process().memory_info().rss / 2**20}}))
+"""
+
+
+def session_rss(paths: dict[str, str], size: int) -> dict[str, Any]:
+    report = {n: python_child(RSS_CHILD.format(path=p, size=size)) for n, p in paths.items()}
+    for n in report:
+        report[n]["ratio"] = report[n]["process_mb"] / report["none"]["process_mb"]
+    return report
+
+
+def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]:
+    """The blog post's way: Keras + GradientTape per frame, same weights and image, against our graph."""
+    import keras
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from realtime.engine import cpu_session_options
+    from realtime.export.graph import reference_gradcam
+
+    if subject.name == "vgg16":
+        keras.utils.set_random_seed(0)
+        model = keras.applications.VGG16(weights=None, classifier_activation=None)
+        layer, prep = "block5_conv3", "caffe"
+    else:
+        model = keras.models.load_model(subject.export_args[1], compile=False)
+        layer, prep = subject.export_args[3], "tf"
+    image = np.random.default_rng(1).integers(0, 256, (1, subject.input_size, subject.input_size, 3), dtype=np.uint8)
+    targets = np.array([[-1]], np.int64)
+    body = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
+
+    def tape_gradcam() -> np.ndarray:  # the seed: forward, gradient of the top logit, weights, map
+        from realtime.export.graph import PREPROCESSORS
+
+        x = PREPROCESSORS[prep](tf.cast(tf.constant(image), tf.float32))
+        with tf.GradientTape() as tape:
+            a, logits = body(x, training=False)
+            top = tf.reduce_max(logits, axis=1)
+        grads = tape.gradient(top, a)
+        weights = tf.reduce_mean(grads, axis=(1, 2))
+        return tf.nn.relu(tf.einsum("nhwc,nc->nhw", a, weights)).numpy()
+
+    session = ort.InferenceSession(full_path, cpu_session_options(), providers=["CPUExecutionProvider"])
+    feeds = {"image": image, "targets": targets}
+    ms = alternate({"tape": tape_gradcam, "onnx_full": lambda: session.run(None, feeds)}, rounds)
+    ours = session.run(["cam"], feeds)[0][0, 0]
+    ref = reference_gradcam(model, layer, prep, image, targets)["cam"][0, 0]
+    seed_map = tape_gradcam()[0]
+    seed_map = seed_map / max(float(seed_map.max()), 1e-12)
+    return {
+        "tape_ms": ms["tape"],
+        "onnx_full_ms": ms["onnx_full"],
+        "speedup": ms["tape"] / ms["onnx_full"],
+        "max_abs_map_diff_vs_seed": float(np.abs(ours - seed_map).max()),
+        "max_abs_map_diff_vs_reference": float(np.abs(ours - ref).max()),
+    }
+
+
+# ----------------------------------------------------------------------------- the live loop
+
+
+class LoopSource:
+    """A live source replaying frames forever at `fps` (0: as fast as asked), like a camera."""
+
+    live = True
+    name = "loop"
+
+    def __init__(self, frames: Sequence[np.ndarray], fps: float = 30.0) -> None:
+        self.frames, self.fps = list(frames), fps
+        self.index, self.start = 0, 0.0
+
+    def open(self) -> None:
+        self.index, self.start = 0, time.perf_counter()
+
+    def read(self) -> np.ndarray:
+        if self.fps > 0:
+            wait = self.start + self.index / self.fps - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        frame = self.frames[self.index % len(self.frames)]
+        self.index += 1
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
+def synthetic_frames(n: int, size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
+    from realtime.demo.live import DemoScene, Timeline
+
+    scene = DemoScene(Timeline(size=size))
+    return [scene.frame(i * 7).image for i in range(n)]
+
+
+def run_loop(model: str, frames: Sequence[np.ndarray], n: int, fps: float, method: str = "gradcam") -> dict[str, Any]:
+    from realtime.capture import LatestFrameReader
+    from realtime.engine import Engine, EngineOptions
+    from realtime.pipeline import Controls, LiveLoop
+
+    engine = Engine(model, EngineOptions(providers="cpu"))
+    with LatestFrameReader(LoopSource(frames, fps)) as reader:
+        loop = LiveLoop(engine, reader, Controls(method=method))
+        start = time.perf_counter()
+        summary = loop.run(n)
+        seconds = time.perf_counter() - start
+    stats = summary.stats
+    model_ms = float(np.median(loop.model_time.values_ms))
+    drawing = stats.stage_ms["cam"] + stats.stage_ms["overlay"]
+    return {
+        "frames": summary.displayed,
+        "display_fps": stats.display_fps,
+        "model_ms": model_ms,
+        "display_vs_model_rate": stats.display_fps * model_ms / 1000.0,
+        "latency_ms": float(np.median(loop.latency.values_ms)),
+        "latency_vs_model": float(np.median(loop.latency.values_ms)) / model_ms,
+        "stage_ms": stats.stage_ms,
+        "pre_post_draw_ms": stats.stage_ms["resize"] + drawing,
+        "wall_s": seconds,
+    }
+
+
+SOAK_CHILD = """
+import json, psutil, sys
+sys.path.insert(0, {root!r})
+from scripts.benchmark import soak_in_process
+print(json.dumps(soak_in_process({model!r}, {frames})))
+"""
+
+
+def soak_in_process(model: str, n: int) -> dict[str, Any]:
+    """RSS after a warm-up and after n frames of the loop on a looping, unpaced source."""
+    import psutil
+
+    from realtime.capture import LatestFrameReader
+    from realtime.engine import Engine, EngineOptions
+    from realtime.pipeline import Controls, LiveLoop
+    from realtime.sinks import VideoRecorder
+
+    frames = synthetic_frames(30)
+    engine = Engine(model, EngineOptions(providers="cpu"))
+    process = psutil.Process()
+    with tempfile.TemporaryDirectory() as tmp:
+        recorder = VideoRecorder(Path(tmp) / "soak.avi")  # nothing may grow but the file
+        with LatestFrameReader(LoopSource(frames, fps=0)) as reader:
+            LiveLoop(engine, reader, Controls(smooth=0.5), sinks=[recorder]).run(min(500, n))
+            warm = process.memory_info().rss
+            start = time.perf_counter()
+            summary = LiveLoop(engine, reader, Controls(smooth=0.5, method="gradcam++"), sinks=[recorder]).run(n)
+            end = process.memory_info().rss
+        recorder.close()
+    return {
+        "frames": summary.displayed,
+        "seconds": time.perf_counter() - start,
+        "rss_start_mb": warm / 2**20,
+        "rss_end_mb": end / 2**20,
+        "growth_mb": (end - warm) / 2**20,
+    }
+
+
+def drawing_scale(sizes: Sequence[tuple[int, int]], rounds: int) -> dict[str, Any]:
+    """Per-frame cost outside the model (resize in, CAM normalise, colormap+blend, HUD) by frame size."""
+    from realtime import cam, overlay
+    from realtime.frames import fit
+
+    rng = np.random.default_rng(0)
+    raw = rng.random((1, 14, 14)).astype(np.float32)
+    hud = overlay.Hud("tabby", 0.61, "gradcam", [("tabby", 0.61), ("lynx", 0.2)], 7.0, 140.0, 150.0)
+    report = {}
+    for width, height in sizes:
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        ms = alternate(
+            {
+                "resize": lambda f=frame: fit(f, (224, 224)),
+                "cam": lambda: cam.normalise(raw),
+                "blend": lambda f=frame: overlay.blend(f, raw[0]),
+                "hud": lambda f=frame: overlay.draw_hud(f, hud),
+            },
+            rounds,
+        )
+        report[f"{width}x{height}"] = {**ms, "total": sum(ms.values())}
+    return report
+
+
+def gpu_model_cost(paths: dict[str, str], size: int, rounds: int) -> dict[str, Any]:
+    """The batch-1 table on the GPU providers: IO binding, fp32 and TensorRT fp16. Runs only where a GPU works."""
+    import onnxruntime as ort
+
+    from realtime.engine import CPU, CUDA, TRT, EngineOptions, provider_options
+
+    image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    targets = np.full((1, 1), -1, np.int64)
+    report: dict[str, Any] = {}
+    for label, chain, fp16 in (
+        ("cuda", (CUDA,), False),
+        ("tensorrt", (TRT, CUDA), False),
+        ("tensorrt-fp16", (TRT, CUDA), True),
+    ):
+        options = EngineOptions(fp16=fp16)
+        providers = [(p, provider_options(p, options)) for p in chain] + [CPU]
+        runs = {}
+        for name, path in paths.items():
+            session = ort.InferenceSession(path, providers=providers)
+            binding = session.io_binding()
+            binding.bind_cpu_input("image", image)
+            binding.bind_cpu_input("targets", targets)
+            for out in session.get_outputs():  # only the small outputs come back to the host
+                binding.bind_output(out.name, "cuda" if out.name in ("gradients", "activations") else "cpu")
+            runs[name] = lambda s=session, b=binding: s.run_with_iobinding(b)
+            report.setdefault(label, {})[f"{name}_provider"] = session.get_providers()[0]
+        ms = alternate(runs, rounds, warmup=5)
+        report[label].update({n: {"ms": v, "ratio": v / ms["none"]} for n, v in ms.items()})
+    return report
+
+
+def gpu_available() -> str | None:
+    from realtime.demo.models import demo_model_paths
+    from realtime.engine import working_gpu_provider
+
+    return working_gpu_provider(demo_model_paths()["fair"])
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def goal(value: float, limit: float, below: bool = True) -> str:
+    ok = value <= limit if below else value >= limit
+    return f"{'met' if ok else 'MISSED'} ({value:.3f} {'<=' if below else '>='} {limit})"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m, lines = r["machine"], []
+    lines.append(
+        f"Run: {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, onnxruntime "
+        f"{m['onnxruntime']}, OpenCV {m['opencv']}, numpy {m['numpy']}; subject: {r['subject']}, CPU provider."
+    )
+    lines += [
+        "",
+        "| graph | batch 1 ms | ratio | batch 4 ms | ratio | export s | export peak RSS MB "
+        "| session RSS MB | RSS ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in GRAPHS:
+        b1, b4 = r["model_cost"]["batch1"][g], r["model_cost"]["batch4"][g]
+        ex, rss = r["export"][g], r["session_rss"][g]
+        lines.append(
+            f"| {g} | {b1['ms']:.1f} | {b1['ratio']:.3f} | {b4['ms']:.1f} | {b4['ratio']:.3f} | "
+            f"{ex['seconds']:.1f} | {ex['peak_rss_mb']:.0f} | {rss['process_mb']:.0f} | {rss['ratio']:.3f} |"
+        )
+    t = r["model_cost"]["targets"]
+    lines += [
+        "",
+        "Targets per pass (batch 1, ms): "
+        + "; ".join(f"{k}: " + ", ".join(f"{g} {v[g]:.1f}" for g in GRAPHS) for k, v in t.items()),
+    ]
+    s = r["seed"]
+    lines += [
+        "",
+        f"Seed's method (Keras GradientTape, eager, per frame): {s['tape_ms']:.1f} ms against "
+        f"{s['onnx_full_ms']:.1f} ms for the full graph: {s['speedup']:.1f}x. Maps: max abs difference "
+        f"{s['max_abs_map_diff_vs_seed']:.2e} to the seed's map, {s['max_abs_map_diff_vs_reference']:.2e} "
+        "to the GradientTape reference.",
+    ]
+    p = r["pipeline"]
+    st = p["stage_ms"]
+    lines += [
+        "",
+        f"Live loop ({p['frames']} frames of a 640x480 source at 30 FPS, full graph, Grad-CAM): display "
+        f"{p['display_fps']:.2f} FPS, model {p['model_ms']:.1f} ms, display x model time "
+        f"{p['display_vs_model_rate']:.3f}, latency {p['latency_ms']:.1f} ms = {p['latency_vs_model']:.2f}x "
+        f"model; stages (ms): resize {st['resize']:.2f}, inference {st['inference']:.1f}, CAM "
+        f"{st['cam']:.2f}, colormap+blend+HUD {st['overlay']:.2f}, sink {st['sink']:.2f}; pre+post+draw "
+        f"{p['pre_post_draw_ms']:.2f} ms.",
+    ]
+    so = r["soak"]
+    lines += [
+        "",
+        f"Soak: {so['frames']} frames in {so['seconds']:.0f} s (demo model, looping source, recording, "
+        f"Grad-CAM++ with smoothing): RSS {so['rss_start_mb']:.1f} -> {so['rss_end_mb']:.1f} MB, growth "
+        f"{so['growth_mb']:.1f} MB.",
+    ]
+    lines += ["", "| frame | resize ms | CAM ms | blend ms | HUD ms | total ms |", "|---|---|---|---|---|---|"]
+    for size, v in r["drawing_scale"].items():
+        lines.append(
+            f"| {size} | {v['resize']:.2f} | {v['cam']:.3f} | {v['blend']:.2f} | {v['hud']:.2f} | {v['total']:.2f} |"
+        )
+    lines += ["", f"GPU: {r['gpu']}", "", "Goals:"]
+    lines += [f"- {k}: {v}" for k, v in r["goals"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small model and few rounds: a smoke run")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--markdown", type=Path, help="write the markdown report here")
+    parser.add_argument("--soak-frames", type=int, help="frames for the soak (default 10000, quick 200)")
+    parser.add_argument("--work", type=Path, help="folder for the exported graphs (default: a temp folder)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    rounds = 3 if quick else 15
+    progress = Progress(8)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        report: dict[str, Any] = {"machine": machine(), "quick": quick}
+        subject = small_subject(work) if quick else VGG16
+        report["subject"] = subject.name
+        with progress.step(f"exporting {subject.name}: forward-only, pooled, full"):
+            report["export"] = export_all(subject, work)
+        paths = {g: report["export"][g]["path"] for g in GRAPHS}
+        with progress.step("model cost, batch 1 and 4, K = 1, 3, 5"):
+            report["model_cost"] = model_cost(paths, subject.input_size, (1, 4), (1, 3, 5), rounds)
+        with progress.step("session RSS of each graph, in fresh processes"):
+            report["session_rss"] = session_rss(paths, subject.input_size)
+        with progress.step("the seed's method: Keras GradientTape per frame"):
+            report["seed"] = seed_method(subject, paths["full"], max(3, rounds // 3))
+        with progress.step("the live loop on a 640x480 source at 30 FPS"):
+            report["pipeline"] = run_loop(paths["full"], synthetic_frames(30), 20 if quick else 60, fps=30.0)
+        soak_frames = args.soak_frames or (200 if quick else 10_000)
+        with progress.step(f"soak: {soak_frames} frames"):
+            from realtime.demo.models import demo_model_paths
+
+            model = str(demo_model_paths()["fair"])
+            report["soak"] = python_child(SOAK_CHILD.format(root=str(ROOT), model=model, frames=soak_frames), 3600)
+        with progress.step("drawing cost by frame size"):
+            sizes = ((320, 240), (640, 480), (1280, 720), (1920, 1080))
+            report["drawing_scale"] = drawing_scale(sizes, rounds * 2)
+        with progress.step("GPU providers"):
+            gpu = gpu_available()
+            if gpu is None:
+                report["gpu"] = "no working GPU provider here: CUDA/TensorRT rows skipped"
+            else:
+                report["gpu"] = gpu_model_cost(paths, subject.input_size, rounds)
+    cost, rss, pipe = report["model_cost"]["batch1"], report["session_rss"], report["pipeline"]
+    report["goals"] = {
+        "pooled <= 1.03x forward-only (batch 1)": goal(cost["pooled"]["ratio"], 1.03),
+        "full <= 1.15x forward-only (batch 1)": goal(cost["full"]["ratio"], 1.15),
+        "session RSS full <= 1.15x forward-only": goal(rss["full"]["ratio"], 1.15),
+        "seed's method >= 5x slower than the full graph": goal(report["seed"]["speedup"], 5.0, below=False),
+        "export <= 60 s": goal(max(e["seconds"] for e in report["export"].values()), 60.0),
+        "export peak RSS <= 5 GB": goal(max(e["peak_rss_mb"] for e in report["export"].values()) / 1024, 5.0),
+        "display rate >= 0.95 x 1/model time": goal(pipe["display_vs_model_rate"], 0.95, below=False),
+        "pre+post+drawing <= 3 ms per 640x480 frame": goal(pipe["pre_post_draw_ms"], 3.0),
+        "latency <= 1.5x model time": goal(pipe["latency_vs_model"], 1.5),
+        "soak RSS growth < 20 MB": goal(report["soak"]["growth_mb"], 20.0),
+    }
+    text = markdown(report)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
