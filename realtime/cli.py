@@ -12,6 +12,7 @@ from pathlib import Path
 from realtime import cam
 from realtime.engine import PROVIDER_CHAINS
 from realtime.frames import FIT_MODES
+from realtime.pipeline import RunSummary
 
 DEFAULT_MODELS = (Path("models/vgg16_gradcam_full.onnx"), Path("models/vgg16_gradcam_pooled.onnx"))
 
@@ -38,6 +39,9 @@ class LiveConfig:
     snapshots: Path = Path("snapshots")
     demo: bool = False
     threads: int | None = None
+    serve: str | None = None
+    max_clients: int = 4
+    save_frames: Path | None = None
 
 
 def default_model() -> Path:
@@ -99,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshots", type=Path, default=Path("snapshots"), help="folder for the s key's PNGs")
     parser.add_argument("--no-window", dest="window", action="store_false", help="run headless")
     parser.add_argument("--max-frames", type=_positive, help="stop after N displayed frames")
+    parser.add_argument("--serve", metavar="[HOST:]PORT", help="browser view (binds 127.0.0.1 unless HOST is given)")
+    parser.add_argument("--max-clients", type=_positive, default=4, help="browser streams at once (default 4)")
+    parser.add_argument(
+        "--save-frames", type=Path, metavar="DIR", help="keep every 15th camera frame here, for int8 calibration"
+    )
     return parser
 
 
@@ -107,13 +116,24 @@ def parse_config(argv: Sequence[str] | None = None) -> LiveConfig:
     return LiveConfig(**vars(args))
 
 
+def report(summary: RunSummary, provider: str, record: Path | None, prefix: str = "") -> None:
+    stats = summary.stats
+    print(
+        f"{prefix}{summary.displayed} frames shown ({summary.end_reason}); {stats.display_fps:.1f} FPS, "
+        f"model {stats.model_ms:.1f} ms, latency {stats.latency_ms:.1f} ms on {provider}",
+        file=sys.stderr,
+    )
+    if record:
+        print(f"{prefix}video written to {record.resolve()}", file=sys.stderr)
+
+
 def run(config: LiveConfig) -> int:
-    """Open the model, the source and the sinks, run the loop, report."""
-    from realtime.capture import LatestFrameReader, SourceError, open_source
+    """Open the model and the source, run the session, report."""
+    from realtime.capture import SourceError, open_source
     from realtime.contract import ContractError
     from realtime.engine import Engine, EngineOptions, ModelNotFoundError
-    from realtime.pipeline import Controls, LiveLoop
-    from realtime.sinks import RecordSwitch, SinkError, Window, save_snapshot
+    from realtime.pipeline import Controls
+    from realtime.session import Outputs, SessionError, run_session
 
     if config.demo:
         from realtime.demo.live import run_demo
@@ -132,46 +152,27 @@ def run(config: LiveConfig) -> int:
             )
         top_k = min(config.top_k, engine.info.num_classes)
         controls = Controls(config.method, class_id, 0, top_k, config.alpha, config.smooth)
-        window = Window() if config.window else None
-        reader = LatestFrameReader(open_source(config.source))
-        reader.start()
+        source = open_source(config.source)
+        outputs = Outputs(
+            "gradcam-live" if config.window else None,
+            config.record,
+            config.snapshots,
+            config.serve,
+            config.max_clients,
+            save_frames=config.save_frames,
+        )
+        summary = run_session([engine], source, controls, outputs, config.fit, config.max_frames)
     except (
         ModelNotFoundError,
         ContractError,
         SourceError,
-        SinkError,
+        SessionError,
         ClassNameError,
         cam.MethodNeedsGradientsError,
     ) as exc:
         print(f"gradcam-live: {exc}", file=sys.stderr)
         return 2
-
-    recording = RecordSwitch(config.record, config.snapshots)
-    with reader:
-        loop = LiveLoop(
-            engine,
-            reader,
-            controls,
-            fit_mode=config.fit,
-            show=window.show if window else None,
-            sinks=[recording],
-            snapshot=lambda image: save_snapshot(image, config.snapshots),
-            toggle_record=recording.toggle,
-        )
-        try:
-            summary = loop.run(config.max_frames)
-        finally:
-            recording.close()
-            if window:
-                window.close()
-    stats = summary.stats
-    print(
-        f"{summary.displayed} frames shown ({summary.end_reason}); {stats.display_fps:.1f} FPS, "
-        f"model {stats.model_ms:.1f} ms, latency {stats.latency_ms:.1f} ms on {engine.provider}",
-        file=sys.stderr,
-    )
-    if config.record:
-        print(f"recorded {config.record}", file=sys.stderr)
+    report(summary, engine.provider, config.record)
     return 0 if not summary.end_reason.startswith(("capture failed", "camera")) else 1
 
 

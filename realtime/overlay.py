@@ -53,7 +53,8 @@ class Hud:
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color: tuple[int, int, int]) -> None:
-    cv2.putText(img, text, org, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    # a 1-px drop shadow: a thicker black pass would advance wider and trail ghost letters
+    cv2.putText(img, text, (org[0] + 1, org[1] + 1), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, text, org, FONT, scale, color, 1, cv2.LINE_AA)
 
 

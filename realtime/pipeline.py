@@ -130,6 +130,18 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class FrameReport:
+    """What the loop hands to observers (the browser view) after drawing a frame."""
+
+    image: np.ndarray  # what was drawn
+    hud: overlay.Hud
+    stats: Stats
+    result: CamResult
+    controls: Controls
+    source: np.ndarray  # the camera frame it was drawn on
+
+
+@dataclass(frozen=True)
 class Inference:
     """One frame and what every engine said about it."""
 
@@ -212,7 +224,7 @@ class LiveLoop:
         sinks: Sequence[Sink] = (),
         snapshot: Callable[[np.ndarray], Path] | None = None,
         toggle_record: Callable[[], str] | None = None,
-        on_frame: Callable[[np.ndarray, overlay.Hud, Stats, CamResult], None] | None = None,
+        on_frame: Callable[[FrameReport], None] | None = None,
         poll_controls: Callable[[Controls], Controls] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
@@ -258,24 +270,27 @@ class LiveLoop:
             stage_ms={name: meter.ms for name, meter in self.stages.items()},
         )
 
-    def _maps(self, done: Inference) -> list[np.ndarray]:
+    def _view(self, done: Inference) -> Controls:
+        """Controls to draw `done` with: what it was inferred for (method, class), how it looks now (blend)."""
+        now = self.controls
+        return replace(done.controls, alpha=now.alpha, smooth=now.smooth, frozen=now.frozen)
+
+    def _maps(self, done: Inference, view: Controls) -> list[np.ndarray]:
         try:
-            return [maps_for(result, self.controls) for result in done.results]
-        except cam.MethodNeedsGradientsError as exc:
+            return [maps_for(result, view) for result in done.results]
+        except cam.MethodNeedsGradientsError as exc:  # a pooled model: only Grad-CAM is possible
             self.log(str(exc))
             self.controls = replace(self.controls, method="gradcam")
-            return [maps_for(result, self.controls) for result in done.results]
+            return [maps_for(result, replace(view, method="gradcam")) for result in done.results]
 
-    def _draw(self, done: Inference, maps: list[np.ndarray]) -> tuple[np.ndarray, overlay.Hud]:
+    def _draw(self, done: Inference, maps: list[np.ndarray], view: Controls) -> tuple[np.ndarray, overlay.Hud]:
         engine = self.engines[0]
         size = (engine.info.input_height, engine.info.input_width)
         region = model_region(done.frame.image.shape, size, self.fit_mode)
         if len(self.engines) == 1:
-            return render(done.frame.image, done.results[0], maps[0], self.controls, self.stats(), region, self.notes)
+            return render(done.frame.image, done.results[0], maps[0], view, self.stats(), region, self.notes)
         names = [e.info.model_name for e in self.engines]
-        return render_comparison(
-            done.frame.image, done.results, maps, names, self.controls, self.stats(), region, self.notes
-        )
+        return render_comparison(done.frame.image, done.results, maps, names, view, self.stats(), region, self.notes)
 
     def run(self, max_frames: int | None = None) -> RunSummary:
         previous_maps: list[np.ndarray | None] = [None] * len(self.engines)
@@ -298,11 +313,12 @@ class LiveLoop:
                     nxt = done.frame if self.controls.frozen else self.reader.get()
                     pending = pool.submit(self._infer, nxt, self.controls) if nxt is not None else None
                 t0 = self.clock()
-                maps = self._maps(done)
-                maps = [smooth_maps(p, m, self.controls.smooth) for p, m in zip(previous_maps, maps, strict=True)]
+                view = self._view(done)
+                maps = self._maps(done, view)
+                maps = [smooth_maps(p, m, view.smooth) for p, m in zip(previous_maps, maps, strict=True)]
                 previous_maps = list(maps)
                 t1 = self.clock()
-                image, hud = self._draw(done, maps)
+                image, hud = self._draw(done, maps, view)
                 t2 = self.clock()
                 for sink in self.sinks:
                     sink.write(image)
@@ -316,7 +332,7 @@ class LiveLoop:
                 self.stages["sink"].add_seconds(t3 - t2)
                 last_hud, last_classes = hud, tuple(int(c) for c in done.results[0].classes[0])
                 if self.on_frame is not None:
-                    self.on_frame(image, hud, self.stats(), done.results[0])
+                    self.on_frame(FrameReport(image, hud, self.stats(), done.results[0], view, done.frame.image))
                 if self.poll_controls is not None:
                     self.controls = self.poll_controls(self.controls)
                 self.controls, action = apply_key(self.controls, key, self.has_gradients)

@@ -104,3 +104,20 @@ class RecordSwitch:
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
+
+
+class FrameSaver:
+    """Keeps every n-th camera frame as a JPEG (calibration data for gradcam-export --int8)."""
+
+    def __init__(self, folder: Path, every: int = 15, limit: int = 200) -> None:
+        self.folder, self.every, self.limit = folder, every, limit
+        self.seen = self.saved = 0
+
+    def save(self, frame: np.ndarray) -> None:
+        self.seen += 1
+        if self.saved >= self.limit or (self.seen - 1) % self.every:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(self.folder / f"frame_{self.saved:05d}.jpg"), frame):
+            raise SinkError(f"cannot write frames to {self.folder}")
+        self.saved += 1

@@ -330,6 +330,65 @@ def soak_in_process(model: str, n: int) -> dict[str, Any]:
     }
 
 
+def browser_load(model: str, frames: Sequence[np.ndarray], fps: float, seconds: float) -> dict[str, Any]:
+    """Loop display rate alone, then with 4 streaming browser clients and 1 that reads nothing."""
+    import socket
+    import threading
+    import urllib.request
+
+    from realtime.capture import LatestFrameReader
+    from realtime.engine import Engine, EngineOptions
+    from realtime.pipeline import Controls, LiveLoop
+    from realtime.serve.app import ServerThread, make_app
+    from realtime.serve.hub import FrameHub
+
+    engine = Engine(model, EngineOptions(providers="cpu"))
+    hub = FrameHub(engine.info.num_classes, engine.has_gradients)
+    server = ServerThread(make_app(hub, max_clients=5), "127.0.0.1", 0).start()
+    reader = LatestFrameReader(LoopSource(frames, fps))
+    reader.start()
+    loop = LiveLoop(engine, reader, Controls(), on_frame=hub.publish_report, poll_controls=hub.apply_pending)
+    runner = threading.Thread(target=loop.run, daemon=True)
+    runner.start()
+    stop = threading.Event()
+    received = [0] * 4
+
+    def client(i: int) -> None:
+        with urllib.request.urlopen(server.url + "stream.mjpg", timeout=10) as stream:
+            while not stop.is_set():
+                received[i] += len(stream.read(65536))
+
+    def rate() -> float:
+        start_seq, start = hub.snapshot.sequence, time.perf_counter()
+        time.sleep(seconds)
+        return (hub.snapshot.sequence - start_seq) / (time.perf_counter() - start)
+
+    try:
+        time.sleep(1.0)
+        alone = rate()
+        stalled = socket.create_connection(("127.0.0.1", server.port))
+        stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
+        clients = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(4)]
+        for c in clients:
+            c.start()
+        time.sleep(1.0)
+        loaded = rate()
+        stop.set()
+        stalled.close()
+    finally:
+        loop.stop_requested = True
+        runner.join(timeout=20)
+        reader.stop()
+        server.stop()
+    return {
+        "source_fps": fps,
+        "alone_fps": alone,
+        "loaded_fps": loaded,
+        "drop": 1.0 - loaded / alone,
+        "client_mb": [r / 2**20 for r in received],
+    }
+
+
 def drawing_scale(sizes: Sequence[tuple[int, int]], rounds: int) -> dict[str, Any]:
     """Per-frame cost outside the model (resize in, CAM normalise, colormap+blend, HUD) by frame size."""
     from realtime import cam, overlay
@@ -451,6 +510,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"Grad-CAM++ with smoothing): RSS {so['rss_start_mb']:.1f} -> {so['rss_end_mb']:.1f} MB, growth "
         f"{so['growth_mb']:.1f} MB.",
     ]
+    for name, b in r["browser_load"].items():
+        lines.append(
+            f"Browser view ({name}): loop {b['alone_fps']:.2f} FPS alone, {b['loaded_fps']:.2f} FPS with 4 streaming "
+            f"clients and 1 stalled one: {b['drop'] * 100:+.1f}% drop; clients received "
+            f"{', '.join(f'{mb:.1f}' for mb in b['client_mb'])} MB."
+        )
     lines += ["", "| frame | resize ms | CAM ms | blend ms | HUD ms | total ms |", "|---|---|---|---|---|---|"]
     for size, v in r["drawing_scale"].items():
         lines.append(
@@ -471,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     rounds = 3 if quick else 15
-    progress = Progress(8)
+    progress = Progress(9)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -495,6 +560,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             model = str(demo_model_paths()["fair"])
             report["soak"] = python_child(SOAK_CHILD.format(root=str(ROOT), model=model, frames=soak_frames), 3600)
+        with progress.step("browser view: loop rate alone and with 4 streaming + 1 stalled client"):
+            frames = synthetic_frames(30)
+            seconds = 2.0 if quick else 8.0
+            report["browser_load"] = {
+                "model_rate": browser_load(paths["pooled"], frames, 30.0, seconds),
+                "camera_rate_demo": browser_load(model, frames, 30.0, seconds),
+            }
         with progress.step("drawing cost by frame size"):
             sizes = ((320, 240), (640, 480), (1280, 720), (1920, 1080))
             report["drawing_scale"] = drawing_scale(sizes, rounds * 2)
@@ -516,6 +588,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pre+post+drawing <= 3 ms per 640x480 frame": goal(pipe["pre_post_draw_ms"], 3.0),
         "latency <= 1.5x model time": goal(pipe["latency_vs_model"], 1.5),
         "soak RSS growth < 20 MB": goal(report["soak"]["growth_mb"], 20.0),
+        "browser clients cost < 5% of the loop's display rate (model-bound)": goal(
+            report["browser_load"]["model_rate"]["drop"], 0.05
+        ),
+        "browser clients cost < 5% of the loop's display rate (30 FPS demo)": goal(
+            report["browser_load"]["camera_rate_demo"]["drop"], 0.05
+        ),
     }
     text = markdown(report)
     print(text)

@@ -131,4 +131,4 @@ def test_demo_command_writes_a_video_headless(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo.mp4"
     assert cli.main(["--demo", "--max-frames", "12", "--record", str(out), "--providers", "cpu", "--no-window"]) == 0
     assert count_frames(out) == 12
-    assert "demo video written to" in capsys.readouterr().err
+    assert "video written to" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_loop_end_to_end_on_a_video(small_models, tmp_path: Path) -> None:
             reader,
             Controls(method="gradcam++"),
             sinks=[recorder],
-            on_frame=lambda img, hud, stats, res: seen.append((img, hud)),
+            on_frame=lambda r: seen.append((r.image, r.hud)),
         )
         summary = loop.run()
     recorder.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,12 +108,13 @@ class DemoSource:
 
 def run_demo(config: LiveConfig) -> int:
     """Biased and fair model side by side on the animated scene: a window, or a video where there is no display."""
-    from realtime.capture import LatestFrameReader
+    from realtime.cli import report
     from realtime.contract import ContractError
     from realtime.demo.models import DemoModelsMissingError, demo_model_paths
     from realtime.engine import Engine, EngineOptions
-    from realtime.pipeline import Controls, LiveLoop
-    from realtime.sinks import RecordSwitch, SinkError, Window, has_display, save_snapshot
+    from realtime.pipeline import Controls
+    from realtime.session import Outputs, SessionError, run_session
+    from realtime.sinks import has_display
 
     try:
         paths = demo_model_paths()
@@ -124,39 +125,20 @@ def run_demo(config: LiveConfig) -> int:
         return 2
     print(engines[0].notice, file=sys.stderr)
     windowed = config.window and has_display()
-    record = config.record or (None if windowed else DEFAULT_DEMO_VIDEO)
-    max_frames = config.max_frames or (None if windowed else HEADLESS_FRAMES)
+    headless_default = not windowed and not config.serve
+    record = config.record or (DEFAULT_DEMO_VIDEO if headless_default else None)
+    max_frames = config.max_frames or (HEADLESS_FRAMES if headless_default else None)
     if config.window and not windowed:
-        print("no display here: writing the demo to a video instead of a window", file=sys.stderr)
+        print(
+            "no display here: " + ("serving the browser view" if config.serve else "writing a video"), file=sys.stderr
+        )
+    controls = Controls(method=config.method, alpha=config.alpha, smooth=config.smooth)
+    title = "gradcam-live --demo (left: biased model, right: fair model)" if windowed else None
+    outputs = Outputs(title, record, config.snapshots, config.serve, config.max_clients)
     try:
-        window = Window("gradcam-live --demo (left: biased model, right: fair model)") if windowed else None
-    except SinkError as exc:
+        summary = run_session(engines, DemoSource(), controls, outputs, max_frames=max_frames, log_prefix="demo")
+    except SessionError as exc:
         print(f"gradcam-live --demo: {exc}", file=sys.stderr)
         return 2
-    recording = RecordSwitch(record, config.snapshots, fps=15.0)
-    controls = Controls(method=config.method if config.method == "gradcam" or engines[0].has_gradients else "gradcam")
-    controls = replace(controls, alpha=config.alpha, smooth=config.smooth)
-    with LatestFrameReader(DemoSource()) as reader:
-        loop = LiveLoop(
-            engines,
-            reader,
-            controls,
-            show=window.show if window else None,
-            sinks=[recording],
-            snapshot=lambda image: save_snapshot(image, config.snapshots, "gradcam_demo"),
-            toggle_record=recording.toggle,
-        )
-        try:
-            summary = loop.run(max_frames)
-        finally:
-            recording.close()
-            if window:
-                window.close()
-    stats = summary.stats
-    print(
-        f"demo: {summary.displayed} frames, {stats.display_fps:.1f} FPS, both models {stats.model_ms:.1f} ms per frame",
-        file=sys.stderr,
-    )
-    if record:
-        print(f"demo video written to {record.resolve()}", file=sys.stderr)
+    report(summary, engines[0].provider, record, prefix="demo: ")
     return 0

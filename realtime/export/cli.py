@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from realtime import contract
+from realtime.export.quantize import CALIBRATION_SOURCES, SCOPES
 
 GRADIENT_CHOICES = {
     contract.GRADIENTS_FULL: "logits, maps and the full d logit / dA (needed by Grad-CAM++, HiResCAM, ...)",
@@ -46,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{k}: {v}" for k, v in contract.PREPROCESSING_MODES.items()),
     )
     parser.add_argument("--no-check", action="store_true", help="skip the self-check against TF GradientTape")
+    parser.add_argument("--int8", action="store_true", help="static int8 (QDQ) of the forward path; maps stay fp32")
+    parser.add_argument(
+        "--calibration",
+        default="demo",
+        metavar="demo|random|DIR",
+        help="; ".join(f"{k}: {v}" for k, v in CALIBRATION_SOURCES.items()),
+    )
+    parser.add_argument(
+        "--int8-scope", choices=list(SCOPES), default="forward", help="; ".join(f"{k}: {v}" for k, v in SCOPES.items())
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -66,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         preprocessing=args.preprocess,
         self_check=not args.no_check,
         quiet=args.quiet,
+        int8=args.int8,
+        calibration=args.calibration,
+        int8_scope=args.int8_scope,
     )
     try:
         result = export(config)
@@ -77,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
 
     check = f"; self-check {result.check}" if result.check is not None else ""
+    if result.fidelity is not None:
+        check += f"; int8 fidelity {result.fidelity}"
     print(
         f"wrote {result.output} in {result.seconds:.1f} s ({result.num_classes} classes, layer {result.layer}){check}"
     )

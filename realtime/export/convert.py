@@ -99,6 +99,48 @@ def fold_initializer_transposes(model: onnx.ModelProto) -> int:
     return folded
 
 
+FOLDABLE = {"Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity"}
+
+
+def fold_initializer_ops(model: onnx.ModelProto) -> int:
+    """Evaluate shape-only ops whose inputs are all initializers (tf2onnx's bias Squeeze, mostly).
+
+    With the weights bound late, tf2onnx could not fold them. onnxruntime would at load,
+    but the int8 quantizer reads the file as it is and needs Conv biases as initializers.
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    folded = 0
+    changed = True
+    while changed:
+        changed = False
+        inits = {init.name: init for init in graph.initializer}
+        uses: dict[str, int] = {}
+        for node in graph.node:
+            for name in node.input:
+                uses[name] = uses.get(name, 0) + 1
+        for node in list(graph.node):
+            if node.op_type not in FOLDABLE or not all(i in inits for i in node.input if i):
+                continue
+            feeds = {i: numpy_helper.to_array(inits[i]) for i in node.input if i}
+            sub = onnx.helper.make_graph(
+                [node], "fold", [], [onnx.helper.make_tensor_value_info(node.output[0], 0, None)]
+            )
+            (value,) = ReferenceEvaluator(onnx.helper.make_model(sub, opset_imports=model.opset_import)).run(
+                None, feeds
+            )
+            graph.node.remove(node)
+            for name in node.input:
+                if name and uses.get(name) == 1:
+                    graph.initializer.remove(inits[name])
+            graph.initializer.append(numpy_helper.from_array(np.asarray(value), node.output[0]))
+            folded += 1
+            changed = True
+            break
+    return folded
+
+
 def _perm(node: onnx.NodeProto) -> list[int] | None:
     return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
 

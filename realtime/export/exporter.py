@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,10 @@ class ExportConfig:
     preprocessing: str = "caffe"
     self_check: bool = True
     quiet: bool = False
+    int8: bool = False
+    calibration: str = "demo"  # demo | random | DIR
+    int8_scope: str = "forward"
+    calibration_count: int = 32
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,13 @@ class ExportResult:
     check: Any  # CheckReport | None
     num_classes: int
     layer: str
+    fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
 
 
 def default_output(config: ExportConfig) -> Path:
     stem = config.model.stem if config.model else "vgg16"
-    return DEFAULT_MODELS_DIR / f"{stem}_gradcam_{config.gradients}.onnx"
+    suffix = "_int8" if config.int8 else ""
+    return DEFAULT_MODELS_DIR / f"{stem}_gradcam_{config.gradients}{suffix}.onnx"
 
 
 def load_keras_model(config: ExportConfig) -> Any:
@@ -119,7 +127,7 @@ def _validate(config: ExportConfig) -> None:
 def export(config: ExportConfig) -> ExportResult:
     """Load the Keras model the config names, then export it. Raises ExportError with advice."""
     _validate(config)
-    progress = Progress(5 if config.self_check else 4, config.quiet)
+    progress = Progress((5 if config.self_check else 4) + (2 if config.int8 else 0), config.quiet)
     start = time.perf_counter()
     with progress.step("loading the Keras model"):
         model = load_keras_model(config)
@@ -133,7 +141,7 @@ def export_model(
     _validate(config)
     start = time.perf_counter() if start is None else start
     if progress is None:
-        progress = Progress(4 if config.self_check else 3, config.quiet)
+        progress = Progress((4 if config.self_check else 3) + (2 if config.int8 else 0), config.quiet)
     layer = config.layer or VGG16_LAYER
 
     from realtime.export import convert
@@ -152,6 +160,7 @@ def export_model(
         convert.name_outputs(proto, fn.output_names)
         convert.bind_weights(proto, fn.weight_names, fn.weight_arrays)
         convert.fold_initializer_transposes(proto)
+        convert.fold_initializer_ops(proto)
         convert.backward_matmuls_to_gemm(proto)
         name = config.model.stem if config.model else "vgg16"
         convert.set_metadata(proto, convert.build_metadata(labels, layer, config.preprocessing, config.gradients, name))
@@ -175,11 +184,41 @@ def export_model(
                 raise convert.SelfCheckError(f"ONNX graph disagrees with TF: {report}; nothing was written")
             return report
 
-    report = convert.save_checked(proto, output, check)
-    return ExportResult(
-        output=output,
-        seconds=time.perf_counter() - start,
-        check=report,
-        num_classes=len(labels),
-        layer=layer,
-    )
+    if not config.int8:
+        report = convert.save_checked(proto, output, check)
+        return ExportResult(output, time.perf_counter() - start, report, len(labels), layer)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        report = convert.save_checked(proto, fp32, check)
+        del proto
+        size = (int(model.input_shape[1]), int(model.input_shape[2]))
+        fidelity = quantize_checked(fp32, output, size, config, progress)
+    return ExportResult(output, time.perf_counter() - start, report, len(labels), layer, fidelity)
+
+
+def quantize_checked(fp32: Path, output: Path, size: tuple[int, int], config: ExportConfig, progress: Progress) -> Any:
+    """Static int8 of the forward path, then int8 against fp32 on held-out images (not on random data)."""
+    from realtime.export import quantize
+
+    if config.int8_scope not in quantize.SCOPES:
+        raise ExportError(f"--int8-scope {config.int8_scope!r}: choose {', '.join(quantize.SCOPES)}")
+    try:
+        images = quantize.calibration_images(config.calibration, size, config.calibration_count * 5 // 4)
+    except quantize.QuantizeError as exc:
+        raise ExportError(str(exc)) from exc
+    calibrate, held_out = images[: config.calibration_count], images[config.calibration_count :]
+    with progress.step(f"quantizing to int8 ({config.int8_scope}) on {len(calibrate)} {config.calibration} images"):
+        quantize.quantize(fp32, output, calibrate, config.int8_scope)
+    if config.calibration == "random":
+        return None
+    with progress.step("fidelity: int8 against fp32 on held-out images"):
+        if config.calibration == "demo":
+            held, masks = quantize.demo_holdout(100, size)
+            result = quantize.fidelity(fp32, output, held, masks)
+        elif len(held_out):
+            result = quantize.fidelity(fp32, output, held_out)
+        else:
+            return None
+    if not config.quiet:
+        print(f"      {quantize.describe(result)}", file=sys.stderr)
+    return result

@@ -1,0 +1,170 @@
+"""aiohttp app: the page, an MJPEG stream, a JSON API; run on its own thread beside the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import asdict
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from realtime import cam
+from realtime.serve.hub import ControlError, FrameHub
+
+BOUNDARY = "gradcamframe"
+DEFAULT_MAX_CLIENTS = 4
+POLL_S = 0.01
+
+
+class ServeAddressError(ValueError):
+    """--serve got something that is not [HOST:]PORT."""
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'8080' -> ('127.0.0.1', 8080); '0.0.0.0:8080' -> ('0.0.0.0', 8080). Loopback unless a host is given."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServeAddressError(f"--serve {text!r}: expected [HOST:]PORT, e.g. 8080 or 0.0.0.0:8080")
+    return host, int(port)
+
+
+def state_json(hub: FrameHub) -> dict[str, Any]:
+    snap = hub.snapshot
+    controls = snap.controls
+    return {
+        "sequence": snap.sequence,
+        "stats": {
+            "display_fps": round(snap.stats.display_fps, 2),
+            "model_ms": round(snap.stats.model_ms, 2),
+            "latency_ms": round(snap.stats.latency_ms, 2),
+        },
+        "top": [{"id": i, "name": name, "probability": round(p, 4)} for i, name, p in snap.top],
+        "explained": snap.explained,
+        "controls": {**asdict(controls), "class": "auto" if controls.class_id is None else controls.class_id},
+        "methods": [m for m, spec in cam.METHODS.items() if hub.has_gradients or not spec.needs_gradients],
+    }
+
+
+def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Application:
+    app = web.Application()
+    streaming = {"clients": 0}
+    page = resources.files("realtime.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        if streaming["clients"] >= max_clients:
+            return web.json_response(
+                {"error": f"stream is full ({max_clients} clients); close another tab or raise --max-clients"},
+                status=503,
+            )
+        streaming["clients"] += 1
+        try:
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                    "Cache-Control": "no-store",
+                }
+            )
+            await response.prepare(request)
+            sent = -1
+            while True:
+                latest = await asyncio.to_thread(hub.latest_jpeg)
+                if latest is None or latest[0] == sent:
+                    await asyncio.sleep(POLL_S)
+                    continue
+                sent, data = latest
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                await response.write(head.encode() + data + b"\r\n")  # waits only for this client
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        finally:
+            streaming["clients"] -= 1
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response({**state_json(hub), "clients": streaming["clients"]})
+
+    async def control(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"error": "the body is not valid JSON"}, status=400)
+        try:
+            accepted = hub.request(body)
+        except ControlError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"accepted": {k: v for k, v in accepted.items()}})
+
+    async def snapshot(request: web.Request) -> web.Response:
+        data = await asyncio.to_thread(hub.latest_png)
+        if data is None:
+            return web.json_response({"error": "no frame yet"}, status=503)
+        return web.Response(
+            body=data,
+            content_type="image/png",
+            headers={"Content-Disposition": 'attachment; filename="gradcam_snapshot.png"'},
+        )
+
+    app.router.add_get("/", index)
+    app.router.add_get("/stream.mjpg", stream)
+    app.router.add_get("/api/state", state)
+    app.router.add_post("/api/control", control)
+    app.router.add_get("/api/snapshot.png", snapshot)
+    return app
+
+
+class ServerThread:
+    """The app on its own event loop and thread; `stop` closes streams and the socket cleanly."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.app, self.host, self.port = app, host, port
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gradcam-serve", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, self.host, self.port)
+            self._loop.run_until_complete(site.start())
+            if self.port == 0:  # an ephemeral port: report the one the OS picked
+                server = site._server
+                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        except BaseException as exc:  # report bind errors to the caller's thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(10.0)
+        if self._error is not None:
+            raise OSError(f"cannot serve on {self.host}:{self.port}: {self._error}") from self._error
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10.0)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

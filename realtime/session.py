@@ -1,0 +1,101 @@
+"""One live session: engines + source + sinks (window, recorder, snapshots, browser) around a LiveLoop.
+
+`gradcam-live` and `gradcam-live --demo` differ only in their engines and source; both run here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from realtime.capture import FrameSource, LatestFrameReader
+from realtime.engine import Engine
+from realtime.pipeline import Controls, FrameReport, LiveLoop, RunSummary
+from realtime.sinks import FrameSaver, RecordSwitch, SinkError, Window, save_snapshot
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where the drawn frames go."""
+
+    window_title: str | None  # None: headless
+    record: Path | None
+    snapshots: Path
+    serve: str | None = None  # [HOST:]PORT for the browser view
+    max_clients: int = 4
+    record_fps: float = 15.0
+    save_frames: Path | None = None  # keep camera frames here for int8 calibration
+
+
+class SessionError(RuntimeError):
+    """A sink could not be opened; the message says what to do."""
+
+
+def run_session(
+    engines: Sequence[Engine],
+    source: FrameSource,
+    controls: Controls,
+    outputs: Outputs,
+    fit_mode: str = "squash",
+    max_frames: int | None = None,
+    log_prefix: str = "gradcam-live",
+) -> RunSummary:
+    """Open the sinks, run the loop until it ends, close everything (also on errors)."""
+    hub = server = None
+    try:
+        window = Window(outputs.window_title) if outputs.window_title else None
+    except SinkError as exc:
+        raise SessionError(str(exc)) from exc
+    if outputs.serve:
+        from realtime.serve.app import ServeAddressError, ServerThread, make_app, parse_address
+        from realtime.serve.hub import FrameHub
+
+        try:
+            host, port = parse_address(outputs.serve)
+            hub = FrameHub(engines[0].info.num_classes, all(e.has_gradients for e in engines))
+            server = ServerThread(make_app(hub, outputs.max_clients), host, port).start()
+        except (ServeAddressError, OSError) as exc:
+            if window:
+                window.close()
+            raise SessionError(str(exc)) from exc
+        print(f"{log_prefix}: browser view at {server.url}", file=sys.stderr)
+    recording = RecordSwitch(outputs.record, outputs.snapshots, outputs.record_fps)
+    saver = FrameSaver(outputs.save_frames) if outputs.save_frames else None
+
+    def on_frame(report: FrameReport) -> None:
+        if hub is not None:
+            hub.publish_report(report)
+        if saver is not None:
+            saver.save(report.source)
+
+    reader = LatestFrameReader(source)
+    try:
+        reader.start()  # a bad source fails here, and the finally below still closes the sinks
+        with reader:
+            loop = LiveLoop(
+                engines,
+                reader,
+                controls,
+                fit_mode=fit_mode,
+                show=window.show if window else None,
+                sinks=[recording],
+                snapshot=lambda image: save_snapshot(image, outputs.snapshots),
+                toggle_record=recording.toggle,
+                on_frame=on_frame,
+                poll_controls=hub.apply_pending if hub is not None else None,
+            )
+            return loop.run(max_frames)
+    finally:
+        recording.close()
+        if window:
+            window.close()
+        if server is not None:
+            server.stop()
+        if saver is not None and saver.saved:
+            print(
+                f"{log_prefix}: kept {saver.saved} frames in {outputs.save_frames} (gradcam-export --int8 "
+                f"--calibration {outputs.save_frames})",
+                file=sys.stderr,
+            )

@@ -1,0 +1,40 @@
+"""A live loop with the browser view on an ephemeral loopback port, for the serve and browser tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from realtime.capture import LatestFrameReader
+from realtime.demo.live import DemoSource
+from realtime.demo.models import demo_model_paths
+from realtime.engine import Engine, EngineOptions
+from realtime.pipeline import Controls, LiveLoop
+from realtime.serve.app import ServerThread, make_app
+from realtime.serve.hub import FrameHub
+
+
+class LiveServer:
+    """The demo model on the paced demo source, with the browser view on an ephemeral port."""
+
+    def __init__(self, max_clients: int = 4) -> None:
+        engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=1))
+        self.hub = FrameHub(engine.info.num_classes, engine.has_gradients)
+        self.server = ServerThread(make_app(self.hub, max_clients), "127.0.0.1", 0).start()
+        self.reader = LatestFrameReader(DemoSource())
+        self.reader.start()
+        self.loop = LiveLoop(
+            engine, self.reader, Controls(), on_frame=self.hub.publish_report, poll_controls=self.hub.apply_pending
+        )
+        self.thread = threading.Thread(target=self.loop.run, daemon=True)
+        self.thread.start()
+        self.url = self.server.url
+        deadline = time.time() + 10
+        while self.hub.snapshot.sequence < 3 and time.time() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.loop.stop_requested = True
+        self.thread.join(timeout=10)
+        self.reader.stop()
+        self.server.stop()

@@ -1,0 +1,49 @@
+"""The benchmark's quick mode runs end to end and writes well-formed JSON (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "benchmark.py"),
+            "--quick",
+            "--soak-frames",
+            "60",
+            "--json",
+            str(out),
+            "--markdown",
+            str(md),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for key in ("machine", "export", "model_cost", "session_rss", "seed", "pipeline", "soak", "drawing_scale", "goals"):
+        assert key in report, key
+    for graph in ("none", "pooled", "full"):
+        for batch in ("batch1", "batch4"):
+            cell = report["model_cost"][batch][graph]
+            assert math.isfinite(cell["ms"]) and cell["ms"] > 0
+        assert report["export"][graph]["peak_rss_mb"] > 0
+    assert report["model_cost"]["batch1"]["none"]["ratio"] == 1.0
+    assert report["soak"]["frames"] == 60
+    assert report["seed"]["max_abs_map_diff_vs_reference"] < 1e-3  # the fast path gives the same map
+    assert all(v.startswith(("met", "MISSED")) for v in report["goals"].values())
+    assert "| graph |" in md.read_text()

@@ -1,0 +1,122 @@
+"""Int8: quantized graphs keep the contract, and the fair demo model keeps its maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime.quantization")
+
+from realtime import cli, contract  # noqa: E402
+from realtime.demo.models import demo_model_paths  # noqa: E402
+from realtime.engine import Engine, EngineOptions  # noqa: E402
+from realtime.export import quantize  # noqa: E402
+from tests.conftest import count_frames, write_video  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fair_int8(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("int8")
+    images = quantize.calibration_images("demo", (224, 224), 32)
+    fp32 = demo_model_paths()["fair"]
+    return {
+        "fp32": fp32,
+        **{scope: quantize.quantize(fp32, folder / f"fair_{scope}.onnx", images, scope) for scope in quantize.SCOPES},
+    }
+
+
+@pytest.mark.parametrize("scope", list(quantize.SCOPES))
+def test_fair_model_int8_fidelity(fair_int8, scope: str) -> None:
+    held, masks = quantize.demo_holdout(100, (224, 224))
+    result = quantize.fidelity(fair_int8["fp32"], fair_int8[scope], held, masks)
+    assert result.top1_agreement >= 0.99
+    assert result.map_correlation >= 0.95
+    assert result.pointing_fp32 is not None and result.pointing_int8 is not None
+    assert result.pointing_int8 >= result.pointing_fp32 - 0.02
+    assert result.ok()
+
+
+def test_int8_graph_keeps_the_contract_and_really_is_int8(fair_int8) -> None:
+    engine = Engine(fair_int8["forward"], EngineOptions(providers="cpu", warmup=0))
+    assert engine.info.precision == "int8 (forward)"
+    assert engine.has_gradients and engine.info.labels == ("elephant", "penguin")
+    model = onnx.load(str(fair_int8["forward"]))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") >= 5
+    # the analytic backward stays fp32: no quantized node reads a gradient
+    gemm_or_back = [n for n in model.graph.node if n.op_type in ("Gemm",)]
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in gemm_or_back:
+        assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in node.input[:1])
+    out = engine.run(np.zeros((1, 224, 224, 3), np.uint8), [[-1, -1]])
+    assert out.cam.shape == (1, 2, 28, 28) and np.isfinite(out.cam).all()
+
+
+def test_gradcam_live_runs_an_int8_model_unchanged(fair_int8, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "in.mp4", 6)
+    out = tmp_path / "out.avi"
+    argv = ["--source", str(video), "--model", str(fair_int8["forward"]), "--no-window", "--providers", "cpu"]
+    assert cli.main([*argv, "--record", str(out), "--method", "gradcam++"]) == 0
+    assert count_frames(out) == 6
+
+
+def test_forward_nodes_never_include_the_backward(small_models) -> None:
+    model = onnx.load(str(small_models["full"]))
+    inits = {i.name for i in model.graph.initializer}
+    chosen = set(quantize.forward_nodes(model, "forward"))
+    for node in model.graph.node:
+        if node.name in chosen and node.op_type == "MatMul":
+            assert node.input[1] in inits and node.input[0] not in inits  # MatMul(x, W) only
+        if node.op_type == "Gemm" or (node.op_type == "MatMul" and node.input[0] in inits):
+            assert node.name not in chosen
+    convs_only = set(quantize.forward_nodes(model, "convs"))
+    assert not any(n.op_type == "MatMul" for n in model.graph.node if n.name in convs_only)
+
+
+def test_calibration_sources(tmp_path: Path, capsys) -> None:
+    assert quantize.calibration_images("random", (32, 32), 3).shape == (3, 32, 32, 3)
+    assert "smoke tests only" in capsys.readouterr().err
+    with pytest.raises(quantize.QuantizeError, match="--save-frames"):
+        quantize.calibration_images(str(tmp_path), (32, 32), 3)
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((50, 70), 100, np.uint8))  # grey, odd size
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.full((40, 40, 3), 20, np.uint8))
+    assert quantize.calibration_images(str(tmp_path), (32, 32), 8).shape == (2, 32, 32, 3)
+    with pytest.raises(quantize.QuantizeError, match="not demo, random or a folder"):
+        quantize.calibration_images(str(tmp_path / "missing"), (32, 32), 3)
+
+
+def test_export_int8_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from realtime.export.exporter import ExportConfig, export_model
+    from tests.conftest import _small_classifier
+
+    result = export_model(
+        _small_classifier(),
+        ExportConfig(
+            gradients="pooled",
+            layer="last_conv",
+            output=tmp_path / "small_int8.onnx",
+            int8=True,
+            calibration="demo",
+            calibration_count=8,
+            quiet=True,
+        ),
+    )
+    meta = {p.key: p.value for p in onnx.load(str(result.output)).metadata_props}
+    assert meta[contract.META_PRECISION] == "int8 (forward)" and meta[contract.META_GRADIENTS] == "pooled"
+    assert result.fidelity is not None and 0.0 <= result.fidelity.top1_agreement <= 1.0
+
+
+def test_save_frames_collects_calibration_data(small_models, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "in.mp4", 31)
+    folder = tmp_path / "frames"
+    argv = ["--source", str(video), "--model", str(small_models["pooled"]), "--no-window", "--providers", "cpu"]
+    assert cli.main([*argv, "--save-frames", str(folder)]) == 0
+    saved = sorted(folder.glob("*.jpg"))
+    assert len(saved) == 3  # frames 0, 15 and 30
+    assert cv2.imread(str(saved[0])).shape == (480, 640, 3)  # the camera frame, not the overlay
+    assert quantize.calibration_images(str(folder), (64, 64), 8).shape == (3, 64, 64, 3)
