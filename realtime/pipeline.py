@@ -112,7 +112,8 @@ class Stats:
     display_fps: float = 0.0
     model_ms: float = 0.0
     latency_ms: float = 0.0
-    stage_ms: dict[str, float] = field(default_factory=dict)
+    stage_ms: dict[str, float] = field(default_factory=dict)  # wall time, shared cores included
+    stage_cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU time of the thread doing the stage
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Inference:
     results: tuple[CamResult, ...]
     resize_s: float
     controls: Controls
+    resize_cpu_s: float = 0.0
 
 
 def hud_for(
@@ -240,26 +242,26 @@ class LiveLoop:
         self.model_time = DurationMeter(30)
         self.latency = DurationMeter(30)
         self.stages = {name: DurationMeter(60) for name in ("resize", "inference", "cam", "overlay", "sink")}
+        self.stage_cpu = {name: DurationMeter(60) for name in ("resize", "cam", "overlay")}
         self.notes: list[str] = []
         self.stop_requested = False
         self.has_gradients = all(e.has_gradients for e in self.engines)
 
     def _infer(self, frame: Frame, controls: Controls) -> Inference:
-        start = self.clock()
         inputs: dict[tuple[int, int], np.ndarray] = {}
         method = cam.METHODS.get(controls.method)
         need = method is not None and method.needs_gradients
         results = []
-        resize_s = 0.0
+        resize_s = resize_cpu = 0.0
         for engine in self.engines:
             size = (engine.info.input_height, engine.info.input_width)
             if size not in inputs:
-                t0 = self.clock()
+                t0, c0 = self.clock(), time.thread_time()
                 inputs[size] = fit(frame.image, size, self.fit_mode)
                 resize_s += self.clock() - t0
+                resize_cpu += time.thread_time() - c0
             results.append(engine.run(inputs[size][None], [targets_for(controls)], need_gradients=need))
-        del start
-        return Inference(frame, tuple(results), resize_s, controls)
+        return Inference(frame, tuple(results), resize_s, controls, resize_cpu)
 
     def stats(self) -> Stats:
         return Stats(
@@ -268,6 +270,7 @@ class LiveLoop:
             model_ms=self.model_time.ms,
             latency_ms=self.latency.ms,
             stage_ms={name: meter.ms for name, meter in self.stages.items()},
+            stage_cpu_ms={name: meter.ms for name, meter in self.stage_cpu.items()},
         )
 
     def _view(self, done: Inference) -> Controls:
@@ -306,20 +309,21 @@ class LiveLoop:
                 model_s = sum(r.seconds for r in done.results)
                 self.model_time.add_seconds(model_s)
                 self.stages["resize"].add_seconds(done.resize_s)
+                self.stage_cpu["resize"].add_seconds(done.resize_cpu_s)
                 self.stages["inference"].add_seconds(model_s)
                 if max_frames is not None and self.display_rate.count + 1 >= max_frames:
                     pending, end_reason = None, f"reached --max-frames {max_frames}"
                 else:  # start frame t+1 before drawing frame t; frozen: re-explain the same frame
                     nxt = done.frame if self.controls.frozen else self.reader.get()
                     pending = pool.submit(self._infer, nxt, self.controls) if nxt is not None else None
-                t0 = self.clock()
+                t0, c0 = self.clock(), time.thread_time()
                 view = self._view(done)
                 maps = self._maps(done, view)
                 maps = [smooth_maps(p, m, view.smooth) for p, m in zip(previous_maps, maps, strict=True)]
                 previous_maps = list(maps)
-                t1 = self.clock()
+                t1, c1 = self.clock(), time.thread_time()
                 image, hud = self._draw(done, maps, view)
-                t2 = self.clock()
+                t2, c2 = self.clock(), time.thread_time()
                 for sink in self.sinks:
                     sink.write(image)
                 key = self.show(image) if self.show is not None else -1
@@ -328,6 +332,8 @@ class LiveLoop:
                 if not done.controls.frozen:
                     self.latency.add_seconds(t3 - done.frame.captured_at)
                 self.stages["cam"].add_seconds(t1 - t0)
+                self.stage_cpu["cam"].add_seconds(c1 - c0)
+                self.stage_cpu["overlay"].add_seconds(c2 - c1)
                 self.stages["overlay"].add_seconds(t2 - t1)
                 self.stages["sink"].add_seconds(t3 - t2)
                 last_hud, last_classes = hud, tuple(int(c) for c in done.results[0].classes[0])

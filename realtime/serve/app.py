@@ -52,6 +52,12 @@ def state_json(hub: FrameHub) -> dict[str, Any]:
 def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Application:
     app = web.Application()
     streaming = {"clients": 0}
+    closing = asyncio.Event()  # set on shutdown, so open streams end instead of being cut
+
+    async def on_shutdown(app: web.Application) -> None:
+        closing.set()
+
+    app.on_shutdown.append(on_shutdown)
     page = resources.files("realtime.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
     async def index(request: web.Request) -> web.Response:
@@ -73,7 +79,7 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
             )
             await response.prepare(request)
             sent = -1
-            while True:
+            while not closing.is_set():
                 latest = await asyncio.to_thread(hub.latest_jpeg)
                 if latest is None or latest[0] == sent:
                     await asyncio.sleep(POLL_S)
@@ -81,8 +87,9 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
                 sent, data = latest
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                 await response.write(head.encode() + data + b"\r\n")  # waits only for this client
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+            return response
+        except ConnectionResetError:  # the tab was closed
+            return response
         finally:
             streaming["clients"] -= 1
 
@@ -145,6 +152,10 @@ class ServerThread:
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._runner.cleanup())
+        leftover = asyncio.all_tasks(self._loop)
+        for task in leftover:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         self._loop.close()
 
     def start(self) -> ServerThread:
