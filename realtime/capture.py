@@ -34,6 +34,9 @@ class FrameSource(Protocol):
     name: str
     live: bool
 
+    @property
+    def fps(self) -> float: ...  # the source's own frame rate, 0 when it has none
+
     def open(self) -> None: ...
 
     def read(self) -> np.ndarray | None: ...
@@ -89,6 +92,7 @@ class FolderSource:
     """The images of a folder in name order; unreadable files are skipped."""
 
     live = False
+    fps = 0.0  # no natural rate
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

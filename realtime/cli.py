@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime import cam
+from realtime.camera_loop import DISPLAY_MODES
 from realtime.engine import PROVIDER_CHAINS
 from realtime.frames import FIT_MODES
 from realtime.pipeline import RunSummary
@@ -42,6 +43,8 @@ class LiveConfig:
     serve: str | None = None
     max_clients: int = 4
     save_frames: Path | None = None
+    display: str = "auto"
+    warp: bool = True
 
 
 def default_model() -> Path:
@@ -106,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--serve", metavar="[HOST:]PORT", help="browser view (binds 127.0.0.1 unless HOST is given)")
     parser.add_argument("--max-clients", type=_positive, default=4, help="browser streams at once (default 4)")
     parser.add_argument(
+        "--display",
+        choices=list(DISPLAY_MODES),
+        default="auto",
+        help="; ".join(f"{k}: {v}" for k, v in DISPLAY_MODES.items()),
+    )
+    parser.add_argument("--no-warp", dest="warp", action="store_false", help="camera rate without flow (stale maps)")
+    parser.add_argument(
         "--save-frames", type=Path, metavar="DIR", help="keep every 15th camera frame here, for int8 calibration"
     )
     return parser
@@ -160,6 +170,8 @@ def run(config: LiveConfig) -> int:
             config.serve,
             config.max_clients,
             save_frames=config.save_frames,
+            display=config.display,
+            warp=config.warp,
         )
         summary = run_session([engine], source, controls, outputs, config.fit, config.max_frames)
     except (

@@ -149,8 +149,10 @@ class Engine:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.path = path
         self._on_gpu = self.provider in (TRT, CUDA)
+        self.warmup_ms = 0.0  # the last warm-up call: what a frame will cost, known before the first one
         for _ in range(self.options.warmup):
-            self.run(np.zeros((1, self.info.input_height, self.info.input_width, 3), np.uint8), [[-1]])
+            blank = np.zeros((1, self.info.input_height, self.info.input_width, 3), np.uint8)
+            self.warmup_ms = self.run(blank, [[-1]]).seconds * 1000.0
 
     def _open(self, path: Path, providers: list[tuple[str, dict[str, str]]], prepack: bool) -> Any:
         import onnxruntime as ort

@@ -114,6 +114,8 @@ class Stats:
     latency_ms: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)  # wall time, shared cores included
     stage_cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU time of the thread doing the stage
+    model_fps: float | None = None  # set when display and model run at different rates
+    map_age: int | None = None  # frames since the shown map's model frame
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ def hud_for(
         display_fps=stats.display_fps,
         model_ms=stats.model_ms,
         latency_ms=stats.latency_ms,
+        model_fps=stats.model_fps,
+        map_age=stats.map_age,
         notes=tuple(notes) + (("FROZEN",) if controls.frozen else ()),
     )
 
@@ -242,7 +246,11 @@ class LiveLoop:
         self.model_time = DurationMeter(30)
         self.latency = DurationMeter(30)
         self.stages = {name: DurationMeter(60) for name in ("resize", "inference", "cam", "overlay", "sink")}
-        self.stage_cpu = {name: DurationMeter(60) for name in ("resize", "cam", "overlay")}
+        self.stage_cpu = {name: DurationMeter(60) for name in ("resize", "cam", "overlay", "flow")}
+        self.stages["flow"] = DurationMeter(60)
+        self.last_hud: overlay.Hud | None = None
+        self.last_classes: tuple[int, ...] = ()
+        self.snapshots: list[Path] = []
         self.notes: list[str] = []
         self.stop_requested = False
         self.has_gradients = all(e.has_gradients for e in self.engines)
@@ -295,63 +303,40 @@ class LiveLoop:
         names = [e.info.model_name for e in self.engines]
         return render_comparison(done.frame.image, done.results, maps, names, view, self.stats(), region, self.notes)
 
-    def run(self, max_frames: int | None = None) -> RunSummary:
-        previous_maps: list[np.ndarray | None] = [None] * len(self.engines)
-        last_hud: overlay.Hud | None = None
-        last_classes: tuple[int, ...] = ()
-        snapshots: list[Path] = []
-        end_reason = "no frames"
-        with ThreadPoolExecutor(1, thread_name_prefix="inference") as pool:
-            frame = self.reader.get()
-            pending = pool.submit(self._infer, frame, self.controls) if frame is not None else None
-            while pending is not None and not self.stop_requested:
-                done = pending.result()
-                model_s = sum(r.seconds for r in done.results)
-                self.model_time.add_seconds(model_s)
-                self.stages["resize"].add_seconds(done.resize_s)
-                self.stage_cpu["resize"].add_seconds(done.resize_cpu_s)
-                self.stages["inference"].add_seconds(model_s)
-                if max_frames is not None and self.display_rate.count + 1 >= max_frames:
-                    pending, end_reason = None, f"reached --max-frames {max_frames}"
-                else:  # start frame t+1 before drawing frame t; frozen: re-explain the same frame
-                    nxt = done.frame if self.controls.frozen else self.reader.get()
-                    pending = pool.submit(self._infer, nxt, self.controls) if nxt is not None else None
-                t0, c0 = self.clock(), time.thread_time()
-                view = self._view(done)
-                maps = self._maps(done, view)
-                maps = [smooth_maps(p, m, view.smooth) for p, m in zip(previous_maps, maps, strict=True)]
-                previous_maps = list(maps)
-                t1, c1 = self.clock(), time.thread_time()
-                image, hud = self._draw(done, maps, view)
-                t2, c2 = self.clock(), time.thread_time()
-                for sink in self.sinks:
-                    sink.write(image)
-                key = self.show(image) if self.show is not None else -1
-                t3 = self.clock()
-                self.display_rate.tick(t3)
-                if not done.controls.frozen:
-                    self.latency.add_seconds(t3 - done.frame.captured_at)
-                self.stages["cam"].add_seconds(t1 - t0)
-                self.stage_cpu["cam"].add_seconds(c1 - c0)
-                self.stage_cpu["overlay"].add_seconds(c2 - c1)
-                self.stages["overlay"].add_seconds(t2 - t1)
-                self.stages["sink"].add_seconds(t3 - t2)
-                last_hud, last_classes = hud, tuple(int(c) for c in done.results[0].classes[0])
-                if self.on_frame is not None:
-                    self.on_frame(FrameReport(image, hud, self.stats(), done.results[0], view, done.frame.image))
-                if self.poll_controls is not None:
-                    self.controls = self.poll_controls(self.controls)
-                self.controls, action = apply_key(self.controls, key, self.has_gradients)
-                if action == QUIT:
-                    end_reason = "quit"
-                    break
-                if action == SNAPSHOT and self.snapshot is not None:
-                    snapshots.append(self.snapshot(image))
-                    self.log(f"snapshot: {snapshots[-1]}")
-                if action == RECORD and self.toggle_record is not None:
-                    self.log(self.toggle_record())
-            if pending is not None:
-                pending.cancel()
+    def _present(
+        self, image: np.ndarray, hud: overlay.Hud, view: Controls, result: CamResult, frame: Frame
+    ) -> str | None:
+        """Sinks, window, meters, observers and keys for one drawn frame; returns the key's action."""
+        t0 = self.clock()
+        for sink in self.sinks:
+            sink.write(image)
+        key = self.show(image) if self.show is not None else -1
+        t1 = self.clock()
+        self.display_rate.tick(t1)
+        if not view.frozen:
+            self.latency.add_seconds(t1 - frame.captured_at)
+        self.stages["sink"].add_seconds(t1 - t0)
+        self.last_hud, self.last_classes = hud, tuple(int(c) for c in result.classes[0])
+        if self.on_frame is not None:
+            self.on_frame(FrameReport(image, hud, self.stats(), result, view, frame.image))
+        if self.poll_controls is not None:
+            self.controls = self.poll_controls(self.controls)
+        self.controls, action = apply_key(self.controls, key, self.has_gradients)
+        if action == SNAPSHOT and self.snapshot is not None:
+            self.snapshots.append(self.snapshot(image))
+            self.log(f"snapshot: {self.snapshots[-1]}")
+        if action == RECORD and self.toggle_record is not None:
+            self.log(self.toggle_record())
+        return action
+
+    def _timed(self, stage: str, start: float, cpu_start: float) -> tuple[float, float]:
+        """Book wall and thread CPU time since (start, cpu_start) to `stage`; returns the new marks."""
+        now, cpu = self.clock(), time.thread_time()
+        self.stages[stage].add_seconds(now - start)
+        self.stage_cpu[stage].add_seconds(cpu - cpu_start)
+        return now, cpu
+
+    def _summary(self, end_reason: str) -> RunSummary:
         return RunSummary(
             displayed=self.display_rate.count,
             captured=self.reader.captured,
@@ -360,7 +345,43 @@ class LiveLoop:
             reconnects=self.reader.reconnects,
             end_reason=self.reader.end_reason or end_reason,
             stats=self.stats(),
-            last_hud=last_hud,
-            last_classes=last_classes,
-            snapshots=tuple(snapshots),
+            last_hud=self.last_hud,
+            last_classes=self.last_classes,
+            snapshots=tuple(self.snapshots),
         )
+
+    def _book_inference(self, done: Inference) -> None:
+        model_s = sum(r.seconds for r in done.results)
+        self.model_time.add_seconds(model_s)
+        self.stages["inference"].add_seconds(model_s)
+        self.stages["resize"].add_seconds(done.resize_s)
+        self.stage_cpu["resize"].add_seconds(done.resize_cpu_s)
+
+    def run(self, max_frames: int | None = None) -> RunSummary:
+        previous_maps: list[np.ndarray | None] = [None] * len(self.engines)
+        end_reason = "no frames"
+        with ThreadPoolExecutor(1, thread_name_prefix="inference") as pool:
+            frame = self.reader.get()
+            pending = pool.submit(self._infer, frame, self.controls) if frame is not None else None
+            while pending is not None and not self.stop_requested:
+                done = pending.result()
+                self._book_inference(done)
+                if max_frames is not None and self.display_rate.count + 1 >= max_frames:
+                    pending, end_reason = None, f"reached --max-frames {max_frames}"
+                else:  # start frame t+1 before drawing frame t; frozen: re-explain the same frame
+                    nxt = done.frame if self.controls.frozen else self.reader.get()
+                    pending = pool.submit(self._infer, nxt, self.controls) if nxt is not None else None
+                t, c = self.clock(), time.thread_time()
+                view = self._view(done)
+                maps = self._maps(done, view)
+                maps = [smooth_maps(p, m, view.smooth) for p, m in zip(previous_maps, maps, strict=True)]
+                previous_maps = list(maps)
+                t, c = self._timed("cam", t, c)
+                image, hud = self._draw(done, maps, view)
+                self._timed("overlay", t, c)
+                if self._present(image, hud, view, done.results[0], done.frame) == QUIT:
+                    end_reason = "quit"
+                    break
+            if pending is not None:
+                pending.cancel()
+        return self._summary(end_reason)

@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from realtime.camera_loop import CameraRateLoop, choose_display
 from realtime.capture import FrameSource, LatestFrameReader
 from realtime.engine import Engine
 from realtime.pipeline import Controls, FrameReport, LiveLoop, RunSummary
@@ -27,6 +29,8 @@ class Outputs:
     max_clients: int = 4
     record_fps: float = 15.0
     save_frames: Path | None = None  # keep camera frames here for int8 calibration
+    display: str = "auto"  # auto | camera | model (see camera_loop.DISPLAY_MODES)
+    warp: bool = True  # camera-rate display: carry maps by optical flow (off: show them stale)
 
 
 class SessionError(RuntimeError):
@@ -73,18 +77,29 @@ def run_session(
     reader = LatestFrameReader(source)
     try:
         reader.start()  # a bad source fails here, and the finally below still closes the sinks
+        model_ms = sum(e.warmup_ms for e in engines)
+        try:
+            display = choose_display(outputs.display, model_ms, source.fps or 30.0)
+        except ValueError as exc:
+            raise SessionError(str(exc)) from exc
+        print(
+            f"{log_prefix}: display at {display} rate (model {model_ms:.0f} ms, source {source.fps or 0:.0f} FPS)",
+            file=sys.stderr,
+        )
+        common: dict[str, Any] = {
+            "fit_mode": fit_mode,
+            "show": window.show if window else None,
+            "sinks": [recording],
+            "snapshot": lambda image: save_snapshot(image, outputs.snapshots),
+            "toggle_record": recording.toggle,
+            "on_frame": on_frame,
+            "poll_controls": hub.apply_pending if hub is not None else None,
+        }
         with reader:
-            loop = LiveLoop(
-                engines,
-                reader,
-                controls,
-                fit_mode=fit_mode,
-                show=window.show if window else None,
-                sinks=[recording],
-                snapshot=lambda image: save_snapshot(image, outputs.snapshots),
-                toggle_record=recording.toggle,
-                on_frame=on_frame,
-                poll_controls=hub.apply_pending if hub is not None else None,
+            loop = (
+                CameraRateLoop(engines, reader, controls, warp_maps=outputs.warp, **common)
+                if display == "camera"
+                else LiveLoop(engines, reader, controls, **common)
             )
             return loop.run(max_frames)
     finally:

@@ -88,6 +88,10 @@ class DemoSource:
         self.index = 0
         self._start = 0.0
 
+    @property
+    def fps(self) -> float:
+        return self.scene.timeline.fps
+
     def open(self) -> None:
         self.index = 0
         self._start = self.clock()
@@ -134,7 +138,9 @@ def run_demo(config: LiveConfig) -> int:
         )
     controls = Controls(method=config.method, alpha=config.alpha, smooth=config.smooth)
     title = "gradcam-live --demo (left: biased model, right: fair model)" if windowed else None
-    outputs = Outputs(title, record, config.snapshots, config.serve, config.max_clients)
+    outputs = Outputs(
+        title, record, config.snapshots, config.serve, config.max_clients, display=config.display, warp=config.warp
+    )
     try:
         summary = run_session(engines, DemoSource(), controls, outputs, max_frames=max_frames, log_prefix="demo")
     except SessionError as exc:

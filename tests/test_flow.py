@@ -1,0 +1,142 @@
+"""Camera-rate display: flow and warping on synthetic motion, tracking on the demo, the loop end to end."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime import flow
+from realtime.camera_loop import CameraRateLoop, choose_display
+from realtime.capture import LatestFrameReader
+from realtime.demo.live import DemoScene, DemoSource
+from realtime.demo.models import demo_model_paths
+from realtime.demo.tracking import track
+from realtime.engine import Engine, EngineOptions
+from realtime.pipeline import Controls
+
+
+def textured(shape=(240, 320), seed=0) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(0, 256, (shape[0] // 4, shape[1] // 4), dtype=np.uint8)
+    return cv2.resize(noise, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def shift(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    return cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), image.shape[::-1], borderMode=cv2.BORDER_REFLECT)
+
+
+def blob(shape: tuple[int, int], x: float, y: float, sigma: float = 6.0) -> np.ndarray:
+    ys, xs = np.indices(shape)
+    return np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)).astype(np.float32)
+
+
+def test_backward_flow_of_a_known_shift() -> None:
+    model = textured()
+    shown = shift(model, 6, 3)  # the content moved right 6 and down 3
+    f = flow.FlowEstimator().backward(shown, model)
+    inner = f[40:-40, 40:-40]
+    assert np.median(inner[..., 0]) == pytest.approx(-6, abs=0.5)
+    assert np.median(inner[..., 1]) == pytest.approx(-3, abs=0.5)
+
+
+def test_warp_moves_the_map_with_the_content() -> None:
+    model = textured()
+    shown = shift(model, 8, -4)
+    cam = blob(model.shape, 150, 120)
+    moved = flow.warp(cam, flow.FlowEstimator().backward(shown, model))
+    y, x = np.unravel_index(np.argmax(moved), moved.shape)
+    assert (x, y) == (pytest.approx(158, abs=1.5), pytest.approx(116, abs=1.5))
+
+
+def test_zero_flow_is_identity_and_warp_never_mutates() -> None:
+    cam = np.random.default_rng(1).random((24, 32)).astype(np.float32)
+    copy = cam.copy()
+    np.testing.assert_allclose(flow.warp(cam, np.zeros((24, 32, 2), np.float32)), cam, atol=1e-6)
+    np.testing.assert_array_equal(cam, copy)
+
+
+def test_centroid_and_embed_by_hand() -> None:
+    mask = np.zeros((10, 10))
+    mask[2:4, 6:8] = 1.0
+    assert flow.centroid(mask) == pytest.approx((6.5, 2.5))
+    assert flow.centroid(np.zeros((3, 3))) is None
+    full = flow.embed(np.ones((2, 2), np.float32), (160, 0, 320, 480), (480, 640), (240, 320))
+    assert full[:, :80].max() == 0 and full[:, 240:].max() == 0 and full[:, 80:240].min() == 1
+
+
+def test_carrier_warps_smooths_and_detects_cuts() -> None:
+    a = cv2.cvtColor(textured(seed=2), cv2.COLOR_GRAY2BGR)
+    b = shift(a[..., 0], 6, 0)
+    b = cv2.cvtColor(b, cv2.COLOR_GRAY2BGR)
+    cam = blob((240, 320), 100, 100)[None]
+    warped, stale = flow.MapCarrier(warp_maps=True, width=320), flow.MapCarrier(warp_maps=False, width=320)
+    for carrier in (warped, stale):
+        carrier.update(a, 0, [cam])
+    x_warped = np.unravel_index(np.argmax(warped.carry(b, 1)[0][0]), (240, 320))[1]
+    x_stale = np.unravel_index(np.argmax(stale.carry(b, 1)[0][0]), (240, 320))[1]
+    assert x_stale == 100 and x_warped == pytest.approx(106, abs=1.5)
+    # a cut (an unrelated picture) cannot be explained by flow: the map is shown as it was
+    other = cv2.cvtColor(textured(seed=99), cv2.COLOR_GRAY2BGR)
+    np.testing.assert_array_equal(warped.carry(other, 2)[0], warped.maps[0])
+    assert warped.residual > warped.cut_threshold
+    # smoothing: warp the old map into the new model frame first, then blend
+    warped.update(b, 3, [np.zeros_like(cam)], smooth=0.5)
+    peak_x = np.unravel_index(np.argmax(warped.maps[0][0]), (240, 320))[1]
+    assert warped.maps[0].max() == pytest.approx(0.5, abs=0.05) and peak_x == pytest.approx(106, abs=1.5)
+
+
+def test_auto_display_picks_camera_only_for_slow_models() -> None:
+    assert choose_display("auto", 120.0, 30.0) == "camera"
+    assert choose_display("auto", 15.0, 30.0) == "model"
+    assert choose_display("model", 120.0, 30.0) == "model"
+    with pytest.raises(ValueError, match="sometimes"):
+        choose_display("sometimes", 1.0, 30.0)
+
+
+@pytest.fixture(scope="module")
+def fair() -> Engine:
+    return Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=1))
+
+
+@pytest.mark.parametrize("model_every", [6, 3])  # a 5 and a 10 FPS model on a 30 FPS camera
+def test_warped_map_follows_the_animal(fair: Engine, model_every: int) -> None:
+    scene = DemoScene()
+    results = [track(fair, scene, start, 120, model_every) for start in (0, 150, 300)]
+    stale = np.mean([r.stale_tracking_px for r in results])
+    warped = np.mean([r.warped_tracking_px for r in results])
+    assert warped <= 0.5 * stale, (warped, stale)
+    assert np.mean([r.warped_px for r in results]) <= np.mean([r.stale_px for r in results])
+
+
+def test_static_scene_is_no_worse(fair: Engine) -> None:
+    r = track(fair, DemoScene(), 40, 30, 6, static=True)
+    assert r.frames > 0 and r.warped_px <= r.stale_px + 0.5 and r.warped_tracking_px <= 0.5
+
+
+class SlowEngine:
+    """An engine that takes `delay` seconds per call: a VGG16 on a small device, in miniature."""
+
+    def __init__(self, engine: Engine, delay: float) -> None:
+        self._engine, self._delay = engine, delay
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def run(self, *args, **kwargs):
+        time.sleep(self._delay)
+        return self._engine.run(*args, **kwargs)
+
+
+def test_camera_rate_loop_shows_every_frame_of_a_slow_model(fair: Engine) -> None:
+    slow = SlowEngine(fair, 0.1)
+    hud_ages = []
+    with LatestFrameReader(DemoSource()) as reader:
+        loop = CameraRateLoop([slow], reader, Controls(), on_frame=lambda r: hud_ages.append(r.hud.map_age))  # type: ignore[list-item]
+        summary = loop.run(60)
+    stats = summary.stats
+    assert summary.displayed == 60
+    assert stats.display_fps >= 25 and stats.model_fps is not None and stats.model_fps <= 11
+    assert max(a for a in hud_ages if a is not None) >= 2  # the map was carried over several frames
+    assert summary.last_hud is not None and summary.last_hud.map_age is not None
