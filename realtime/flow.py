@@ -8,6 +8,8 @@ backward-warped along it: shown(y) = model(y + flow(y)). The map stays small
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -41,14 +43,24 @@ def resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.asarray(cam, np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def warp(cam: np.ndarray, flow: np.ndarray) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+    grid.flags.writeable = False
+    return grid
+
+
+def sampling_map(flow: np.ndarray) -> np.ndarray:
+    """Where each shown pixel samples the model frame: pixel grid + flow, [h,w,2] float32."""
+    return _pixel_grid(*flow.shape[:2]) + flow
+
+
+def warp(cam: np.ndarray, flow: np.ndarray, sampling: np.ndarray | None = None) -> np.ndarray:
     """Backward-warp a map given at the flow's resolution (or any size: it is resized first)."""
     h, w = flow.shape[:2]
     source = cam if cam.shape == (h, w) else resize_map(cam, (h, w))
-    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(
-        source, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    where = sampling_map(flow) if sampling is None else sampling
+    return np.asarray(cv2.remap(source, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))  # type: ignore[call-overload]
 
 
 def centroid(weights: np.ndarray) -> tuple[float, float] | None:
@@ -100,8 +112,11 @@ class MapCarrier:
         assert self.gray is not None
         return self.estimator.backward(gray, self.gray)
 
-    def _warp_all(self, maps: list[np.ndarray], flow: np.ndarray) -> list[np.ndarray]:
-        return [np.stack([warp(m, flow) for m in stack]) for stack in maps]
+    def _warp_all(
+        self, maps: list[np.ndarray], flow: np.ndarray, sampling: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        where = sampling_map(flow) if sampling is None else sampling
+        return [np.stack([warp(m, flow, where) for m in stack]) for stack in maps]
 
     def update(self, frame: np.ndarray, index: int, maps: list[np.ndarray], smooth: float = 0.0) -> None:
         gray = small_gray(frame, self.width)
@@ -123,8 +138,9 @@ class MapCarrier:
             return self.maps
         gray = small_gray(frame, self.width)
         flow = self._flow_to_model(gray)
-        explained = warp(self.gray.astype(np.float32), flow)
-        self.residual = float(np.mean(np.abs(explained - gray.astype(np.float32))))
+        where = sampling_map(flow)
+        explained = warp(self.gray, flow, where)
+        self.residual = float(cv2.norm(explained, gray, cv2.NORM_L1)) / gray.size
         if self.residual > self.cut_threshold:
             return self.maps
-        return self._warp_all(self.maps, flow)
+        return self._warp_all(self.maps, flow, where)
