@@ -34,6 +34,54 @@ def demo_still(index: int, engines: list[Engine], scene: DemoScene) -> np.ndarra
     return image
 
 
+def stale_vs_warped(engine: Engine, scene: DemoScene, start: int, frames: int, every: int) -> list[np.ndarray]:
+    """Camera-rate frames with a model update every `every` frames: stale map left, warped map right."""
+    from realtime import overlay
+    from realtime.flow import MapCarrier, embed
+
+    size = (engine.info.input_height, engine.info.input_width)
+    carriers = [MapCarrier(warp_maps=False), MapCarrier(warp_maps=True)]
+    out = []
+    for i in range(start, start + frames):
+        shot = scene.frame(i)
+        if (i - start) % every == 0:
+            model_input = cv2.resize(shot.image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            cam = maps_for(engine.run(model_input[None], [[shot.label]]), Controls())
+            h, w = shot.image.shape[:2]
+            full = np.stack([embed(m, (0, 0, w, h), shot.image.shape, (240, 320)) for m in cam])
+            for carrier in carriers:
+                carrier.update(shot.image, i, [full])
+        panels = []
+        for carrier, name in zip(carriers, ("stale map", "warped by optical flow"), strict=True):
+            panel = overlay.blend(shot.image, carrier.carry(shot.image, i)[0][0], 0.45)
+            cv2.putText(
+                panel,
+                f"{name}  (map age {i - carrier.index})",
+                (12, 34),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.9,
+                (255, 255, 255),
+                2,
+                cv2.LINE_AA,
+            )
+            panels.append(panel)
+        out.append(np.concatenate(panels, axis=1))
+    return out
+
+
+def write_gif(frames: list[np.ndarray], path: Path, width: int, fps: float) -> None:
+    from PIL import Image
+
+    scale = width / frames[0].shape[1]
+    images = [
+        Image.fromarray(
+            cv2.cvtColor(cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        ).quantize(colors=96)
+        for f in frames
+    ]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True)
+
+
 def main() -> int:
     paths = demo_model_paths()
     engines = [Engine(paths[name], EngineOptions(providers="cpu", warmup=0)) for name in ("biased", "fair")]
@@ -50,6 +98,10 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(OUT / "demo.png"), image)
     print(f"wrote {OUT / 'demo.png'} (frames {matching} and {swapped})")
+    # a 3 FPS model on a 30 FPS camera (a small device): the penguin, the fastest walker
+    clip = stale_vs_warped(engines[1], scene, 160, 60, every=10)
+    write_gif(clip, OUT / "stale_vs_warped.gif", width=640, fps=15)
+    print(f"wrote {OUT / 'stale_vs_warped.gif'}")
     return 0
 
 
