@@ -236,14 +236,16 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
     targets = np.array([[-1]], np.int64)
     body = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
 
-    def tape_gradcam() -> np.ndarray:  # the seed: forward, gradient of the top logit, weights, map
+    def tape_gradcam() -> np.ndarray:
+        """The seed, per frame: predict to pick the class, then activations and the gradient of its logit."""
         from realtime.export.graph import PREPROCESSORS
 
         x = PREPROCESSORS[prep](tf.cast(tf.constant(image), tf.float32))
+        class_idx = int(tf.argmax(model(x, training=False)[0]))  # the seed's model.predict(x)
         with tf.GradientTape() as tape:
             a, logits = body(x, training=False)
-            top = tf.reduce_max(logits, axis=1)
-        grads = tape.gradient(top, a)
+            score = logits[:, class_idx]
+        grads = tape.gradient(score, a)
         weights = tf.reduce_mean(grads, axis=(1, 2))
         return tf.nn.relu(tf.einsum("nhwc,nc->nhw", a, weights)).numpy()
 
@@ -339,7 +341,7 @@ print(json.dumps(soak_in_process({model!r}, {frames})))
 
 
 def soak_in_process(model: str, n: int) -> dict[str, Any]:
-    """RSS after a warm-up and after n frames of the loop on a looping, unpaced source."""
+    """RSS after a warm-up and after n frames of the loop on a looping 120 FPS source."""
     import psutil
 
     from realtime.capture import LatestFrameReader
@@ -352,7 +354,9 @@ def soak_in_process(model: str, n: int) -> dict[str, Any]:
     process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         recorder = VideoRecorder(Path(tmp) / "soak.avi")  # nothing may grow but the file
-        with LatestFrameReader(LoopSource(frames, fps=0)) as reader:
+        # 120 FPS: faster than the loop can draw, yet a source that waits between frames like a camera;
+        # an unpaced Python source would hold the GIL and starve the loop (a harness artefact, not a leak)
+        with LatestFrameReader(LoopSource(frames, fps=120.0)) as reader:
             LiveLoop(engine, reader, Controls(smooth=0.5), sinks=[recorder]).run(min(500, n))
             warm = process.memory_info().rss
             start = time.perf_counter()
@@ -637,7 +641,7 @@ def markdown(r: dict[str, Any]) -> str:
     so = r["soak"]
     lines += [
         "",
-        f"Soak: {so['frames']} frames in {so['seconds']:.0f} s (demo model, looping source, recording, "
+        f"Soak: {so['frames']} frames in {so['seconds']:.0f} s (demo model, looping 120 FPS source, recording, "
         f"Grad-CAM++ with smoothing): RSS {so['rss_start_mb']:.1f} -> {so['rss_end_mb']:.1f} MB, growth "
         f"{so['growth_mb']:.1f} MB.",
     ]

@@ -226,3 +226,29 @@ def test_pooled_graph_is_smaller_in_work_not_in_answer(vgg16_exports) -> None:
     fc1_full = next(i.name for i in full.graph.initializer if tuple(i.dims) == (25088, 4096))
     assert sorted(n.op_type for n in full.graph.node if fc1_full in n.input) == ["Gemm", "MatMul"]
     assert not any(tuple(i.dims) == (4096, 25088) for i in full.graph.initializer)  # no transposed copy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,layer,preprocessing",
+    [
+        ("MobileNetV2", "out_relu", "tf"),
+        ("EfficientNetB0", "top_activation", "raw"),
+        ("ResNet50", "conv5_block3_out", "caffe"),
+    ],
+)
+def test_keras_application_heads_export_and_match(name: str, layer: str, preprocessing: str, tmp_path: Path) -> None:
+    """The GAP/Dropout/Dense heads of the other Keras applications, BatchNorm bodies included."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    build = getattr(keras.applications, name)
+    model = build(weights=None, input_shape=(64, 64, 3), classes=7)
+    path = export_tiny(model, tmp_path, layer, "full", preprocessing)  # the exporter's own self-check ran too
+    image = np.random.default_rng(5).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    targets = np.array([[-1, 3], [6, -1]], np.int64)
+    got, ref = run(path, image, targets), reference_gradcam(model, layer, preprocessing, image, targets)
+    assert got["classes"].tolist() == ref["classes"].tolist()
+    np.testing.assert_allclose(got["cam"], ref["cam"], atol=1e-4)
+    scale = np.abs(ref["weights"]).max()
+    assert np.abs(got["weights"] - ref["weights"]).max() <= 1e-4 * max(scale, 1e-12) + 1e-7

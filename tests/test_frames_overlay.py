@@ -95,3 +95,14 @@ def test_hud_draws_on_a_copy() -> None:
 def test_bad_alpha_is_named() -> None:
     with pytest.raises(ValueError, match=r"1\.5"):
         overlay.blend(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2)), 1.5)
+
+
+def test_fast_downscale_stays_close_to_area_resampling() -> None:
+    import cv2
+
+    from realtime.demo.live import DemoScene
+
+    frame = DemoScene().frame(20).image  # 640x480: two pyramid halvings' worth of detail
+    fast = fit(frame, (224, 224)).astype(float)
+    area = cv2.resize(frame, (224, 224), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(fast - area).mean() < 2.0

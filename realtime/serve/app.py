@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from dataclasses import asdict
@@ -16,7 +17,7 @@ from realtime.serve.hub import ControlError, FrameHub
 
 BOUNDARY = "gradcamframe"
 DEFAULT_MAX_CLIENTS = 4
-POLL_S = 0.01
+WAIT_S = 1.0  # a stream re-checks for shutdown at least this often
 
 
 class ServeAddressError(ValueError):
@@ -54,9 +55,26 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
     streaming = {"clients": 0}
     closing = asyncio.Event()  # set on shutdown, so open streams end instead of being cut
 
+    fresh = asyncio.Condition()  # notified once per published frame: streams wait on it, no polling
+
+    async def notify_streams() -> None:
+        async with fresh:
+            fresh.notify_all()
+
+    async def on_startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:  # runs on the live loop's thread
+            with contextlib.suppress(RuntimeError):  # the server already stopped; the loop goes on
+                loop.call_soon_threadsafe(lambda: loop.create_task(notify_streams()))
+
+        hub.add_listener(wake)
+
     async def on_shutdown(app: web.Application) -> None:
         closing.set()
+        await notify_streams()
 
+    app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     page = resources.files("realtime.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -80,9 +98,13 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
             await response.prepare(request)
             sent = -1
             while not closing.is_set():
-                latest = await asyncio.to_thread(hub.latest_jpeg)
-                if latest is None or latest[0] == sent:
-                    await asyncio.sleep(POLL_S)
+                if hub.snapshot.sequence == sent:
+                    async with fresh:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(fresh.wait(), WAIT_S)
+                    continue
+                latest = await asyncio.to_thread(hub.latest_jpeg)  # encoded once per frame, off the event loop
+                if latest is None:
                     continue
                 sent, data = latest
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"

@@ -8,7 +8,7 @@ changes from the browser wait here until the loop polls them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -83,6 +83,11 @@ class FrameHub:
         self._jpeg: tuple[int, bytes] | None = None
         self._snapshot = Snapshot()
         self._pending: dict[str, Any] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Called (from the loop's thread) after every publish: lets the server wake its streams."""
+        self._listeners.append(callback)
 
     def publish(
         self, image: np.ndarray, stats: Stats, top: Sequence[tuple[int, str, float]], explained: str, controls: Controls
@@ -91,6 +96,8 @@ class FrameHub:
         with self._lock:
             self._frame = image
             self._snapshot = Snapshot(self._snapshot.sequence + 1, stats, tuple(top), explained, controls)
+        for listener in self._listeners:
+            listener()
 
     def publish_report(self, report: FrameReport) -> None:
         self.publish(report.image, report.stats, report.result.top(0, 5), report.hud.label, report.controls)
