@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,29 @@ def export(config: ExportConfig) -> ExportResult:
     start = time.perf_counter()
     with progress.step("loading the Keras model"):
         model = load_keras_model(config)
-    return export_model(model, config, progress, start)
+    if not config.int8:
+        return export_model(model, config, progress, start)
+    # int8: write the checked fp32 graph, let go of TensorFlow's copy of the weights, then quantize
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_config = replace(config, int8=False, output=Path(tmp) / "fp32.onnx")
+        fp32 = export_model(model, fp32_config, progress, start)
+        size = (int(model.input_shape[1]), int(model.input_shape[2]))
+        del model
+        _release_tensorflow()
+        fidelity = quantize_checked(fp32.output, config.output or default_output(config), size, config, progress)
+    return replace(
+        fp32, output=config.output or default_output(config), fidelity=fidelity, seconds=time.perf_counter() - start
+    )
+
+
+def _release_tensorflow() -> None:
+    """Drop Keras' global state and collect, so quantization does not stack on the TF model's memory."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def export_model(

@@ -125,11 +125,16 @@ def build_function(model: Any, layer_name: str, gradients: str, preprocessing: s
         tf.TensorSpec([None, None], tf.int64, name=contract.INPUT_TARGETS),
         *(tf.TensorSpec(a.shape, tf.as_dtype(a.dtype), name=n) for a, n in zip(arrays, names, strict=True)),
     )
+    fn = tf.function(gradcam, input_signature=signature, autograph=False)
+    # tensors a layer holds outside its variables (EfficientNet's Normalization mean and variance)
+    # become captured placeholders, and graph inputs after conversion: bind them like weights
+    captures = fn.get_concrete_function(*signature).graph.captures
+    captured = [(internal.name, np.asarray(external.numpy())) for external, internal in captures]
     return GradCamFunction(
-        fn=tf.function(gradcam, input_signature=signature, autograph=False),
+        fn=fn,
         input_signature=signature,
-        weight_names=names,
-        weight_arrays=tuple(arrays),
+        weight_names=names + tuple(name for name, _ in captured),
+        weight_arrays=tuple(arrays) + tuple(value for _, value in captured),
         output_names=tuple(outputs),
         head=head,
         input_shape=(height, width),
