@@ -63,14 +63,26 @@ class CameraRateLoop(LiveLoop):
     def stats(self) -> Stats:
         return replace(super().stats(), model_fps=self.model_rate.rate, map_age=self.map_age)
 
+    def _pace(self, index: int, start: tuple[int, float] | None) -> tuple[int, float]:
+        """A file plays at its own frame rate, as a camera would deliver it, not as fast as we can draw."""
+        fps = getattr(self.reader.source, "fps", 0.0) or 0.0
+        if start is None or self.reader.source.live or fps <= 0:
+            return start or (index, self.clock())
+        wait = start[1] + (index - start[0]) / fps - self.clock()
+        if wait > 0:
+            time.sleep(wait)
+        return start
+
     def run(self, max_frames: int | None = None) -> RunSummary:
         end_reason = "no frames"
+        start: tuple[int, float] | None = None
         with ThreadPoolExecutor(1, thread_name_prefix="inference") as pool:
             pending: Future[Inference] | None = None
             while not self.stop_requested:
                 frame = self.reader.get()
                 if frame is None:
                     break
+                start = self._pace(frame.index, start)
                 if pending is not None and (pending.done() or self.latest is None):
                     self._adopt(pending.result())  # blocks only for the very first map
                     pending = None

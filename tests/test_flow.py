@@ -140,3 +140,17 @@ def test_camera_rate_loop_shows_every_frame_of_a_slow_model(fair: Engine) -> Non
     assert stats.display_fps >= 25 and stats.model_fps is not None and stats.model_fps <= 11
     assert max(a for a in hud_ages if a is not None) >= 2  # the map was carried over several frames
     assert summary.last_hud is not None and summary.last_hud.map_age is not None
+
+
+def test_camera_rate_plays_a_file_at_its_own_frame_rate(fair: Engine, tmp_path) -> None:
+    from realtime.capture import open_source
+    from tests.conftest import write_video
+
+    video = write_video(tmp_path / "clip.mp4", 15, fps=30.0)
+    with LatestFrameReader(open_source(str(video))) as reader:
+        loop = CameraRateLoop(fair, reader, Controls())
+        start = time.perf_counter()
+        summary = loop.run()
+        elapsed = time.perf_counter() - start
+    assert summary.displayed == 15 and summary.end_reason == "end of stream"
+    assert elapsed >= 14 / 30 - 0.02  # not faster than the file's 30 FPS
