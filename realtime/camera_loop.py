@@ -83,13 +83,13 @@ class CameraRateLoop(LiveLoop):
                 if frame is None:
                     break
                 start = self._pace(frame.index, start)
-                if pending is not None and (pending.done() or self.latest is None):
-                    self._adopt(pending.result())  # blocks only for the very first map
+                if pending is not None and pending.done():
+                    self._adopt(pending.result())
                     pending = None
                 if pending is None:  # the model is free: give it the newest frame
                     target = self.latest.frame if (self.controls.frozen and self.latest) else frame
                     pending = pool.submit(self._infer, target, self.controls)
-                if self.latest is None:
+                if self.latest is None:  # the very first map: wait for it once
                     self._adopt(pending.result())
                     pending = None
                 assert self.latest is not None

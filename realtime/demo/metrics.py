@@ -11,13 +11,14 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from realtime.flow import resize_map
+
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # [B,H,W,3] uint8 -> [B] probability
 
 
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A [h,w] map bilinearly resized to (height, width), NaN-safe."""
-    clean = np.nan_to_num(np.asarray(cam, np.float32), nan=0.0)
-    return cv2.resize(clean, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return resize_map(np.nan_to_num(np.asarray(cam, np.float32), nan=0.0), size)
 
 
 def pointing_hit(saliency: np.ndarray, mask: np.ndarray) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from realtime import contract
+from realtime.capture import FolderSource, SourceError
 from realtime.frames import fit, to_bgr
 
 CALIBRATION_SOURCES = {
@@ -51,8 +52,14 @@ def calibration_images(source: str, size: tuple[int, int], count: int, seed: int
     folder = Path(source)
     if not folder.is_dir():
         raise QuantizeError(f"--calibration {source}: not demo, random or a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})[:count]
-    images = [img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in files) if img is not None]
+    reader = FolderSource(folder)  # the same image reading as gradcam-live --source DIR
+    images: list[np.ndarray] = []
+    try:
+        reader.open()
+        while len(images) < count and (image := reader.read()) is not None:
+            images.append(image)
+    except SourceError:
+        pass  # no image files at all: the error below says what to do
     if not images:
         raise QuantizeError(f"--calibration {source}: no readable images; collect some with gradcam-live --save-frames")
     return np.stack([fit(to_bgr(img), size) for img in images])
