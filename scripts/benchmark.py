@@ -301,12 +301,14 @@ def synthetic_frames(n: int, size: tuple[int, int] = (640, 480)) -> list[np.ndar
     return [scene.frame(i * 7).image for i in range(n)]
 
 
-def run_loop(model: str, frames: Sequence[np.ndarray], n: int, fps: float, method: str = "gradcam") -> dict[str, Any]:
+def run_loop(
+    model: str, frames: Sequence[np.ndarray], n: int, fps: float, method: str = "gradcam", providers: str = "cpu"
+) -> dict[str, Any]:
     from realtime.capture import LatestFrameReader
     from realtime.engine import Engine, EngineOptions
     from realtime.pipeline import Controls, LiveLoop
 
-    engine = Engine(model, EngineOptions(providers="cpu"))
+    engine = Engine(model, EngineOptions(providers=providers))
     with LatestFrameReader(LoopSource(frames, fps)) as reader:
         loop = LiveLoop(engine, reader, Controls(method=method))
         start = time.perf_counter()
@@ -431,14 +433,14 @@ def browser_load(model: str, frames: Sequence[np.ndarray], fps: float, seconds: 
     }
 
 
-def camera_rate(model: str, frames: Sequence[np.ndarray], n: int) -> dict[str, Any]:
+def camera_rate(model: str, frames: Sequence[np.ndarray], n: int, providers: str = "cpu") -> dict[str, Any]:
     """Every frame of a 30 FPS source displayed while the fp32 model runs at its own rate, maps carried by flow."""
     from realtime.camera_loop import CameraRateLoop
     from realtime.capture import LatestFrameReader
     from realtime.engine import Engine, EngineOptions
     from realtime.pipeline import Controls
 
-    engine = Engine(model, EngineOptions(providers="cpu"))
+    engine = Engine(model, EngineOptions(providers=providers))
     with LatestFrameReader(LoopSource(frames, 30.0)) as reader:
         loop = CameraRateLoop(engine, reader, Controls())
         summary = loop.run(n)

@@ -170,3 +170,8 @@ def test_runtime_never_imports_tensorflow() -> None:
         "print(bad); sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_no_tf32_reaches_the_engine_options() -> None:
+    assert cli.parse_config([]).tf32 is True
+    assert cli.parse_config(["--no-tf32"]).tf32 is False

@@ -122,7 +122,7 @@ def run_demo(config: LiveConfig) -> int:
 
     try:
         paths = demo_model_paths()
-        options = EngineOptions(providers=config.providers, threads=config.threads)
+        options = EngineOptions(providers=config.providers, tf32=config.tf32, threads=config.threads)
         engines = [Engine(paths[name], options) for name in ("biased", "fair")]
     except (DemoModelsMissingError, ContractError) as exc:
         print(f"gradcam-live --demo: {exc}", file=sys.stderr)
