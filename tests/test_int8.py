@@ -56,6 +56,47 @@ def test_int8_graph_keeps_the_contract_and_really_is_int8(fair_int8) -> None:
     assert out.cam.shape == (1, 2, 28, 28) and np.isfinite(out.cam).all()
 
 
+def test_scope_all_makes_the_backward_products_int8_and_keeps_the_gradients(fair_int8) -> None:
+    model = onnx.load(str(fair_int8["all"]))
+    ops = [n.op_type for n in model.graph.node]
+    assert "DynamicQuantizeMatMul" in ops and "Gemm" not in ops  # the fc backward (6272x32) is int8
+    image = quantize.demo_holdout(4, (224, 224))[0]
+    reference = Engine(fair_int8["forward"], EngineOptions(providers="cpu", warmup=0)).run(image, [[0, 1]])
+    quantized = Engine(fair_int8["all"], EngineOptions(providers="cpu", warmup=0)).run(image, [[0, 1]])
+    assert reference.gradients is not None and quantized.gradients is not None
+    # same int8 forward, so the difference is the backward's alone: gradients and channel weights agree
+    for a, b in ((reference.gradients, quantized.gradients), (reference.weights, quantized.weights)):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+
+
+def test_backward_products_by_hand() -> None:
+    """Gemm(g, W, transB=1) becomes DynamicQuantizeMatMul; small weights and other Gemms are left alone."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    big, small = rng.normal(0, 0.05, (300, 128)).astype(np.float32), rng.normal(0, 0.05, (8, 128)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["g", "big"], ["y"], transB=1, name="backward"),
+            helper.make_node("Gemm", ["g", "small"], ["z"], transB=1, name="tiny"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("g", TensorProto.FLOAT, [2, 128])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, None]) for n in ("y", "z")],
+        [numpy_helper.from_array(big, "big"), numpy_helper.from_array(small, "small")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    assert quantize.quantize_backward_products(model, min_bytes=big.nbytes) == 1
+    assert [n.op_type for n in model.graph.node] == ["DynamicQuantizeMatMul", "Gemm"]
+    assert "big" not in {i.name for i in model.graph.initializer}  # the fp32 copy is gone
+    g = rng.normal(0, 1, (2, 128)).astype(np.float32)
+    y, z = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"g": g})
+    assert np.linalg.norm(y - g @ big.T) / np.linalg.norm(g @ big.T) < 0.03
+    np.testing.assert_allclose(z, g @ small.T, rtol=1e-5, atol=1e-6)
+
+
 def test_gradcam_live_runs_an_int8_model_unchanged(fair_int8, tmp_path: Path) -> None:
     video = write_video(tmp_path / "in.mp4", 6)
     out = tmp_path / "out.avi"
@@ -107,7 +148,10 @@ def test_export_int8_end_to_end(tmp_path: Path) -> None:
         ),
     )
     meta = {p.key: p.value for p in onnx.load(str(result.output)).metadata_props}
-    assert meta[contract.META_PRECISION] == "int8 (forward)" and meta[contract.META_GRADIENTS] == "pooled"
+    assert (
+        meta[contract.META_PRECISION] == f"int8 ({quantize.DEFAULT_SCOPE})"
+        and meta[contract.META_GRADIENTS] == "pooled"
+    )
     assert result.fidelity is not None and 0.0 <= result.fidelity.top1_agreement <= 1.0
 
 

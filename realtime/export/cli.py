@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from realtime import contract
-from realtime.export.quantize import CALIBRATION_SOURCES, SCOPES
+from realtime.export.quantize import CALIBRATION_SOURCES, DEFAULT_SCOPE, SCOPES
 
 GRADIENT_CHOICES = {
     contract.GRADIENTS_FULL: "logits, maps and the full d logit / dA (needed by Grad-CAM++, HiResCAM, ...)",
@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{k}: {v}" for k, v in contract.PREPROCESSING_MODES.items()),
     )
     parser.add_argument("--no-check", action="store_true", help="skip the self-check against TF GradientTape")
-    parser.add_argument("--int8", action="store_true", help="static int8 (QDQ) of the forward path; maps stay fp32")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 weights (static QDQ forward, dynamic backward products); maps stay fp32",
+    )
     parser.add_argument(
         "--calibration",
         default="demo",
@@ -55,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{k}: {v}" for k, v in CALIBRATION_SOURCES.items()),
     )
     parser.add_argument(
-        "--int8-scope", choices=list(SCOPES), default="forward", help="; ".join(f"{k}: {v}" for k, v in SCOPES.items())
+        "--int8-scope",
+        choices=list(SCOPES),
+        default=DEFAULT_SCOPE,
+        help="; ".join(f"{k}: {v}" for k, v in SCOPES.items()),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from realtime import contract
+from realtime.export.quantize import DEFAULT_SCOPE
 from realtime.labels import imagenet_labels
 from realtime.progress import Progress
 
@@ -38,7 +39,7 @@ class ExportConfig:
     quiet: bool = False
     int8: bool = False
     calibration: str = "demo"  # demo | random | DIR
-    int8_scope: str = "forward"
+    int8_scope: str = DEFAULT_SCOPE
     calibration_count: int = 32
 
 
