@@ -35,7 +35,18 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
-    for key in ("machine", "export", "model_cost", "session_rss", "seed", "pipeline", "soak", "drawing_scale", "goals"):
+    for key in (
+        "machine",
+        "export",
+        "model_cost",
+        "backward_floor",
+        "session_rss",
+        "seed",
+        "pipeline",
+        "soak",
+        "drawing_scale",
+        "goals",
+    ):
         assert key in report, key
     for graph in ("none", "pooled", "full"):
         for batch in ("batch1", "batch4"):

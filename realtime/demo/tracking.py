@@ -48,7 +48,9 @@ def map_centre(cam: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[float, fl
     c = centroid(np.maximum(cam - 0.5 * peak, 0.0))
     if c is None:
         return None
-    return c[0] * frame_shape[1] / cam.shape[1], c[1] * frame_shape[0] / cam.shape[0]
+    # map cell i covers frame pixels [i*s, (i+1)*s): its centre is pixel (i + 0.5) * s - 0.5
+    sx, sy = frame_shape[1] / cam.shape[1], frame_shape[0] / cam.shape[0]
+    return (c[0] + 0.5) * sx - 0.5, (c[1] + 0.5) * sy - 0.5
 
 
 def track(
