@@ -28,6 +28,13 @@ def normalise(maps: np.ndarray, eps: float = EPS) -> np.ndarray:
     return clean / (peak + eps)
 
 
+def smooth_maps(previous: np.ndarray | None, current: np.ndarray, weight: float) -> np.ndarray:
+    """EMA over time: weight * previous + (1 - weight) * current; a shape change restarts it."""
+    if previous is None or weight <= 0.0 or previous.shape != current.shape:
+        return current
+    return weight * previous + (1.0 - weight) * current
+
+
 def _weighted_sum(activations: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ReLU(sum_k w_k A_k) for each target: [K,h,w]."""
     return np.maximum(np.einsum("hwc,kc->khw", activations, weights, optimize=True), 0.0)

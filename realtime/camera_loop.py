@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from realtime.flow import FLOW_WIDTH, MapCarrier, embed
-from realtime.frames import model_region
 from realtime.meter import RateMeter
-from realtime.pipeline import QUIT, Inference, LiveLoop, RunSummary, Stats, render, render_comparison
+from realtime.pipeline import QUIT, Inference, LiveLoop, RunSummary, Stats
 
 DISPLAY_MODES = {
     "auto": "camera when the model is slower than the source, else model",
@@ -52,9 +51,8 @@ class CameraRateLoop(LiveLoop):
         self.model_rate.tick()
         self._book_inference(done)
         view = self._view(done)
-        engine = self.engines[0]
         image = done.frame.image
-        region = model_region(image.shape, (engine.info.input_height, engine.info.input_width), self.fit_mode)
+        region = self._region(image.shape)
         box = (region.x, region.y, region.width, region.height)
         shape = (round(image.shape[0] * FLOW_WIDTH / image.shape[1]), FLOW_WIDTH)
         full = [np.stack([embed(m, box, image.shape, shape) for m in maps]) for maps in self._maps(done, view)]
@@ -99,14 +97,9 @@ class CameraRateLoop(LiveLoop):
                 self.map_age = shown.index - self.carrier.index
                 t, c = self._timed("flow", t, c)
                 view = self._view(self.latest)
-                results, stats = self.latest.results, self.stats()
-                if len(self.engines) == 1:
-                    image, hud = render(shown.image, results[0], maps[0], view, stats, None, self.notes)
-                else:
-                    names = [e.info.model_name for e in self.engines]
-                    image, hud = render_comparison(shown.image, results, maps, names, view, stats, None, self.notes)
+                image, hud = self._draw(shown.image, self.latest.results, maps, view, None)  # maps cover the frame
                 self._timed("overlay", t, c)
-                if self._present(image, hud, view, results[0], shown) == QUIT:
+                if self._present(image, hud, view, self.latest.results[0], shown) == QUIT:
                     end_reason = "quit"
                     break
                 if max_frames is not None and self.display_rate.count >= max_frames:

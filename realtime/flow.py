@@ -13,6 +13,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from realtime.cam import smooth_maps
+
 FLOW_WIDTH = 320
 CUT_THRESHOLD = 20.0  # mean grey levels the flow leaves unexplained before we call it a cut
 
@@ -128,7 +130,7 @@ class MapCarrier:
         small = [np.stack([resize_map(m, gray.shape) for m in stack]) for stack in maps]
         if smooth > 0.0 and self._shown_gray is not None and [m.shape for m in small] == [m.shape for m in self._shown]:
             previous = self._warp_all(self._shown, *self._flow_to_shown(gray)) if self.warp_maps else self._shown
-            small = [smooth * p + (1.0 - smooth) * m for p, m in zip(previous, small, strict=True)]
+            small = [smooth_maps(p, m, smooth) for p, m in zip(previous, small, strict=True)]
         self.index, self.maps = index, small
         self._shown_gray, self._shown_index, self._shown = gray, index, small
 

@@ -12,6 +12,7 @@ import cv2
 
 from realtime import cam
 from realtime.engine import PROVIDER_CHAINS
+from realtime.frames import FIT_MODES
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--class", dest="class_", metavar="ID|NAME", help="explain this class instead of the top-1")
     parser.add_argument("--alpha", type=float, default=0.4)
     parser.add_argument("--providers", choices=list(PROVIDER_CHAINS), default="cpu")
-    parser.add_argument("--crop", dest="fit", choices=["squash", "center"], default="squash")
+    parser.add_argument("--crop", dest="fit", choices=list(FIT_MODES), default="squash")
     return parser
 
 

@@ -93,13 +93,6 @@ def maps_for(result: CamResult, controls: Controls, index: int = 0) -> np.ndarra
     return cam.normalise(raw)
 
 
-def smooth_maps(previous: np.ndarray | None, current: np.ndarray, weight: float) -> np.ndarray:
-    """EMA over time: weight * previous + (1 - weight) * current; a shape change restarts it."""
-    if previous is None or weight <= 0.0 or previous.shape != current.shape:
-        return current
-    return weight * previous + (1.0 - weight) * current
-
-
 class Sink(Protocol):
     def write(self, frame: np.ndarray) -> None: ...
 
@@ -245,9 +238,8 @@ class LiveLoop:
         self.display_rate = RateMeter(30, clock)
         self.model_time = DurationMeter(30)
         self.latency = DurationMeter(30)
-        self.stages = {name: DurationMeter(60) for name in ("resize", "inference", "cam", "overlay", "sink")}
+        self.stages = {name: DurationMeter(60) for name in ("resize", "inference", "cam", "overlay", "sink", "flow")}
         self.stage_cpu = {name: DurationMeter(60) for name in ("resize", "cam", "overlay", "flow")}
-        self.stages["flow"] = DurationMeter(60)
         self.last_hud: overlay.Hud | None = None
         self.last_classes: tuple[int, ...] = ()
         self.snapshots: list[Path] = []
@@ -294,14 +286,24 @@ class LiveLoop:
             self.controls = replace(self.controls, method="gradcam")
             return [maps_for(result, replace(view, method="gradcam")) for result in done.results]
 
-    def _draw(self, done: Inference, maps: list[np.ndarray], view: Controls) -> tuple[np.ndarray, overlay.Hud]:
-        engine = self.engines[0]
-        size = (engine.info.input_height, engine.info.input_width)
-        region = model_region(done.frame.image.shape, size, self.fit_mode)
+    def _region(self, frame_shape: tuple[int, ...]) -> Region:
+        """The part of the frame the (first) model sees."""
+        info = self.engines[0].info
+        return model_region(frame_shape, (info.input_height, info.input_width), self.fit_mode)
+
+    def _draw(
+        self,
+        image: np.ndarray,
+        results: Sequence[CamResult],
+        maps: Sequence[np.ndarray],
+        view: Controls,
+        region: Region | None,
+    ) -> tuple[np.ndarray, overlay.Hud]:
+        """One panel, or one per engine side by side; `region` is where the maps go (None: the whole frame)."""
         if len(self.engines) == 1:
-            return render(done.frame.image, done.results[0], maps[0], view, self.stats(), region, self.notes)
+            return render(image, results[0], maps[0], view, self.stats(), region, self.notes)
         names = [e.info.model_name for e in self.engines]
-        return render_comparison(done.frame.image, done.results, maps, names, view, self.stats(), region, self.notes)
+        return render_comparison(image, results, maps, names, view, self.stats(), region, self.notes)
 
     def _present(
         self, image: np.ndarray, hud: overlay.Hud, view: Controls, result: CamResult, frame: Frame
@@ -374,10 +376,11 @@ class LiveLoop:
                 t, c = self.clock(), time.thread_time()
                 view = self._view(done)
                 maps = self._maps(done, view)
-                maps = [smooth_maps(p, m, view.smooth) for p, m in zip(previous_maps, maps, strict=True)]
+                maps = [cam.smooth_maps(p, m, view.smooth) for p, m in zip(previous_maps, maps, strict=True)]
                 previous_maps = list(maps)
                 t, c = self._timed("cam", t, c)
-                image, hud = self._draw(done, maps, view)
+                region = self._region(done.frame.image.shape)
+                image, hud = self._draw(done.frame.image, done.results, maps, view, region)
                 self._timed("overlay", t, c)
                 if self._present(image, hud, view, done.results[0], done.frame) == QUIT:
                     end_reason = "quit"

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from realtime import cli, image_cli
+from realtime.cam import smooth_maps
 from realtime.capture import LatestFrameReader, open_source
 from realtime.engine import Engine, EngineOptions
 from realtime.frames import fit
-from realtime.pipeline import QUIT, SNAPSHOT, Controls, LiveLoop, apply_key, maps_for, smooth_maps, targets_for
+from realtime.pipeline import QUIT, SNAPSHOT, Controls, LiveLoop, apply_key, maps_for, targets_for
 from realtime.sinks import VideoRecorder
 from tests.conftest import LABELS, count_frames, write_video
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from realtime import cam
+from realtime.pipeline import method_cycle
 from realtime.serve.hub import ControlError, FrameHub
 
 BOUNDARY = "gradcamframe"
@@ -46,7 +46,7 @@ def state_json(hub: FrameHub) -> dict[str, Any]:
         "top": [{"id": i, "name": name, "probability": round(p, 4)} for i, name, p in snap.top],
         "explained": snap.explained,
         "controls": {**asdict(controls), "class": "auto" if controls.class_id is None else controls.class_id},
-        "methods": [m for m, spec in cam.METHODS.items() if hub.has_gradients or not spec.needs_gradients],
+        "methods": method_cycle(hub.has_gradients),
     }
 
 
@@ -127,7 +127,7 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
             accepted = hub.request(body)
         except ControlError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"accepted": {k: v for k, v in accepted.items()}})
+        return web.json_response({"accepted": accepted})
 
     async def snapshot(request: web.Request) -> web.Response:
         data = await asyncio.to_thread(hub.latest_png)
