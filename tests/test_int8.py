@@ -164,3 +164,10 @@ def test_save_frames_collects_calibration_data(small_models, tmp_path: Path) -> 
     assert len(saved) == 3  # frames 0, 15 and 30
     assert cv2.imread(str(saved[0])).shape == (480, 640, 3)  # the camera frame, not the overlay
     assert quantize.calibration_images(str(folder), (64, 64), 8).shape == (3, 64, 64, 3)
+
+
+def test_bad_int8_scope_fails_before_any_export_work() -> None:
+    from realtime.export.exporter import ExportConfig, ExportError, export
+
+    with pytest.raises(ExportError, match="--int8-scope 'everything'"):
+        export(ExportConfig(int8=True, int8_scope="everything", weights="no-such-file.h5"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,11 @@ def bind_weights(model: onnx.ModelProto, names: Sequence[str], arrays: Sequence[
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
 
 
+def input_uses(graph: onnx.GraphProto) -> Counter[str]:
+    """How many node inputs read each value."""
+    return Counter(name for node in graph.node for name in node.input)
+
+
 def fold_initializer_transposes(model: onnx.ModelProto) -> int:
     """Store Conv kernels in the layout the graph reads them, instead of transposing at load.
 
@@ -79,15 +85,12 @@ def fold_initializer_transposes(model: onnx.ModelProto) -> int:
     """
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = input_uses(graph)
     folded = 0
     for node in list(graph.node):
-        if node.op_type != "Transpose" or node.input[0] not in inits or uses.get(node.input[0], 0) != 1:
+        if node.op_type != "Transpose" or node.input[0] not in inits or uses[node.input[0]] != 1:
             continue
-        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        perm = _perm(node)
         source = inits.pop(node.input[0])
         array = numpy_helper.to_array(source)
         array = np.ascontiguousarray(np.transpose(array, perm) if perm else array.T)
@@ -111,33 +114,23 @@ def fold_initializer_ops(model: onnx.ModelProto) -> int:
     from onnx.reference import ReferenceEvaluator
 
     graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    uses = input_uses(graph)
     folded = 0
-    changed = True
-    while changed:
-        changed = False
-        inits = {init.name: init for init in graph.initializer}
-        uses: dict[str, int] = {}
-        for node in graph.node:
-            for name in node.input:
-                uses[name] = uses.get(name, 0) + 1
-        for node in list(graph.node):
-            if node.op_type not in FOLDABLE or not all(i in inits for i in node.input if i):
-                continue
-            feeds = {i: numpy_helper.to_array(inits[i]) for i in node.input if i}
-            sub = onnx.helper.make_graph(
-                [node], "fold", [], [onnx.helper.make_tensor_value_info(node.output[0], 0, None)]
-            )
-            (value,) = ReferenceEvaluator(onnx.helper.make_model(sub, opset_imports=model.opset_import)).run(
-                None, feeds
-            )
-            graph.node.remove(node)
-            for name in node.input:
-                if name and uses.get(name) == 1:
-                    graph.initializer.remove(inits[name])
-            graph.initializer.append(numpy_helper.from_array(np.asarray(value), node.output[0]))
-            folded += 1
-            changed = True
-            break
+    for node in list(graph.node):  # topological order: a chain folds in one pass
+        if node.op_type not in FOLDABLE or not all(i in inits for i in node.input if i):
+            continue
+        feeds = {i: numpy_helper.to_array(inits[i]) for i in node.input if i}
+        sub = onnx.helper.make_graph([node], "fold", [], [onnx.helper.make_tensor_value_info(node.output[0], 0, None)])
+        (value,) = ReferenceEvaluator(onnx.helper.make_model(sub, opset_imports=model.opset_import)).run(None, feeds)
+        graph.node.remove(node)
+        for name in filter(None, node.input):
+            uses[name] -= 1
+            if uses[name] == 0:
+                graph.initializer.remove(inits.pop(name))
+        graph.initializer.append(numpy_helper.from_array(np.asarray(value), node.output[0]))
+        inits[node.output[0]] = graph.initializer[-1]
+        folded += 1
     return folded
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from realtime import contract
-from realtime.export.quantize import DEFAULT_SCOPE
+from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
 from realtime.labels import imagenet_labels
 from realtime.progress import Progress
 
@@ -123,6 +123,8 @@ def _validate(config: ExportConfig) -> None:
         raise ExportError(f"--preprocess {config.preprocessing!r}: choose {', '.join(contract.PREPROCESSING_MODES)}")
     if config.model is not None and not config.layer:
         raise ExportError("--model needs --layer NAME (the conv layer to explain)")
+    if config.int8 and config.int8_scope not in SCOPES:  # before the export, not after it
+        raise ExportError(f"--int8-scope {config.int8_scope!r}: choose {', '.join(SCOPES)}")
 
 
 def export(config: ExportConfig) -> ExportResult:
@@ -135,16 +137,15 @@ def export(config: ExportConfig) -> ExportResult:
     if not config.int8:
         return export_model(model, config, progress, start)
     # int8: write the checked fp32 graph, let go of TensorFlow's copy of the weights, then quantize
+    output = config.output or default_output(config)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_config = replace(config, int8=False, output=Path(tmp) / "fp32.onnx")
         fp32 = export_model(model, fp32_config, progress, start)
         size = (int(model.input_shape[1]), int(model.input_shape[2]))
         del model
         _release_tensorflow()
-        fidelity = quantize_checked(fp32.output, config.output or default_output(config), size, config, progress)
-    return replace(
-        fp32, output=config.output or default_output(config), fidelity=fidelity, seconds=time.perf_counter() - start
-    )
+        fidelity = quantize_checked(fp32.output, output, size, config, progress)
+    return replace(fp32, output=output, fidelity=fidelity, seconds=time.perf_counter() - start)
 
 
 def _release_tensorflow() -> None:
@@ -223,8 +224,6 @@ def quantize_checked(fp32: Path, output: Path, size: tuple[int, int], config: Ex
     """Static int8 of the forward path, then int8 against fp32 on held-out images (not on random data)."""
     from realtime.export import quantize
 
-    if config.int8_scope not in quantize.SCOPES:
-        raise ExportError(f"--int8-scope {config.int8_scope!r}: choose {', '.join(quantize.SCOPES)}")
     try:
         images = quantize.calibration_images(config.calibration, size, config.calibration_count * 5 // 4)
     except quantize.QuantizeError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +107,11 @@ def split_shared_weights(model: onnx.ModelProto, nodes: list[str]) -> int:
     dropped from `nodes`.
     """
     inits = {init.name: init for init in model.graph.initializer}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Counter(name for node in model.graph.node for name in node.input)
     selected = set(nodes)
     copies = 0
     for node in model.graph.node:
-        if node.name in selected and node.op_type == "MatMul" and readers.get(node.input[1], 0) > 1:
+        if node.name in selected and node.op_type == "MatMul" and readers[node.input[1]] > 1:
             original = inits[node.input[1]]
             if len(original.raw_data) > SHARED_COPY_LIMIT:
                 nodes.remove(node.name)
@@ -143,7 +141,7 @@ def quantize_backward_products(model: onnx.ModelProto, min_bytes: int = MIN_BACK
 
     inits = {init.name: init for init in model.graph.initializer}
     replaced = 0
-    for index, node in enumerate(model.graph.node):
+    for node in model.graph.node:
         attrs = _attributes(node)
         if (
             node.op_type != "Gemm"
@@ -173,15 +171,15 @@ def quantize_backward_products(model: onnx.ModelProto, min_bytes: int = MIN_BACK
                 numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{base}_int8_zero"),
             ]
         )
-        product = onnx.helper.make_node(
-            "DynamicQuantizeMatMul",
-            [node.input[0], f"{base}_int8", f"{base}_int8_scale", f"{base}_int8_zero"],
-            list(node.output),
-            name=f"{node.name}_int8",
-            domain="com.microsoft",
+        node.CopyFrom(  # in place: the graph keeps its order
+            onnx.helper.make_node(
+                "DynamicQuantizeMatMul",
+                [node.input[0], f"{base}_int8", f"{base}_int8_scale", f"{base}_int8_zero"],
+                list(node.output),
+                name=f"{node.name}_int8",
+                domain="com.microsoft",
+            )
         )
-        model.graph.node.remove(node)
-        model.graph.node.insert(index, product)
         replaced += 1
     if replaced:
         _drop_unused_initializers(model)
