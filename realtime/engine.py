@@ -146,11 +146,26 @@ def preload_gpu_libraries() -> None:
         preload()
 
 
+def provider_chain(options: EngineOptions) -> list[tuple[str, dict[str, str]]]:
+    """The providers `options.providers` names that this onnxruntime has (the CPU always), with their options.
+
+    When the chain starts on a GPU provider, pip's CUDA libraries are loaded first.
+    """
+    import onnxruntime as ort
+
+    if options.providers not in PROVIDER_CHAINS:
+        raise ValueError(f"unknown providers {options.providers!r}; choose one of {', '.join(PROVIDER_CHAINS)}")
+    available = set(ort.get_available_providers())
+    chain = [p for p in PROVIDER_CHAINS[options.providers] if p in available or p == CPU]
+    if chain[0] != CPU:
+        preload_gpu_libraries()
+    return [(name, provider_options(name, options)) for name in chain]
+
+
 class Engine:
     """A loaded, validated and warmed-up Grad-CAM graph."""
 
     def __init__(self, model_path: str | Path, options: EngineOptions | None = None) -> None:
-        import onnxruntime as ort
 
         self.options = options or EngineOptions()
         path = Path(model_path)
@@ -159,22 +174,14 @@ class Engine:
                 f"no model at {path}. Make one with: gradcam-export --weights imagenet --output {path} "
                 "(offline: --weights PATH or --weights random), or try gradcam-live --demo"
             )
-        if self.options.providers not in PROVIDER_CHAINS:
-            raise ValueError(
-                f"unknown providers {self.options.providers!r}; choose one of {', '.join(PROVIDER_CHAINS)}"
-            )
-        available = set(ort.get_available_providers())
-        chain = [p for p in PROVIDER_CHAINS[self.options.providers] if p in available or p == CPU]
-        if chain[0] != CPU:
-            preload_gpu_libraries()
-        providers = [(name, provider_options(name, self.options)) for name in chain]
+        providers = provider_chain(self.options)
         self.session = self._open(path, providers, prepack=False)
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if metadata.get(contract.META_PRECISION, "fp32").startswith("int8"):
             self.session = self._open(path, providers, prepack=True)  # int8 kernels want packed weights
         self.provider = self.session.get_providers()[0]
         self.notice = describe_providers(
-            self.options.providers, chain[0], self.provider, metadata.get(contract.META_PRECISION, "fp32")
+            self.options.providers, providers[0][0], self.provider, metadata.get(contract.META_PRECISION, "fp32")
         )
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         outputs = {o.name: o.shape for o in self.session.get_outputs()}

@@ -250,7 +250,7 @@ def backward_floor(paths: dict[str, str], size: int, rounds: int) -> dict[str, A
             product.SerializeToString(), cpu_session_options(), providers=["CPUExecutionProvider"]
         )
         runs[graph] = lambda s=session, f=feeds: s.run(None, f)
-    forward = ort.InferenceSession(paths["none"], cpu_session_options(), providers=["CPUExecutionProvider"])
+    forward = sessions({"none": paths["none"]})["none"]
     image = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     forward_feeds = {"image": image, "targets": np.full((1, 1), -1, np.int64)}
     ms = alternate({"forward": lambda: forward.run(None, forward_feeds), **runs}, rounds)

@@ -143,21 +143,17 @@ def provider_probe(model: str) -> dict[str, Any]:
 
 
 def compare(cpu: Any, gpu: Any) -> dict[str, float]:
+    from realtime.demo.metrics import map_correlation
+
     def rel(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
-
-    def corr(a: np.ndarray, b: np.ndarray) -> float:
-        """Pearson correlation of two maps; two flat maps agree when they are equal."""
-        a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-        norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-        return float(a @ b / norm) if norm > 1e-12 else float(np.allclose(a, b, atol=1e-6))
 
     size = gpu.cam.shape[2:]
     maps = list(zip(gpu.cam.reshape(-1, *size), cpu.cam.reshape(-1, *size), strict=True))
     out = {
         "classes_equal": float(np.array_equal(cpu.classes, gpu.classes)),
         "top1_agreement": float(np.mean(cpu.classes[:, 0] == gpu.classes[:, 0])),
-        "cam_correlation": float(np.mean([corr(g, c) for g, c in maps])),
+        "cam_correlation": float(np.mean([map_correlation(g, c) for g, c in maps])),
         "logits_rel": rel(gpu.logits, cpu.logits),
         "weights_rel": rel(gpu.weights, cpu.weights),
         "cam_max_abs": float(np.abs(gpu.cam - cpu.cam).max()),
@@ -169,7 +165,7 @@ def compare(cpu: Any, gpu: Any) -> dict[str, float]:
 
 def parity(paths: dict[str, str], images: np.ndarray) -> dict[str, Any]:
     """CPU against CUDA (TF32 on, the default, and off) on the same inputs, top-3 maps."""
-    from realtime.engine import CPU, CUDA, Engine, EngineOptions, provider_options
+    from realtime.engine import CUDA, Engine, EngineOptions
 
     report: dict[str, Any] = {}
     for name, path in paths.items():
@@ -180,14 +176,8 @@ def parity(paths: dict[str, str], images: np.ndarray) -> dict[str, Any]:
         report[name] = {"provider": gpu_engine.provider, "tf32": compare(cpu, gpu_engine.run(images, targets))}
         if gpu_engine.provider != CUDA:
             continue
-        import onnxruntime as ort
-
-        from realtime.engine import cpu_session_options
-
-        strict = provider_options(CUDA, EngineOptions(tf32=False))
-        session = ort.InferenceSession(path, cpu_session_options(), providers=[(CUDA, strict), CPU])
-        gpu_engine.session = session  # same engine, same IO binding, fp32 matrix units
-        report[name]["fp32"] = compare(cpu, gpu_engine.run(images, targets))
+        strict = Engine(path, EngineOptions(providers="cuda", tf32=False, warmup=1))  # fp32 matrix units
+        report[name]["fp32"] = compare(cpu, strict.run(images, targets))
     return report
 
 
@@ -211,11 +201,9 @@ class ForwardOnly:
     def __init__(self, path: str, options: Any) -> None:
         import onnxruntime as ort
 
-        from realtime.engine import CPU, PROVIDER_CHAINS, cpu_session_options, provider_options
+        from realtime.engine import cpu_session_options, provider_chain
 
-        chain = [p for p in PROVIDER_CHAINS[options.providers] if p in ort.get_available_providers() or p == CPU]
-        providers = [(p, provider_options(p, options)) for p in chain]
-        self.session = ort.InferenceSession(path, cpu_session_options(), providers=providers)
+        self.session = ort.InferenceSession(path, cpu_session_options(), providers=provider_chain(options))
         self.provider = self.session.get_providers()[0]
         self.names = [o.name for o in self.session.get_outputs()]
         for _ in range(options.warmup):

@@ -21,6 +21,13 @@ def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize_map(np.nan_to_num(np.asarray(cam, np.float32), nan=0.0), size)
 
 
+def map_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two maps; two flat maps agree only when they are equal."""
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else float(np.array_equal(a, b))
+
+
 def pointing_hit(saliency: np.ndarray, mask: np.ndarray) -> bool:
     """Whether the map's maximum falls inside the object (Zhang et al. 2016)."""
     if not np.any(saliency > 0):

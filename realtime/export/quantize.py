@@ -261,17 +261,11 @@ class Fidelity:
         return self.top1_agreement >= 0.99 and self.map_correlation >= 0.95 and drop <= 0.02
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denom) if denom > 0 else float(np.array_equal(a, b))
-
-
 def fidelity(
     fp32_path: Path, int8_path: Path, images: np.ndarray, masks: Sequence[np.ndarray] | None = None
 ) -> Fidelity:
     """Top-1 agreement and map correlation; with masks, the pointing game of both graphs too."""
-    from realtime.demo.metrics import pointing_hit, upsample
+    from realtime.demo.metrics import map_correlation, pointing_hit, upsample
     from realtime.engine import Engine, EngineOptions
 
     reference = Engine(fp32_path, EngineOptions(providers="cpu", warmup=0))
@@ -282,7 +276,7 @@ def fidelity(
         a = reference.run(image[None], [[-1]], need_gradients=False)
         b = quantized.run(image[None], [[int(a.classes[0, 0])]], need_gradients=False)  # the same class
         agree.append(int(a.classes[0, 0]) == int(np.argmax(b.logits[0])))
-        corr.append(_pearson(a.cam[0, 0], b.cam[0, 0]))
+        corr.append(map_correlation(a.cam[0, 0], b.cam[0, 0]))
         if masks is not None:
             for name, result in (("fp32", a), ("int8", b)):
                 hits[name].append(pointing_hit(upsample(result.cam[0, 0], masks[i].shape), masks[i]))
