@@ -292,7 +292,7 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
     import tensorflow as tf
 
     from realtime.engine import cpu_session_options
-    from realtime.export.graph import reference_gradcam
+    from realtime.export.keras_reference import reference_gradcam
 
     if subject.name == "vgg16":
         keras.utils.set_random_seed(0)
@@ -307,7 +307,7 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
 
     def tape_gradcam() -> np.ndarray:
         """The seed, per frame: predict to pick the class, then activations and the gradient of its logit."""
-        from realtime.export.graph import PREPROCESSORS
+        from realtime.export.keras_reference import PREPROCESSORS
 
         x = PREPROCESSORS[prep](tf.cast(tf.constant(image), tf.float32))
         class_idx = int(tf.argmax(model(x, training=False)[0]))  # the seed's model.predict(x)

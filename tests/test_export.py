@@ -11,9 +11,10 @@ tf = pytest.importorskip("tensorflow")
 ort = pytest.importorskip("onnxruntime")
 
 from realtime import contract  # noqa: E402
-from realtime.export import convert  # noqa: E402
+from realtime.export import derivatives  # noqa: E402
+from realtime.export.building import SelfCheckError  # noqa: E402
 from realtime.export.exporter import ExportConfig, ExportError, export, export_model  # noqa: E402
-from realtime.export.graph import reference_gradcam  # noqa: E402
+from realtime.export.keras_reference import reference_gradcam  # noqa: E402
 from tests import tiny_models  # noqa: E402
 
 
@@ -118,9 +119,9 @@ def test_unsupported_layer_is_named(tmp_path: Path) -> None:
 
     inp = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, name="conv")(inp)
-    x = keras.layers.BatchNormalization(name="bn_after")(x)
+    x = keras.layers.Conv2D(4, 3, name="conv_after")(x)
     x = keras.layers.Dense(2)(keras.layers.Flatten()(x))
-    with pytest.raises(ExportError, match="bn_after"):
+    with pytest.raises(ExportError, match=r"conv_after.*\(Conv\).*Keras layer after that node"):
         export_tiny(keras.Model(inp, x), tmp_path, "conv")
 
 
@@ -129,13 +130,14 @@ def test_missing_layer_lists_the_layers(tmp_path: Path) -> None:
         export_tiny(tiny_models.paper_model(), tmp_path, "nope")
 
 
-def test_self_check_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(onnx_out, ref):
-        return convert.CheckReport(logits_rel=0.0, weights_abs=1.0, weights_rel=1.0, cam_abs=1.0)
-
-    monkeypatch.setattr(convert, "compare", broken)
-    with pytest.raises(convert.SelfCheckError):
-        export_tiny(tiny_models.paper_model(), tmp_path, "feat")
+@pytest.mark.parametrize("gradients", ["full", "pooled"])
+def test_a_wrong_backward_is_caught_and_nothing_is_written(
+    gradients: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ReLU derivative that forgets its mask: finite differences of the head must notice."""
+    monkeypatch.setitem(derivatives.RULES, "Relu", derivatives.RULES["Identity"])
+    with pytest.raises(SelfCheckError, match="finite differences"):
+        export_tiny(tiny_models.pooled_model(), tmp_path, "last_conv", gradients)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,4 +1,4 @@
-"""`gradcam-export`: Keras model -> Grad-CAM ONNX graph (argparse -> ExportConfig -> export)."""
+"""`gradcam-export`: a Keras CNN or any ONNX classifier -> Grad-CAM ONNX graph (argparse -> ExportConfig -> export)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from realtime import contract
 from realtime.export.quantize import CALIBRATION_SOURCES, DEFAULT_SCOPE, SCOPES
@@ -20,7 +21,11 @@ GRADIENT_CHOICES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcam-export",
-        description="Export a Keras CNN (VGG16 by default) to an ONNX graph that returns Grad-CAM maps.",
+        description="Export a Keras CNN (VGG16 by default) or any ONNX image classifier (--onnx) to an ONNX graph "
+        "that returns Grad-CAM maps.",
+    )
+    parser.add_argument(
+        "--onnx", type=Path, help="an ONNX image classifier (torch.onnx.export, timm, ...) instead of Keras"
     )
     parser.add_argument(
         "--weights",
@@ -38,15 +43,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="where to write the .onnx (default: models/<name>_gradcam_<gradients>.onnx)"
     )
     parser.add_argument("--model", type=Path, help="another Keras CNN saved as .keras (default: VGG16)")
-    parser.add_argument("--layer", help="the conv layer to explain (default block5_conv3 for VGG16)")
+    parser.add_argument(
+        "--layer",
+        help="what to explain: a Keras layer name, or an ONNX tensor name (see --list-layers); default: the last "
+        "feature map before the head's pooling (block5_conv3 for VGG16)",
+    )
+    parser.add_argument("--list-layers", action="store_true", help="print the tensors --layer can name, and stop")
+    parser.add_argument(
+        "--layout", choices=("NCHW", "NHWC"), help="the ONNX model's input layout, if its shape is ambiguous"
+    )
+    parser.add_argument(
+        "--input-size", type=_size, metavar="HxW", help="fix an ONNX input with dynamic height and width"
+    )
     parser.add_argument("--labels", type=Path, help="class names, one per line (default: ImageNet for 1000 classes)")
     parser.add_argument(
         "--preprocess",
         choices=sorted(contract.PREPROCESSING_MODES),
-        default="caffe",
-        help="; ".join(f"{k}: {v}" for k, v in contract.PREPROCESSING_MODES.items()),
+        help="; ".join(f"{k}: {v}" for k, v in contract.PREPROCESSING_MODES.items())
+        + " (default: caffe for Keras VGG16, torch for --onnx)",
     )
-    parser.add_argument("--no-check", action="store_true", help="skip the self-check against TF GradientTape")
+    parser.add_argument(
+        "--mean",
+        type=_triple,
+        metavar="A,B,C",
+        help="explicit per-channel mean, 0-255 scale, in the model's channel order",
+    )
+    parser.add_argument(
+        "--std",
+        type=_triple,
+        metavar="A,B,C",
+        help="explicit per-channel std, 0-255 scale (torch's ImageNet: 58.395,57.12,57.375)",
+    )
+    parser.add_argument(
+        "--channels", choices=("rgb", "bgr"), default="rgb", help="channel order the model reads, with --mean/--std"
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the self-check against finite differences")
     parser.add_argument(
         "--int8",
         action="store_true",
@@ -68,12 +99,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, e.g. 224x224") from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: height and width must be positive")
+    return height, width
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        a, b, c = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers, e.g. 123.675,116.28,103.53") from None
+    return a, b, c
+
+
+def list_layers(config: Any) -> int:
+    """Print the tensors --layer can name for an ONNX model."""
+    from realtime.export import building, importers
+
+    if config.onnx is None:
+        print("gradcam-export: --list-layers reads an ONNX model; pass --onnx PATH", file=sys.stderr)
+        return 2
+    try:
+        forward = importers.load_onnx(config.onnx, config.layout, config.input_size)
+        layers = building.list_layers(forward)
+    except (importers.ModelImportError, ValueError) as exc:
+        print(f"gradcam-export: {exc}", file=sys.stderr)
+        return 2
+    for layer in layers:
+        mark = "  (default)" if layer.default else ""
+        print(f"{layer.name}\t{layer.op_type}\t{'x'.join(map(str, layer.dims))}{mark}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from realtime.export.convert import SelfCheckError
+    from realtime.export.building import SelfCheckError
     from realtime.export.exporter import ExportConfig, ExportError, export
 
     config = ExportConfig(
+        onnx=args.onnx,
+        layout=args.layout,
+        input_size=args.input_size,
+        mean=args.mean,
+        std=args.std,
+        channels=args.channels,
         weights=args.weights,
         seed=args.seed,
         gradients=args.gradients,
@@ -88,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         calibration=args.calibration,
         int8_scope=args.int8_scope,
     )
+    if args.list_layers:
+        return list_layers(config)
     try:
         result = export(config)
     except ExportError as exc:
@@ -97,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gradcam-export: self-check failed, nothing written: {exc}", file=sys.stderr)
         return 3
 
-    check = f"; self-check {result.check}" if result.check is not None else ""
+    check = f"; self-check {result.check.describe()}" if result.check is not None else ""
     if result.fidelity is not None:
-        check += f"; int8 fidelity {result.fidelity}"
+        from realtime.export.quantize import describe
+
+        check += f"; int8 fidelity: {describe(result.fidelity)}"
     print(
         f"wrote {result.output} in {result.seconds:.1f} s ({result.num_classes} classes, layer {result.layer}){check}"
     )

@@ -1,4 +1,10 @@
-"""Keras model -> checked Grad-CAM ONNX file. The one entry point of the export path."""
+"""Any classifier -> checked Grad-CAM ONNX file: import, find the head, build the backward, check, write.
+
+`export(config)` is the one entry point; `export_model` takes an in-memory
+Keras model (tests, training scripts). Importing and the backward are kept
+apart: both importers hand over an ONNX forward graph, and from there every
+model goes the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ from realtime.progress import Progress
 
 VGG16_LAYER = "block5_conv3"
 DEFAULT_MODELS_DIR = Path("models")
+LAYOUTS = ("NCHW", "NHWC")
 
 
 class ExportError(RuntimeError):
@@ -32,9 +39,15 @@ class ExportConfig:
     gradients: str = contract.GRADIENTS_FULL
     output: Path | None = None
     model: Path | None = None  # another Keras CNN (.keras); None means VGG16
+    onnx: Path | None = None  # any ONNX image classifier instead of a Keras model
     layer: str | None = None
     labels: Path | None = None
-    preprocessing: str = "caffe"
+    preprocessing: str | None = None  # a preset; None: caffe for Keras VGG16, torch for ONNX
+    mean: tuple[float, float, float] | None = None  # 0-255 scale, the model's channel order
+    std: tuple[float, float, float] | None = None
+    channels: str = "rgb"  # with mean/std: the channel order the model reads
+    layout: str | None = None  # NCHW | NHWC of an ONNX model's input; None: read from its shape
+    input_size: tuple[int, int] | None = None  # for ONNX inputs with dynamic height and width
     self_check: bool = True
     quiet: bool = False
     int8: bool = False
@@ -47,21 +60,25 @@ class ExportConfig:
 class ExportResult:
     output: Path
     seconds: float
-    check: Any  # CheckReport | None
+    check: Any  # checks.SelfCheck | None
     num_classes: int
     layer: str
     fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
 
 
+def model_name(config: ExportConfig) -> str:
+    source = config.onnx or config.model
+    return source.stem if source else "vgg16"
+
+
 def default_output(config: ExportConfig) -> Path:
-    stem = config.model.stem if config.model else "vgg16"
     suffix = "_int8" if config.int8 else ""
-    return DEFAULT_MODELS_DIR / f"{stem}_gradcam_{config.gradients}{suffix}.onnx"
+    return DEFAULT_MODELS_DIR / f"{model_name(config)}_gradcam_{config.gradients}{suffix}.onnx"
 
 
 def load_keras_model(config: ExportConfig) -> Any:
     """VGG16 with the requested weights, or the user's own saved model."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     if config.model is not None:
@@ -117,39 +134,95 @@ def self_check_inputs(num_classes: int, size: tuple[int, int], seed: int = 1234)
 
 
 def _validate(config: ExportConfig) -> None:
+    """Everything that can be said about the config before any slow work starts."""
     if config.gradients not in (contract.GRADIENTS_FULL, contract.GRADIENTS_POOLED, contract.GRADIENTS_NONE):
         raise ExportError(f"--gradients {config.gradients!r}: choose full, pooled or none")
-    if config.preprocessing not in contract.PREPROCESSING_MODES:
+    if config.preprocessing is not None and config.preprocessing not in contract.PREPROCESSING_MODES:
         raise ExportError(f"--preprocess {config.preprocessing!r}: choose {', '.join(contract.PREPROCESSING_MODES)}")
+    if (config.mean is None) != (config.std is None):
+        raise ExportError("--mean and --std go together")
+    if config.std is not None and any(s <= 0 for s in config.std):
+        raise ExportError(f"--std {config.std}: every value must be positive")
+    if config.onnx is not None and config.model is not None:
+        raise ExportError("--onnx and --model are two different sources; give one")
     if config.model is not None and not config.layer:
         raise ExportError("--model needs --layer NAME (the conv layer to explain)")
+    if config.layout is not None and config.layout not in LAYOUTS:
+        raise ExportError(f"--layout {config.layout!r}: choose NCHW or NHWC")
     if config.int8 and config.int8_scope not in SCOPES:  # before the export, not after it
         raise ExportError(f"--int8-scope {config.int8_scope!r}: choose {', '.join(SCOPES)}")
+    if config.labels is not None and not config.labels.is_file():
+        raise ExportError(f"--labels {config.labels}: no such file")
+    output = config.output or default_output(config)
+    folder = output.parent if str(output.parent) else Path(".")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise ExportError(f"--output {output}: cannot write in {probe}; choose a writable folder")
+    if output.suffix != ".onnx":
+        raise ExportError(f"--output {output}: the file name must end in .onnx")
+
+
+def preprocess_spec(config: ExportConfig) -> tuple[str, Any]:
+    """(name for the metadata, contract_graph.Preprocess)."""
+    from realtime.export.contract_graph import PRESETS, Preprocess
+
+    if config.mean is not None and config.std is not None:
+        return "custom", Preprocess(config.channels, config.mean, config.std)
+    name = config.preprocessing or ("torch" if config.onnx is not None else "caffe")
+    return name, PRESETS[name]
 
 
 def export(config: ExportConfig) -> ExportResult:
-    """Load the Keras model the config names, then export it. Raises ExportError with advice."""
+    """Import the model the config names, then build, check and write its Grad-CAM graph."""
+    from realtime.export import importers
+
     _validate(config)
-    progress = Progress((5 if config.self_check else 4) + (2 if config.int8 else 0), config.quiet)
+    progress = _progress(config)
     start = time.perf_counter()
+    if config.onnx is not None:
+        with progress.step(f"reading {config.onnx}"):
+            try:
+                forward = importers.load_onnx(config.onnx, config.layout, config.input_size)
+            except importers.ModelImportError as exc:
+                raise ExportError(str(exc)) from exc
+        return _finish(forward, config, progress, start)
     with progress.step("loading the Keras model"):
         model = load_keras_model(config)
-    if not config.int8:
-        return export_model(model, config, progress, start)
-    # int8: write the checked fp32 graph, let go of TensorFlow's copy of the weights, then quantize
-    output = config.output or default_output(config)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32_config = replace(config, int8=False, output=Path(tmp) / "fp32.onnx")
-        fp32 = export_model(model, fp32_config, progress, start)
-        size = (int(model.input_shape[1]), int(model.input_shape[2]))
-        del model
-        _release_tensorflow()
-        fidelity = quantize_checked(fp32.output, output, size, config, progress)
-    return replace(fp32, output=output, fidelity=fidelity, seconds=time.perf_counter() - start)
+    forward = _keras_forward(model, config, progress)
+    del model
+    _release_tensorflow()  # before the backward and int8: TF's copy of the weights is no longer needed
+    return _finish(forward, config, progress, start)
+
+
+def export_model(
+    model: Any, config: ExportConfig, progress: Progress | None = None, start: float | None = None
+) -> ExportResult:
+    """Export an in-memory Keras model."""
+    _validate(config)
+    progress = progress or _progress(config, steps_before=1)
+    start = time.perf_counter() if start is None else start
+    return _finish(_keras_forward(model, config, progress), config, progress, start)
+
+
+def _progress(config: ExportConfig, steps_before: int = 2) -> Progress:
+    return Progress(steps_before + 1 + int(config.self_check) + (2 if config.int8 else 0), config.quiet)
+
+
+def _keras_forward(model: Any, config: ExportConfig, progress: Progress) -> Any:
+    from realtime.export import importers
+
+    layer = config.layer or VGG16_LAYER
+    with progress.step("converting the forward pass with tf2onnx"):
+        try:
+            return importers.keras_forward(model, layer, model_name(config))
+        except importers.ModelImportError as exc:
+            raise ExportError(str(exc)) from exc
 
 
 def _release_tensorflow() -> None:
-    """Drop Keras' global state and collect, so quantization does not stack on the TF model's memory."""
+    """Drop Keras' global state and collect, so the rest does not stack on the TF model's memory."""
     import gc
 
     import keras
@@ -158,66 +231,20 @@ def _release_tensorflow() -> None:
     gc.collect()
 
 
-def export_model(
-    model: Any, config: ExportConfig, progress: Progress | None = None, start: float | None = None
-) -> ExportResult:
-    """Build, convert, bind, check and save an in-memory Keras model."""
-    _validate(config)
-    start = time.perf_counter() if start is None else start
-    if progress is None:
-        progress = Progress((4 if config.self_check else 3) + (2 if config.int8 else 0), config.quiet)
-    layer = config.layer or VGG16_LAYER
-
-    from realtime.export import convert
-    from realtime.export.graph import build_function, reference_gradcam
-    from realtime.export.head import UnsupportedHeadError
-
-    with progress.step(f"building the Grad-CAM function at {layer!r} ({config.gradients} gradients)"):
-        try:
-            fn = build_function(model, layer, config.gradients, config.preprocessing)
-        except UnsupportedHeadError as exc:
-            raise ExportError(str(exc)) from exc
-        labels = resolve_labels(config, fn.head.num_classes)
-    with progress.step("converting with tf2onnx (weights as inputs)"):
-        proto = convert.convert_function(fn)
-    with progress.step("binding weights as initializers"):
-        convert.name_outputs(proto, fn.output_names)
-        convert.bind_weights(proto, fn.weight_names, fn.weight_arrays)
-        convert.fold_initializer_transposes(proto)
-        convert.fold_initializer_ops(proto)
-        convert.backward_matmuls_to_gemm(proto)
-        name = config.model.stem if config.model else "vgg16"
-        convert.set_metadata(proto, convert.build_metadata(labels, layer, config.preprocessing, config.gradients, name))
-        del fn
+def _finish(forward: Any, config: ExportConfig, progress: Progress, start: float) -> ExportResult:
+    """The same for every importer: head, backward, contract outputs, passes, checks, atomic write, int8."""
+    from realtime.export import building
 
     output = config.output or default_output(config)
-
-    def check(path: Path) -> Any:
-        if not config.self_check or config.gradients == contract.GRADIENTS_NONE:
-            return None
-        with progress.step("self-check against TF GradientTape"):
-            height, width = (int(d) for d in model.input_shape[1:3])
-            image, targets = self_check_inputs(len(labels), (height, width))
-            got = convert.run_onnx(path, image, targets)
-            ref = reference_gradcam(model, layer, config.preprocessing, image, targets)
-            if not np.array_equal(got[contract.OUT_CLASSES], ref[contract.OUT_CLASSES]):
-                onnx_classes, tf_classes = got[contract.OUT_CLASSES].tolist(), ref[contract.OUT_CLASSES].tolist()
-                raise convert.SelfCheckError(f"classes differ: onnx {onnx_classes} vs tf {tf_classes}")
-            report = convert.compare(got, ref)
-            if not report.ok():
-                raise convert.SelfCheckError(f"ONNX graph disagrees with TF: {report}; nothing was written")
-            return report
-
     if not config.int8:
-        report = convert.save_checked(proto, output, check)
-        return ExportResult(output, time.perf_counter() - start, report, len(labels), layer)
-    with tempfile.TemporaryDirectory() as tmp:
+        built = building.build_and_write(forward, config, output, progress)
+        return ExportResult(output, time.perf_counter() - start, built.check, built.num_classes, built.layer)
+    with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        report = convert.save_checked(proto, fp32, check)
-        del proto
-        size = (int(model.input_shape[1]), int(model.input_shape[2]))
-        fidelity = quantize_checked(fp32, output, size, config, progress)
-    return ExportResult(output, time.perf_counter() - start, report, len(labels), layer, fidelity)
+        built = building.build_and_write(forward, config, fp32, progress)
+        del forward
+        fidelity = quantize_checked(fp32, output, built.input_size, config, progress)
+    return ExportResult(output, time.perf_counter() - start, built.check, built.num_classes, built.layer, fidelity)
 
 
 def quantize_checked(fp32: Path, output: Path, size: tuple[int, int], config: ExportConfig, progress: Progress) -> Any:

@@ -1,324 +1,305 @@
-"""The classifier head after the Grad-CAM layer, and its analytic backward.
+"""The classifier head of an ONNX graph: the nodes between a target tensor and the logits.
 
-tf2onnx cannot convert GradientTape gradients (ReluGrad, MaxPoolGrad have no
-ONNX mapping), so the derivative of a logit with respect to the feature map is
-written here with forward ops only: MatMul, Gather, Mul, ArgMax, OneHot,
-Reshape, Transpose. The head is a plain chain, which keeps this exact.
-
-Max-pool routing uses a one-hot of the first maximum (row-major) in each
-window. That is what TF's MaxPoolGrad does, and it sends each window's
-gradient to exactly one position even when the window is all zeros. An
-equality mask would count ties several times and change the channel weights.
+Pure graph analysis, no arithmetic: which tensor to explain by default, its
+layout, the differentiable nodes after it in topological order, and the static
+shapes the derivative rules need. Refusals name the node and what would work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+import onnx
+from onnx import TensorProto
 
-SUPPORTED_LAYERS = (
-    "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, "
-    "Flatten, Dense (relu/linear/softmax), Dropout, Activation/ReLU"
+NCHW, NHWC = "NCHW", "NHWC"
+
+# ops whose outputs carry no gradient: shapes, indices, comparisons
+NON_DIFFERENTIABLE = frozenset(
+    {"Shape", "Size", "ArgMax", "ArgMin", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not",
+     "And", "Or", "ConstantOfShape", "Range", "NonZero", "Floor", "Ceil", "Round", "Sign"}
+)  # fmt: skip
+# a tensor made by one of these is "the pooling", not a layer to explain by default
+POOLING_AND_PLUMBING = frozenset(
+    {"MaxPool", "AveragePool", "Transpose", "Identity", "Reshape", "Dropout", "Flatten", "Squeeze", "Unsqueeze"}
 )
+CHANNEL_FIRST_OPS = frozenset(
+    {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization", "InstanceNormalization", "Resize",
+     "GlobalAveragePool", "GlobalMaxPool", "LpPool", "DepthToSpace", "SpaceToDepth"}
+)  # fmt: skip
 
 
-class UnsupportedHeadError(ValueError):
-    """The layers after the Grad-CAM layer are not a chain we can differentiate analytically."""
+class HeadError(ValueError):
+    """The graph after the target tensor cannot be differentiated here; the message says why and what would work."""
 
 
 @dataclass(frozen=True)
-class HeadOp:
-    """One layer of the head, reduced to what the forward and backward need."""
+class GraphIndex:
+    """Who makes and who reads each tensor, and which tensors are constants."""
 
-    kind: str  # maxpool, avgpool, gap, gmp, flatten, dense, relu, identity
-    name: str
-    pool: tuple[int, int] = (1, 1)
-    relu: bool = False
-    in_shape: tuple[int, ...] = ()  # static shape without the batch axis
-    weights: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
+    producer: Mapping[str, onnx.NodeProto]
+    consumers: Mapping[str, tuple[onnx.NodeProto, ...]]
+    constants: frozenset[str]
+    order: Mapping[str, int]  # node name -> position in a topological order
+
+    @staticmethod
+    def of(graph: onnx.GraphProto) -> GraphIndex:
+        producer: dict[str, onnx.NodeProto] = {}
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in node.output:
+                producer[name] = node
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        constants = {init.name for init in graph.initializer}
+        for node in graph.node:  # topological: a node of constants is a constant
+            if node.op_type == "Constant" or (node.input and all(i in constants for i in node.input if i)):
+                constants.update(node.output)
+        order = {node.name: i for i, node in enumerate(graph.node)}
+        return GraphIndex(producer, {k: tuple(v) for k, v in consumers.items()}, frozenset(constants), order)
+
+    def ancestors(self, name: str) -> set[str]:
+        """Every tensor `name` is computed from (including itself)."""
+        seen, queue = {name}, deque([name])
+        while queue:
+            node = self.producer.get(queue.popleft())
+            for parent in node.input if node is not None else ():
+                if parent and parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+        return seen
 
 
 @dataclass(frozen=True)
 class Head:
-    """The head as a list of ops, with the facts the pooled backward relies on."""
+    """What the backward builder needs: the target, its layout, the head nodes and their shapes."""
 
-    ops: tuple[HeadOp, ...]
-    map_shape: tuple[int, int, int]  # (h, w, k) of the Grad-CAM layer
+    target: str
+    layout: str
+    logits: str
+    nodes: tuple[onnx.NodeProto, ...]
+    shapes: Mapping[str, tuple[int, ...]]  # static dims after the batch axis
     num_classes: int
 
     @property
-    def weight_arrays(self) -> list[np.ndarray]:
-        return [w for op in self.ops for w in op.weights]
+    def map_shape(self) -> tuple[int, int, int]:
+        """(h, w, channels) of the target."""
+        d = self.shapes[self.target]
+        return (d[1], d[2], d[0]) if self.layout == NCHW else (d[0], d[1], d[2])
+
+    def channel_axis(self) -> int:
+        return 1 if self.layout == NCHW else 3
+
+    def spatial_axes(self) -> tuple[int, int]:
+        return (2, 3) if self.layout == NCHW else (1, 2)
 
 
-def _pool_size(layer: Any) -> tuple[int, int]:
-    pool = tuple(int(p) for p in layer.pool_size)
-    strides = tuple(int(s) for s in (layer.strides or pool))
-    if pool != strides:
-        raise UnsupportedHeadError(
-            f"layer {layer.name!r}: pool {pool} with strides {strides}; only non-overlapping pools "
-            "(strides equal to the pool size) have an exact one-hot backward here"
-        )
-    return pool  # type: ignore[return-value]
+def _differentiable_positions(node: onnx.NodeProto) -> tuple[int, ...]:
+    """Inputs of `node` that a gradient can flow into (shape and parameter inputs cannot)."""
+    if node.op_type in ("Add", "Sub", "Mul", "MatMul", "Sum", "Concat", "Max", "Min"):
+        return tuple(range(len(node.input)))
+    return (0,)
 
 
-def _activation_name(layer: Any) -> str:
-    act = getattr(layer, "activation", None)
-    return str(getattr(act, "__name__", act))
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Dims after the batch axis of every tensor shape inference can pin down (None-free only).
 
-
-def parse_head(model: Any, layer_name: str) -> Head:
-    """Read the layers after `layer_name` into HeadOps, or say which one we cannot handle."""
-    names = [layer.name for layer in model.layers]
-    if layer_name not in names:
-        raise UnsupportedHeadError(f"model has no layer {layer_name!r}; its layers are: {', '.join(names)}")
-    start = names.index(layer_name)
-    feature = model.layers[start].output
-    if len(feature.shape) != 4 or any(d is None for d in feature.shape[1:]):
-        raise UnsupportedHeadError(
-            f"layer {layer_name!r} outputs {tuple(feature.shape)}; Grad-CAM needs a static [N,h,w,k] map"
-        )
-    map_shape = tuple(int(d) for d in feature.shape[1:])
-    ops: list[HeadOp] = []
-    previous = feature
-    tail = model.layers[start + 1 :]
-    if not tail:
-        raise UnsupportedHeadError(f"layer {layer_name!r} is the model's last layer; nothing to explain")
-    for i, layer in enumerate(tail):
-        if layer.input is not previous:
-            raise UnsupportedHeadError(
-                f"layer {layer.name!r} does not take the previous layer's output: the head after "
-                f"{layer_name!r} must be a plain chain of {SUPPORTED_LAYERS}"
-            )
-        previous = layer.output
-        last = i == len(tail) - 1
-        kind = type(layer).__name__
-        in_shape = tuple(int(d) for d in layer.input.shape[1:])
-        if kind == "MaxPooling2D":
-            ops.append(HeadOp("maxpool", layer.name, pool=_pool_size(layer), in_shape=in_shape))
-        elif kind == "AveragePooling2D":
-            ops.append(HeadOp("avgpool", layer.name, pool=_pool_size(layer), in_shape=in_shape))
-        elif kind == "GlobalAveragePooling2D":
-            ops.append(HeadOp("gap", layer.name, in_shape=in_shape))
-        elif kind == "GlobalMaxPooling2D":
-            ops.append(HeadOp("gmp", layer.name, in_shape=in_shape))
-        elif kind == "Flatten":
-            ops.append(HeadOp("flatten", layer.name, in_shape=in_shape))
-        elif kind == "Dropout":
-            ops.append(HeadOp("identity", layer.name, in_shape=in_shape))
-        elif kind in ("Activation", "ReLU"):
-            act = "relu" if kind == "ReLU" else _activation_name(layer)
-            if act == "relu":
-                ops.append(HeadOp("relu", layer.name, in_shape=in_shape))
-            elif act == "linear" or (act == "softmax" and last):
-                ops.append(HeadOp("identity", layer.name, in_shape=in_shape))
-            else:
-                raise UnsupportedHeadError(f"layer {layer.name!r}: activation {act!r} is not supported")
-        elif kind == "Dense":
-            if len(in_shape) != 1:
-                raise UnsupportedHeadError(
-                    f"layer {layer.name!r}: Dense on a {len(in_shape) + 1}-D input; flatten or pool first"
-                )
-            act = _activation_name(layer)
-            if act not in ("relu", "linear") and not (act == "softmax" and last):
-                raise UnsupportedHeadError(f"layer {layer.name!r}: Dense activation {act!r} is not supported")
-            kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
-            bias = (
-                np.asarray(layer.bias.numpy(), dtype=np.float32)
-                if layer.use_bias
-                else np.zeros(kernel.shape[1], np.float32)
-            )
-            ops.append(HeadOp("dense", layer.name, relu=act == "relu", in_shape=in_shape, weights=(kernel, bias)))
-        else:
-            raise UnsupportedHeadError(
-                f"layer {layer.name!r} ({kind}) is not supported after the Grad-CAM layer; "
-                f"supported: {SUPPORTED_LAYERS}"
-            )
-    out_shape = tuple(previous.shape[1:])
-    if len(out_shape) != 1:
-        raise UnsupportedHeadError(f"the model ends in shape {out_shape}; a classifier must end in [N, classes]")
-    return Head(ops=tuple(ops), map_shape=map_shape, num_classes=int(out_shape[0]))  # type: ignore[arg-type]
-
-
-def pooled_dense_kernel(kernel: np.ndarray, spatial_shape: tuple[int, int, int]) -> np.ndarray:
-    """Sum a post-flatten Dense kernel over space: [h*w*k, u] -> [k, u].
-
-    The spatial sum of dlogit/dA then needs this 49x smaller matrix instead of
-    a second read of the whole kernel (exact given one-hot pool routing, which
-    moves each gradient value without splitting or duplicating it).
+    Large initializers become inputs of a weightless copy first, so inference
+    never copies the weights.
     """
-    h, w, k = spatial_shape
-    return kernel.reshape(h, w, k, -1).sum(axis=(0, 1), dtype=np.float64).astype(np.float32)
+    light = _without_large_initializers(model)
+    inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input):
+        dims = value.type.tensor_type.shape.dim
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT or not dims:
+            continue
+        rest = [d.dim_value if d.HasField("dim_value") else None for d in dims[1:]]
+        if all(isinstance(d, int) and d > 0 for d in rest):
+            shapes[value.name] = tuple(int(d) for d in rest)  # type: ignore[arg-type]
+    for init in model.graph.initializer:
+        shapes.setdefault(init.name, tuple(init.dims[1:]))
+    return shapes
 
 
-def first_flatten_dense(head: Head) -> int | None:
-    """Index of the Dense that reads a flattened spatial map, if the head has one."""
-    seen_flatten = False
-    for i, op in enumerate(head.ops):
-        if op.kind in ("gap", "gmp"):
+def _without_large_initializers(model: onnx.ModelProto, limit: int = 4096) -> onnx.ModelProto:
+    light = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            list(model.graph.node),
+            model.graph.name or "light",
+            list(model.graph.input),
+            list(model.graph.output),
+            [init for init in model.graph.initializer if _nbytes(init) <= limit],
+        ),
+        opset_imports=list(model.opset_import),
+    )
+    light.ir_version = model.ir_version
+    for init in model.graph.initializer:
+        if _nbytes(init) > limit:
+            light.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    return light
+
+
+def _nbytes(init: onnx.TensorProto) -> int:
+    return int(np.prod(init.dims, dtype=np.int64)) * 4
+
+
+def layout_of(model: onnx.ModelProto, index: GraphIndex, name: str, input_layout: str) -> str | None:
+    """NCHW or NHWC for a 4-D tensor, from the ops that made it; None when nothing says."""
+    graph_inputs = {value.name for value in model.graph.input}
+    seen: set[str] = set()
+    queue = deque([name])
+    while queue:
+        tensor = queue.popleft()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        if tensor in graph_inputs:
+            return input_layout
+        node = index.producer.get(tensor)
+        if node is None:
+            continue
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if perm == [0, 2, 3, 1]:
+                return NHWC
+            if perm == [0, 3, 1, 2]:
+                return NCHW
             return None
-        if op.kind == "flatten" and len(op.in_shape) == 3:
-            seen_flatten = True
-        if op.kind == "dense":
-            return i if seen_flatten else None
+        if node.op_type in CHANNEL_FIRST_OPS:
+            return NCHW
+        if node.op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "MatMul", "Gemm", "LayerNormalization"):
+            return None
+        queue.extend(i for i in node.input if i and i not in index.constants)
     return None
 
 
-# --------------------------------------------------------------------------- forward
+def resolve_logits(model: onnx.ModelProto, index: GraphIndex) -> str:
+    """The graph's first output, or the input of a trailing Softmax (Grad-CAM explains logits)."""
+    name = model.graph.output[0].name
+    node = index.producer.get(name)
+    while node is not None and node.op_type in ("Softmax", "Identity"):
+        name = node.input[0]
+        node = index.producer.get(name)
+    return name
 
 
-def head_forward(head: Head, x: tf.Tensor, weights: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    """Logits from the Grad-CAM layer, and each op's input for the backward."""
-    saved: list[tf.Tensor] = []
-    it = iter(weights)
-    for op in head.ops:
-        saved.append(x)
-        if op.kind == "maxpool":
-            x = tf.nn.max_pool2d(x, op.pool, op.pool, "VALID")
-        elif op.kind == "avgpool":
-            x = tf.nn.avg_pool2d(x, op.pool, op.pool, "VALID")
-        elif op.kind == "gap":
-            x = tf.reduce_mean(x, axis=[1, 2])
-        elif op.kind == "gmp":
-            x = tf.reduce_max(x, axis=[1, 2])
-        elif op.kind == "flatten":
-            x = tf.reshape(x, [-1, int(np.prod(op.in_shape))])
-        elif op.kind == "relu":
-            x = tf.nn.relu(x)
-        elif op.kind == "dense":
-            kernel, bias = next(it), next(it)
-            z = tf.matmul(x, kernel) + bias
-            saved[-1] = z  # the backward needs the pre-activation, not the input
-            x = tf.nn.relu(z) if op.relu else z
-    return x, saved
+def candidates(model: onnx.ModelProto, index: GraphIndex, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """4-D tensors with spatial extent > 1 that the logits depend on, in topological order."""
+    logits = resolve_logits(model, index)
+    needed = index.ancestors(logits)
+    found = []
+    for node in model.graph.node:
+        for name in node.output:
+            dims = shapes.get(name)
+            if name in needed and name not in index.constants and dims and len(dims) == 3 and _spatial(dims) > 1:
+                found.append(name)
+    return found
 
 
-# --------------------------------------------------------------------------- backward
+def _spatial(dims: tuple[int, ...]) -> int:
+    """Spatial size of [C,H,W] or [H,W,C] dims: the smaller of the two readings is safe for '> 1'."""
+    return min(dims[1] * dims[2], dims[0] * dims[1])
 
 
-def _back_matmul(kernel: tf.Tensor, g: tf.Tensor, n: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-    """g @ kernel^T for g [N,K,u] and kernel [i,u], as MatMul(kernel, g^T).
+def default_target(model: onnx.ModelProto, index: GraphIndex, shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """The last candidate not made by pooling or plumbing: VGG's last conv ReLU, ResNet's layer4 output."""
+    found = [n for n in candidates(model, index, shapes) if index.producer[n].op_type not in POOLING_AND_PLUMBING]
+    if not found:
+        raise HeadError("the graph has no 4-D feature map with spatial extent > 1 before its logits; pass --layer")
+    return found[-1]
 
-    Written with the kernel on the left so no transposed copy of a large
-    weight is ever made: only the small gradient is transposed.
+
+def _alias(index: GraphIndex, target: str, needed: set[str]) -> tuple[str, list[int] | None]:
+    """A target off the logits' path (a layout Transpose or Identity of one on it) moves to its source."""
+    perm: list[int] | None = None
+    while target not in needed:
+        node = index.producer.get(target)
+        if node is None or node.op_type not in ("Transpose", "Identity"):
+            raise HeadError(f"the logits do not depend on {target!r}; pick a tensor from --list-layers")
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        target = node.input[0]
+    return target, perm
+
+
+def extract(
+    model: onnx.ModelProto,
+    target: str,
+    input_layout: str,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    supported: Iterable[str] = (),
+    target_layout: str | None = None,
+) -> Head:
+    """The head after `target`; refuses heads with ops outside `supported` or inputs from elsewhere in the body.
+
+    `target_layout` is the target's layout when the caller knows it (a Keras layer is NHWC);
+    otherwise the ops that made it tell.
     """
-    units = g.shape[-1]
-    flat = tf.reshape(g, [-1, units])
-    out = tf.matmul(kernel, flat, transpose_b=True)  # [i, N*K]
-    return tf.reshape(tf.transpose(out), [n, k, kernel.shape[0]])
+    index = GraphIndex.of(model.graph)
+    shapes = static_shapes(model) if shapes is None else shapes
+    logits = resolve_logits(model, index)
+    needed = index.ancestors(logits)
+    target, perm = _alias(index, target, needed)
+    dims = shapes.get(target)
+    if dims is None or len(dims) != 3:
+        raise HeadError(f"tensor {target!r} has shape {dims}; Grad-CAM needs a static 4-D [N,C,H,W] or [N,H,W,C] map")
+    layout = _aliased_layout(target_layout, perm) if target_layout else layout_of(model, index, target, input_layout)
+    if layout is None:
+        raise HeadError(f"cannot tell whether {target!r} is NCHW or NHWC; its producers do not say")
+    logit_dims = shapes.get(logits)
+    if logit_dims is None or len(logit_dims) != 1:
+        raise HeadError(f"the model's output {logits!r} has shape {logit_dims}; a classifier ends in [N, classes]")
 
-
-def _mask(pre_activation: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    return tf.expand_dims(tf.cast(pre_activation > 0, dtype), 1)
-
-
-def _maxpool_backward(x: tf.Tensor, g: tf.Tensor, pool: tuple[int, int], n: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-    """Route each pooled gradient to the window's first maximum (row-major)."""
-    height, width, ch = (int(d) for d in x.shape[1:])
-    ph, pw = pool
-    ho, wo = height // ph, width // pw
-    win = tf.reshape(x[:, : ho * ph, : wo * pw, :], [-1, ho, ph, wo, pw, ch])
-    win = tf.reshape(tf.transpose(win, [0, 1, 3, 5, 2, 4]), [-1, ho, wo, ch, ph * pw])
-    first = tf.argmax(win, axis=-1, output_type=tf.int32)
-    onehot = tf.one_hot(first, ph * pw, dtype=g.dtype)  # [N, ho, wo, ch, P]
-    routed = tf.expand_dims(onehot, 1) * tf.expand_dims(g, -1)  # [N, K, ho, wo, ch, P]
-    routed = tf.reshape(routed, [n, k, ho, wo, ch, ph, pw])
-    routed = tf.reshape(tf.transpose(routed, [0, 1, 2, 5, 3, 6, 4]), [n, k, ho * ph, wo * pw, ch])
-    return _pad_to(routed, height, width)
-
-
-def _avgpool_backward(x: tf.Tensor, g: tf.Tensor, pool: tuple[int, int], n: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-    height, width, ch = (int(d) for d in x.shape[1:])
-    ph, pw = pool
-    ho, wo = height // ph, width // pw
-    spread = tf.reshape(g, [n, k, ho, 1, wo, 1, ch]) * tf.ones([1, 1, 1, ph, 1, pw, 1], g.dtype) / float(ph * pw)
-    return _pad_to(tf.reshape(spread, [n, k, ho * ph, wo * pw, ch]), height, width)
-
-
-def _pad_to(g: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """Zero gradient for rows/cols that a VALID pool never read."""
-    dh, dw = height - int(g.shape[2]), width - int(g.shape[3])
-    if dh == 0 and dw == 0:
-        return g
-    return tf.pad(g, [[0, 0], [0, 0], [0, dh], [0, dw], [0, 0]])
-
-
-def _gmp_backward(x: tf.Tensor, g: tf.Tensor, n: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-    height, width, ch = (int(d) for d in x.shape[1:])
-    first = tf.argmax(tf.reshape(x, [-1, height * width, ch]), axis=1, output_type=tf.int32)  # [N, ch]
-    onehot = tf.one_hot(first, height * width, axis=1, dtype=g.dtype)  # [N, hw, ch]
-    routed = tf.expand_dims(onehot, 1) * tf.expand_dims(g, 2)  # [N, K, hw, ch]
-    return tf.reshape(routed, [n, k, height, width, ch])
-
-
-def head_backward(
-    head: Head,
-    saved: Sequence[tf.Tensor],
-    weights: Sequence[tf.Tensor],
-    classes: tf.Tensor,
-    pooled: bool = False,
-    pooled_kernel: tf.Tensor | None = None,
-) -> tf.Tensor:
-    """d logit[classes] / d A for each target: [N,K,h,w,k].
-
-    With `pooled`, returns the spatial sum of that gradient, [N,K,k], without
-    touching the full post-flatten kernel a second time: heads with a Dense
-    after Flatten then need `pooled_kernel` (see pooled_dense_kernel).
-    """
-    pairs = [(weights[2 * i], weights[2 * i + 1]) for i in range(len(weights) // 2)]
-    dense_index = len(pairs)
-    pooled_at = first_flatten_dense(head) if pooled else None
-    if pooled_at is not None and pooled_kernel is None:
-        raise ValueError("pooled backward of a flatten-dense head needs pooled_kernel")
-    n, k = tf.shape(classes)[0], tf.shape(classes)[1]  # shapes from one source keep tf2onnx's reshapes exact
-    g: tf.Tensor | None = None  # None: the one-hot seed at the logits, not built yet
-    for i in range(len(head.ops) - 1, -1, -1):
-        op, x = head.ops[i], saved[i]
-        if op.kind == "dense":
-            dense_index -= 1
-            kernel, _ = pairs[dense_index]
-            if g is None and not op.relu:
-                # one-hot @ kernel^T is just the kernel's columns for the classes
-                source = pooled_kernel if i == pooled_at else kernel
-                g = tf.transpose(tf.gather(source, classes, axis=1), [1, 2, 0])
-                if i == pooled_at:
-                    return g
-                continue
-            if g is None:
-                g = tf.one_hot(classes, int(kernel.shape[1]), dtype=x.dtype)
-            if op.relu:
-                g = g * _mask(x, g.dtype)
-            if i == pooled_at:
-                assert pooled_kernel is not None
-                return _back_matmul(pooled_kernel, g, n, k)
-            g = _back_matmul(kernel, g, n, k)
+    body_values = _depends_on_inputs(model, index)
+    allowed = set(supported)
+    carried = {target}
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.op_type in NON_DIFFERENTIABLE or not any(o in needed for o in node.output):
             continue
-        if g is None:
-            g = tf.one_hot(classes, int(x.shape[-1]), dtype=x.dtype)
-        if op.kind == "relu":
-            g = g * _mask(x, g.dtype)
-        elif op.kind == "flatten":
-            g = tf.reshape(g, [n, k, *op.in_shape])
-        elif op.kind in ("gap", "gmp"):
-            g = tf.reshape(g, [n, k, op.in_shape[-1]])
-            if pooled:
-                return g  # the spatial sum of a global pool's backward is g itself
-            if op.kind == "gmp":
-                g = _gmp_backward(x, g, n, k)
-                continue
-            height, width, _ = op.in_shape
-            g = tf.expand_dims(tf.expand_dims(g, 2), 2) * tf.ones([1, 1, height, width, 1], g.dtype)
-            g = g / float(height * width)
-        elif op.kind == "maxpool":
-            g = _maxpool_backward(x, g, op.pool, n, k)
-        elif op.kind == "avgpool":
-            g = _avgpool_backward(x, g, op.pool, n, k)
-    if g is None:
-        raise UnsupportedHeadError("empty head")
-    if pooled:
-        return tf.reduce_sum(g, axis=[2, 3])
-    return g
+        positions = _differentiable_positions(node)
+        if not any(node.input[p] in carried for p in positions if p < len(node.input)):
+            if any(i in carried for i in node.input):
+                raise HeadError(
+                    f"node {node.name!r} ({node.op_type}) reads the map as a parameter; only its data input "
+                    "can carry the gradient here"
+                )
+            continue
+        if allowed and node.op_type not in allowed:
+            raise HeadError(f"node {node.name!r} ({node.op_type}) after {target!r} is not supported in the head")
+        for p in positions:
+            name = node.input[p] if p < len(node.input) else ""
+            if name and name not in carried and name in body_values:
+                raise HeadError(
+                    f"node {node.name!r} ({node.op_type}) also reads {name!r}, which does not come from "
+                    f"{target!r} (a skip connection around it): pick a layer after it"
+                )
+        carried.update(o for o in node.output[:1] if o)
+        nodes.append(node)
+    if logits not in carried:
+        raise HeadError(f"no differentiable path from {target!r} to the logits {logits!r}")
+    return Head(target, layout, logits, tuple(nodes), shapes, logit_dims[0])
+
+
+def _aliased_layout(layout: str, perm: list[int] | None) -> str | None:
+    """The layout of a Transpose's input, given its output's layout."""
+    if perm is None or perm == [0, 1, 2, 3]:
+        return layout
+    if layout == NHWC and perm == [0, 2, 3, 1]:
+        return NCHW
+    if layout == NCHW and perm == [0, 3, 1, 2]:
+        return NHWC
+    return None
+
+
+def _depends_on_inputs(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
+    """Tensors whose values (not just shapes) come from a graph input."""
+    values = {value.name for value in model.graph.input} - set(index.constants)
+    for node in model.graph.node:
+        if node.op_type not in ("Shape", "Size") and any(i in values for i in node.input):
+            values.update(node.output)
+    return values

@@ -1,0 +1,147 @@
+"""From a forward graph to a written Grad-CAM graph: target, head, backward, passes, checks.
+
+The importers stop at an ONNX forward graph; this is the one road after it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from realtime import contract
+from realtime.export import checks, contract_graph, passes
+from realtime.export.backward import SUPPORTED_OPS
+from realtime.export.derivatives import RuleError
+from realtime.export.head import GraphIndex, Head, HeadError, candidates, default_target, extract, static_shapes
+from realtime.export.importers import ForwardGraph
+from realtime.export.writing import save_checked
+from realtime.progress import Progress
+
+
+class SelfCheckError(RuntimeError):
+    """The built graph is invalid or disagrees with finite differences; no file was written."""
+
+
+@dataclass(frozen=True)
+class Built:
+    check: checks.SelfCheck | None
+    num_classes: int
+    layer: str
+    input_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A tensor that can be explained, for --list-layers."""
+
+    name: str
+    op_type: str
+    dims: tuple[int, ...]
+    default: bool
+
+
+def list_layers(forward: ForwardGraph) -> list[Layer]:
+    """Candidate target tensors, in graph order, the default marked."""
+    shapes = static_shapes(forward.model)
+    index = GraphIndex.of(forward.model.graph)
+    chosen = forward.layer or default_target(forward.model, index, shapes)
+    return [
+        Layer(name, index.producer[name].op_type, shapes[name], name == chosen)
+        for name in candidates(forward.model, index, shapes)
+    ]
+
+
+def find_head(forward: ForwardGraph, target: str | None) -> Head:
+    """The head after `target` (default: the last feature map before the pooling), or advice on what works."""
+    model = forward.model
+    shapes = static_shapes(model)
+    index = GraphIndex.of(model.graph)
+    keras_layer = target is None and forward.layer is not None
+    target = target or forward.layer or default_target(model, index, shapes)
+    try:
+        return extract(
+            model, target, forward.layout, shapes, SUPPORTED_OPS, forward.layer_layout if keras_layer else None
+        )
+    except HeadError as exc:
+        raise HeadError(f"{exc}. {_suggestion(forward, target, shapes, index)}") from exc
+
+
+def _suggestion(forward: ForwardGraph, failed: str, shapes: Any, index: GraphIndex) -> str:
+    if forward.layer is not None:  # Keras: tensor names mean nothing to the user, layer names do
+        return f"Pick a Keras layer after that node with --layer NAME; supported head ops: {', '.join(SUPPORTED_OPS)}"
+    found = candidates(forward.model, index, shapes)
+    later = found[found.index(failed) + 1 :] if failed in found else found
+    for name in later:
+        try:
+            extract(forward.model, name, forward.layout, shapes, SUPPORTED_OPS)
+        except HeadError:
+            continue
+        return f"--layer {name} works; supported head ops: {', '.join(SUPPORTED_OPS)}"
+    return f"No later feature map has a supported head; supported head ops: {', '.join(SUPPORTED_OPS)}"
+
+
+def metadata(labels: Sequence[str], layer: str, preprocessing: str, gradients: str, name: str) -> dict[str, str]:
+    return {
+        contract.META_CONTRACT: contract.CONTRACT_VERSION,
+        contract.META_LABELS: json.dumps(list(labels)),
+        contract.META_LAYER: layer,
+        contract.META_PREPROCESSING: preprocessing,
+        contract.META_GRADIENTS: gradients,
+        contract.META_MODEL_NAME: name,
+        contract.META_PRECISION: "fp32",
+    }
+
+
+def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: Progress) -> Built:
+    """Build the contract graph for `config` (an ExportConfig), check it, and move it to `output`."""
+    from realtime.export.exporter import ExportError, preprocess_spec, resolve_labels, self_check_inputs
+
+    with progress.step(f"building the Grad-CAM graph ({config.gradients} gradients)"):
+        try:
+            head = find_head(forward, config.layer if config.onnx is not None else None)
+        except HeadError as exc:
+            raise ExportError(str(exc)) from exc
+        labels = resolve_labels(config, head.num_classes)
+        layer = config.layer or forward.layer or head.target
+        prep_name, prep = preprocess_spec(config)
+        meta = metadata(labels, layer, prep_name, config.gradients, forward.name)
+        model = forward.model
+        try:
+            contract_graph.build(model, head, forward.input_name, forward.layout, prep, config.gradients, meta)
+        except RuleError as exc:
+            raise ExportError(
+                f"{exc}. {_suggestion(forward, head.target, head.shapes, GraphIndex.of(model.graph))}"
+            ) from exc
+        passes.finish(model)
+    size = _input_size(forward)
+    checked = replace(head, logits=contract.OUT_LOGITS)
+
+    def check(path: Path) -> checks.SelfCheck | None:
+        try:
+            checks.check_portable(path)
+        except checks.GraphCheckError as exc:
+            raise SelfCheckError(str(exc)) from exc
+        if not config.self_check or config.gradients == contract.GRADIENTS_NONE:
+            return None
+        with progress.step("self-check: the backward against float64 finite differences of the head"):
+            image, targets = self_check_inputs(len(labels), size)
+            outputs = checks.run_onnx(path, image, targets)
+            try:
+                report = checks.self_check(model, checked, outputs)
+            except checks.GraphCheckError as exc:
+                raise SelfCheckError(str(exc)) from exc
+            if not report.ok():
+                raise SelfCheckError(f"the graph disagrees with finite differences: {report.describe()}")
+            return report
+
+    report = save_checked(model, output, check)
+    return Built(report, head.num_classes, layer, size)
+
+
+def _input_size(forward: ForwardGraph) -> tuple[int, int]:
+    value = next(v for v in forward.model.graph.input if v.name == contract.INPUT_IMAGE)
+    dims = value.type.tensor_type.shape.dim
+    return int(dims[1].dim_value), int(dims[2].dim_value)

@@ -1,0 +1,397 @@
+"""Checks a graph passes before it is written: validity, portability, and its backward against finite differences.
+
+The self-check owes nothing to how the backward was built: it re-runs the
+model's own head nodes in float64 (onnx's numpy reference evaluator) on the
+activations the graph returned, nudges them along random directions and
+compares the change of the explained logits with what the graph's gradients
+(or, for `pooled`, its channel weights) predict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from realtime import contract
+from realtime.export.head import NCHW, Head
+
+# ONNX-TensorRT 10.0's operator support matrix (docs/operators.md, rows marked Y). Restrictions that
+# matter here: TopK's K < 3840, Reduce*/Slice/Squeeze/Unsqueeze/Pad axes constant, MaxPool without
+# its Indices output, Dropout not training.
+TENSORRT_OPS = frozenset(
+    [
+        "Abs",
+        "Acos",
+        "Acosh",
+        "Add",
+        "And",
+        "ArgMax",
+        "ArgMin",
+        "Asin",
+        "Asinh",
+        "Atan",
+        "Atanh",
+        "AveragePool",
+        "BatchNormalization",
+        "Cast",
+        "CastLike",
+        "Ceil",
+        "Celu",
+        "Clip",
+        "Concat",
+        "Constant",
+        "ConstantOfShape",
+        "Conv",
+        "ConvTranspose",
+        "Cos",
+        "Cosh",
+        "CumSum",
+        "DeformConv",
+        "DepthToSpace",
+        "DequantizeLinear",
+        "Div",
+        "Dropout",
+        "Einsum",
+        "Elu",
+        "Equal",
+        "Erf",
+        "Exp",
+        "Expand",
+        "EyeLike",
+        "Flatten",
+        "Floor",
+        "Gather",
+        "GatherElements",
+        "GatherND",
+        "Gelu",
+        "Gemm",
+        "GlobalAveragePool",
+        "GlobalLpPool",
+        "GlobalMaxPool",
+        "Greater",
+        "GreaterOrEqual",
+        "GridSample",
+        "GroupNormalization",
+        "GRU",
+        "HardSigmoid",
+        "HardSwish",
+        "Hardmax",
+        "Identity",
+        "If",
+        "ImageScaler",
+        "InstanceNormalization",
+        "IsInf",
+        "IsNaN",
+        "LayerNormalization",
+        "LeakyRelu",
+        "Less",
+        "LessOrEqual",
+        "Log",
+        "LogSoftmax",
+        "Loop",
+        "LRN",
+        "LSTM",
+        "LpNormalization",
+        "LpPool",
+        "MatMul",
+        "Max",
+        "MaxPool",
+        "Mean",
+        "MeanVarianceNormalization",
+        "Min",
+        "Mish",
+        "Mod",
+        "Mul",
+        "Neg",
+        "NonMaxSuppression",
+        "NonZero",
+        "Not",
+        "OneHot",
+        "Or",
+        "Pad",
+        "ParametricSoftplus",
+        "Pow",
+        "PRelu",
+        "QuantizeLinear",
+        "RandomNormal",
+        "RandomNormalLike",
+        "RandomUniform",
+        "RandomUniformLike",
+        "Range",
+        "Reciprocal",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceMax",
+        "ReduceMean",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceSum",
+        "ReduceSumSquare",
+        "Relu",
+        "Reshape",
+        "Resize",
+        "ReverseSequence",
+        "RNN",
+        "RoiAlign",
+        "Round",
+        "ScaledTanh",
+        "Scan",
+        "Scatter",
+        "ScatterElements",
+        "ScatterND",
+        "Selu",
+        "Shape",
+        "Shrink",
+        "Sigmoid",
+        "Sign",
+        "Sin",
+        "Sinh",
+        "Size",
+        "Slice",
+        "Softmax",
+        "Softplus",
+        "Softsign",
+        "SpaceToDepth",
+        "Split",
+        "Sqrt",
+        "Squeeze",
+        "Sub",
+        "Sum",
+        "Tan",
+        "Tanh",
+        "ThresholdedRelu",
+        "Tile",
+        "TopK",
+        "Transpose",
+        "Trilu",
+        "Unsqueeze",
+        "Upsample",
+        "Where",
+        "Xor",
+    ]
+)
+TENSORRT_MAX_OPSET = 20
+TENSORRT_TOPK_LIMIT = 3840
+
+
+class GraphCheckError(RuntimeError):
+    """A built graph is invalid, not portable, or disagrees with finite differences; nothing was written."""
+
+
+def check_portable(path: Path, precision: str = "fp32") -> None:
+    """onnx.checker (full), the default domain only (fp32), and only ops TensorRT's parser supports."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise GraphCheckError(f"the built graph fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+    model = onnx.load(str(path), load_external_data=False)
+    if precision != "fp32":
+        return
+    foreign = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise GraphCheckError(f"the fp32 graph uses ops outside the default ONNX domain: {', '.join(foreign)}")
+    unsupported = sorted({n.op_type for n in model.graph.node} - TENSORRT_OPS)
+    if unsupported:
+        raise GraphCheckError(f"ops TensorRT's ONNX parser does not support: {', '.join(unsupported)}")
+
+
+def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
+    """The model's own nodes from the target to the logits, in float64, as a standalone graph.
+
+    A Shape node that reads a body tensor (tf2onnx computes reshape targets that
+    way) is replaced by [batch of the target, static dims of that tensor].
+    """
+    producer = {out: node for node in model.graph.node for out in node.output}
+    inits = {init.name: init for init in model.graph.initializer}
+    needed: list[onnx.NodeProto] = []
+    seen: set[str] = {head.target}
+    stack = [head.logits]
+    while stack:
+        name = stack.pop()
+        if name in seen or name in inits or not name:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is None:
+            raise GraphCheckError(f"the logits depend on {name!r}, which does not come from {head.target!r}")
+        if node.op_type == "Shape" and node.input[0] not in _from_target(model, head.target):
+            needed.extend(_static_shape_nodes(node, head))
+            continue
+        if node not in needed:
+            needed.append(node)
+            stack.extend(node.input)
+    inputs_of = {name for node in needed for name in node.input}
+    nodes = _sorted(needed, producer)
+    weights = [
+        numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), name)
+        if init.data_type == TensorProto.FLOAT
+        else init
+        for name, init in inits.items()
+        if name in inputs_of
+    ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "head",
+        [onnx.helper.make_tensor_value_info(head.target, TensorProto.DOUBLE, None)],
+        [onnx.helper.make_tensor_value_info(head.logits, TensorProto.DOUBLE, None)],
+        weights,
+    )
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.DOUBLE
+            if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64)))
+    return onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+
+
+def _from_target(model: onnx.ModelProto, target: str) -> set[str]:
+    reached = {target}
+    for node in model.graph.node:
+        if any(i in reached for i in node.input):
+            reached.update(node.output)
+    return reached
+
+
+def _static_shape_nodes(node: onnx.NodeProto, head: Head) -> list[onnx.NodeProto]:
+    """Nodes computing Shape(body tensor) as Concat(batch of the target, its static dims)."""
+    dims = head.shapes.get(node.input[0])
+    if dims is None:
+        raise GraphCheckError(f"the head reads the shape of {node.input[0]!r}, whose size is not static")
+    out = node.output[0]
+    full = [
+        onnx.helper.make_node("Shape", [head.target], [f"{out}/batch_all"]),
+        onnx.helper.make_node(
+            "Constant", [], [f"{out}/dims"], value=numpy_helper.from_array(np.asarray(dims, np.int64))
+        ),
+        onnx.helper.make_node(
+            "Constant", [], [f"{out}/zero"], value=numpy_helper.from_array(np.asarray([0], np.int64))
+        ),
+        onnx.helper.make_node("Constant", [], [f"{out}/one"], value=numpy_helper.from_array(np.asarray([1], np.int64))),
+        onnx.helper.make_node("Slice", [f"{out}/batch_all", f"{out}/zero", f"{out}/one"], [f"{out}/batch"]),
+    ]
+    attributes = {a.name: a.i for a in node.attribute}
+    if not attributes:
+        return [*full, onnx.helper.make_node("Concat", [f"{out}/batch", f"{out}/dims"], [out], axis=0)]
+    full.append(onnx.helper.make_node("Concat", [f"{out}/batch", f"{out}/dims"], [f"{out}/whole"], axis=0))
+    start, end = attributes.get("start", 0), attributes.get("end", len(dims) + 1)
+    full += [
+        onnx.helper.make_node(
+            "Constant", [], [f"{out}/s"], value=numpy_helper.from_array(np.asarray([start], np.int64))
+        ),
+        onnx.helper.make_node("Constant", [], [f"{out}/e"], value=numpy_helper.from_array(np.asarray([end], np.int64))),
+        onnx.helper.make_node("Slice", [f"{out}/whole", f"{out}/s", f"{out}/e"], [out]),
+    ]
+    return full
+
+
+def _sorted(nodes: list[onnx.NodeProto], producer: dict[str, onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Topological order of a node list (producers first)."""
+    made = {out for node in nodes for out in node.output}
+    placed: list[onnx.NodeProto] = []
+    done: set[str] = set()
+    remaining = list(nodes)
+    while remaining:
+        progress = False
+        for node in list(remaining):
+            if all(i in done or i not in made for i in node.input):
+                placed.append(node)
+                done.update(node.output)
+                remaining.remove(node)
+                progress = True
+        if not progress:
+            raise GraphCheckError("the head has a cycle")
+    return placed
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """The graph's outputs against float64 finite differences of the model's own head."""
+
+    logits_rel: float  # the graph's logits against the float64 head on the same activations
+    derivative_rel: float  # directional derivative: graph against central differences
+    cam_abs: float  # the cam output against ReLU(sum_c w_c A_c) / max worked out in numpy
+
+    def ok(self, tolerance: float = 1e-4) -> bool:
+        return self.logits_rel <= tolerance and self.derivative_rel <= tolerance and self.cam_abs <= tolerance
+
+    def describe(self) -> str:
+        return (
+            f"logits {self.logits_rel:.1e}, directional derivative {self.derivative_rel:.1e} (relative), "
+            f"cam {self.cam_abs:.1e}"
+        )
+
+
+def self_check(
+    forward: onnx.ModelProto,
+    head: Head,
+    outputs: dict[str, np.ndarray],
+    directions: int = 2,
+    seed: int = 7,
+) -> SelfCheck:
+    """Compare the graph's `outputs` (for one batch) with finite differences of the forward's head."""
+    from onnx.reference import ReferenceEvaluator
+
+    evaluator = ReferenceEvaluator(head_model(forward, head))
+    activations = outputs[contract.OUT_ACTIVATIONS].astype(np.float64)
+    x0 = activations.transpose(0, 3, 1, 2) if head.layout == NCHW else activations
+    classes = outputs[contract.OUT_CLASSES]
+
+    def logits_at(x: np.ndarray) -> np.ndarray:
+        (logits,) = evaluator.run(None, {head.target: x})
+        return np.asarray(logits, np.float64)
+
+    reference = logits_at(x0)
+    logits_rel = _rel(outputs[contract.OUT_LOGITS], reference)
+    rng = np.random.default_rng(seed)
+    gradients = outputs.get(contract.OUT_GRADIENTS)
+    worst = 0.0
+    for turn in range(directions):
+        coefficients = rng.standard_normal(classes.shape)
+        if gradients is not None and turn % 2 == 0:
+            # any direction, through the full gradient; zero where A is zero, because a max-pool window
+            # of ReLU zeros is a tie that a non-uniform nudge breaks (the function has no derivative there)
+            direction_nhwc = rng.standard_normal(activations.shape) * (activations != 0)
+            predicted = np.einsum("nk,nkhwc,nhwc->", coefficients, gradients.astype(np.float64), direction_nhwc)
+            magnitude = np.einsum("nk,nkhwc,nhwc->", np.abs(coefficients), np.abs(gradients), np.abs(direction_nhwc))
+        else:  # constant over space per channel: sees only the channel weights, and keeps every tie a tie
+            per_channel = rng.standard_normal((activations.shape[0], activations.shape[3]))
+            direction_nhwc = np.broadcast_to(per_channel[:, None, None, :], activations.shape)
+            area = activations.shape[1] * activations.shape[2]
+            weights = outputs[contract.OUT_WEIGHTS].astype(np.float64)
+            predicted = area * np.einsum("nk,nkc,nc->", coefficients, weights, per_channel)
+            magnitude = area * np.einsum("nk,nkc,nc->", np.abs(coefficients), np.abs(weights), np.abs(per_channel))
+        direction = direction_nhwc.transpose(0, 3, 1, 2) if head.layout == NCHW else direction_nhwc
+        step = 1e-6 * max(float(np.abs(x0).max()), 1.0)
+
+        def score(x: np.ndarray, c: np.ndarray = coefficients) -> float:
+            return float((c * np.take_along_axis(logits_at(x), classes, axis=1)).sum())
+
+        measured = (score(x0 + step * direction) - score(x0 - step * direction)) / (2 * step)
+        worst = max(worst, abs(measured - predicted) / max(magnitude, 1e-30))
+    cam = np.maximum(np.einsum("nhwc,nkc->nkhw", activations, outputs[contract.OUT_WEIGHTS].astype(np.float64)), 0)
+    peak = cam.max(axis=(2, 3), keepdims=True)
+    cam = cam / np.where(peak > 0, peak, 1)
+    return SelfCheck(logits_rel, worst, float(np.abs(outputs[contract.OUT_CAM] - cam).max()))
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
+
+
+def run_onnx(path: str | Path, image: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of a contract graph on one batch, on onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    feeds: dict[str, np.ndarray] = {contract.INPUT_IMAGE: image}
+    if contract.INPUT_TARGETS in {i.name for i in session.get_inputs()}:
+        feeds[contract.INPUT_TARGETS] = targets
+    return dict(zip(names, session.run(names, feeds), strict=True))

@@ -1,0 +1,162 @@
+"""Turn a forward classifier graph into a contract-v1 Grad-CAM graph.
+
+In: the model's own float input and logits. Out: `image` uint8 [N,H,W,3] BGR
+and `targets` int64 [N,K] in; logits, probabilities, classes, activations
+[N,h,w,C], weights [N,K,C], cam [N,K,h,w] and, for `full`, gradients
+[N,K,h,w,C] out. Preprocessing is baked in, so the runtime only feeds frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from realtime import contract
+from realtime.export.backward import build_backward
+from realtime.export.builder import GraphBuilder
+from realtime.export.head import NCHW, Head
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """uint8 BGR -> (pixel - mean) / std in the model's channel order, on the 0-255 scale."""
+
+    channels: str  # "rgb" | "bgr": the order the model reads
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+PRESETS: Mapping[str, Preprocess] = {
+    "caffe": Preprocess("bgr", (103.939, 116.779, 123.68), (1.0, 1.0, 1.0)),
+    "tf": Preprocess("rgb", (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+    "torch": Preprocess(
+        "rgb",
+        tuple(255.0 * m for m in IMAGENET_MEAN_RGB),  # type: ignore[arg-type]
+        tuple(255.0 * s for s in IMAGENET_STD_RGB),  # type: ignore[arg-type]
+    ),
+    "raw": Preprocess("rgb", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+assert set(PRESETS) == set(contract.PREPROCESSING_MODES)
+
+
+def preprocess_numpy(image: np.ndarray, spec: Preprocess, layout: str) -> np.ndarray:
+    """The same preprocessing in numpy: the reference for tests and self-checks."""
+    pixels = image.astype(np.float32)
+    if spec.channels == "rgb":
+        pixels = pixels[..., ::-1]
+    x = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == NCHW else x)
+
+
+def _value(name: str, elem: int, dims: list[int | str]) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(name, elem, dims)
+
+
+def _prepend_preprocessing(b: GraphBuilder, model_input: str, layout: str, spec: Preprocess) -> None:
+    """image (uint8 BGR NHWC) -> the tensor the model used to take as its input."""
+    x = b.cast(contract.INPUT_IMAGE)
+    if spec.channels == "rgb":
+        x = b.op("Gather", [x, b.const(np.array([2, 1, 0], np.int64), "rgb")], axis=3)
+    x = b.op("Sub", [x, b.const(np.asarray(spec.mean, np.float32), "mean")])
+    x = b.op("Div", [x, b.const(np.asarray(spec.std, np.float32), "std")])
+    if layout == NCHW:
+        x = b.transpose(x, [0, 3, 1, 2])
+    b.named("Identity", [x], model_input)
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+
+
+def _classes(b: GraphBuilder, logits: str, num_classes: int) -> str:
+    """-1 in column k of targets means the class ranked k-th; TopK's K is a constant (TensorRT needs it)."""
+    _, ranked = b.ops("TopK", [logits, b.ints([num_classes])], 2, axis=-1, largest=1, sorted=1)
+    k = b.slice(b.op("Shape", [contract.INPUT_TARGETS]), [1], [2], [0])
+    top = b.slice(ranked, b.ints([0]), k, [1])
+    wanted = b.op("GreaterOrEqual", [contract.INPUT_TARGETS, b.const(np.int64(0))])
+    return b.named("Where", [wanted, contract.INPUT_TARGETS, top], contract.OUT_CLASSES)
+
+
+def _cam(b: GraphBuilder, activations_nchw: str, weights: str, head: Head) -> None:
+    """ReLU(sum_c w_c A_c) over its max per map; an all-zero map stays zero."""
+    h, w, c = head.map_shape
+    flat = b.reshape(activations_nchw, [0, c, h * w])
+    raw = b.op("Relu", [b.op("MatMul", [weights, flat])])  # [N,K,hw]
+    maps = b.reshape(raw, [0, 0, h, w])
+    peak = b.reduce("ReduceMax", maps, [2, 3])
+    safe = b.op("Where", [b.op("Greater", [peak, b.const(np.float32(0.0))]), peak, b.const(np.float32(1.0))])
+    b.named("Div", [maps, safe], contract.OUT_CAM)
+
+
+def build(
+    model: onnx.ModelProto,
+    head: Head,
+    input_name: str,
+    input_layout: str,
+    preprocess: Preprocess,
+    gradients: str,
+    metadata: Mapping[str, str],
+) -> onnx.ModelProto:
+    """Rewrite `model` in place into the contract graph (nodes are appended; sort them afterwards)."""
+    graph = model.graph
+    model_input = next(v for v in graph.input if v.name == input_name)
+    dims = [d.dim_value for d in model_input.type.tensor_type.shape.dim]
+    height, width = (dims[2], dims[3]) if input_layout == NCHW else (dims[1], dims[2])
+    del graph.input[:], graph.output[:], graph.value_info[:]
+    graph.input.extend(
+        [
+            _value(contract.INPUT_IMAGE, TensorProto.UINT8, ["N", height, width, 3]),
+            _value(contract.INPUT_TARGETS, TensorProto.INT64, ["N", "K"]),
+        ]
+    )
+    b = GraphBuilder(model)
+    _prepend_preprocessing(b, input_name, input_layout, preprocess)
+    if head.logits != contract.OUT_LOGITS:
+        _rename(graph, head.logits, contract.OUT_LOGITS)
+        shapes = {**head.shapes, contract.OUT_LOGITS: head.shapes[head.logits]}
+        head = replace(head, logits=contract.OUT_LOGITS, shapes=shapes)
+    h, w, c = head.map_shape
+    nchw = head.layout == NCHW
+    activations_nchw = head.target if nchw else b.transpose(head.target, [0, 3, 1, 2])
+    if nchw:
+        b.named("Transpose", [head.target], contract.OUT_ACTIVATIONS, perm=[0, 2, 3, 1])
+    else:
+        b.named("Identity", [head.target], contract.OUT_ACTIVATIONS)
+    b.named("Softmax", [contract.OUT_LOGITS], contract.OUT_PROBABILITIES, axis=-1)
+    outputs = [
+        _value(contract.OUT_LOGITS, TensorProto.FLOAT, ["N", head.num_classes]),
+        _value(contract.OUT_PROBABILITIES, TensorProto.FLOAT, ["N", head.num_classes]),
+    ]
+    if gradients == contract.GRADIENTS_NONE:
+        outputs.append(_value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]))
+    else:
+        classes = _classes(b, contract.OUT_LOGITS, head.num_classes)
+        backward = build_backward(b, head, classes, pooled=gradients == contract.GRADIENTS_POOLED)
+        b.named("Mul", [backward.spatial_sum, b.const(np.float32(1.0 / (h * w)))], contract.OUT_WEIGHTS)
+        _cam(b, activations_nchw, contract.OUT_WEIGHTS, head)
+        outputs += [
+            _value(contract.OUT_CLASSES, TensorProto.INT64, ["N", "K"]),
+            _value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]),
+            _value(contract.OUT_WEIGHTS, TensorProto.FLOAT, ["N", "K", c]),
+            _value(contract.OUT_CAM, TensorProto.FLOAT, ["N", "K", h, w]),
+        ]
+        if gradients == contract.GRADIENTS_FULL:
+            if backward.gradients is None:
+                raise RuntimeError("the full backward stopped early")
+            perm = [0, 1, 3, 4, 2] if nchw else [0, 1, 2, 3, 4]
+            b.named("Transpose", [backward.gradients], contract.OUT_GRADIENTS, perm=perm)
+            outputs.append(_value(contract.OUT_GRADIENTS, TensorProto.FLOAT, ["N", "K", h, w, c]))
+    graph.output.extend(outputs)
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model

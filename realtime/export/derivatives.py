@@ -1,0 +1,286 @@
+"""The derivative of each supported head op, written with standard ONNX ops.
+
+A rule receives the gradient of a node's output for every target and returns
+the gradients of its inputs. Gradients carry an extra target axis K after the
+batch axis: [N, K, *dims]. Across Dense layers they travel features-first,
+[F, N, K], so each weight is read as Gemm's first operand, the form onnxruntime
+runs fastest and OpenVINO computes right when the forward shares that weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from realtime.export.builder import GraphBuilder
+
+
+@dataclass(frozen=True)
+class Grad:
+    """A gradient tensor and its form; `onehot` is the seed at the logits, not built until needed."""
+
+    name: str
+    features_first: bool = False
+    onehot: bool = False
+
+
+class RuleError(ValueError):
+    """A supported op type with attributes or inputs this backward cannot handle."""
+
+
+def attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+class Context:
+    """What every rule shares: the builder, static shapes, constant values, classes and [N, K]."""
+
+    def __init__(
+        self,
+        builder: GraphBuilder,
+        shapes: Mapping[str, tuple[int, ...]],
+        classes: str,
+        num_classes: int,
+    ) -> None:
+        self.b = builder
+        self.shapes = shapes
+        self.classes = classes
+        self.num_classes = num_classes
+        self.nk = builder.op("Shape", [classes], hint="nk")
+        self._inits = {init.name: init for init in builder.graph.initializer}
+        self._constant_nodes = {n.output[0]: n for n in builder.graph.node if n.op_type == "Constant"}
+        self._lifted: dict[tuple[str, bool], str] = {}
+
+    def value(self, name: str) -> np.ndarray | None:
+        """The value of a constant input, or None for a computed tensor."""
+        if name in self._inits:
+            return numpy_helper.to_array(self._inits[name])
+        node = self._constant_nodes.get(name)
+        if node is not None:
+            return np.asarray(numpy_helper.to_array(attrs(node)["value"]))
+        return None
+
+    def dims(self, name: str) -> tuple[int, ...]:
+        if name not in self.shapes:
+            raise RuleError(f"tensor {name!r} has no static shape; export the model with fixed spatial sizes")
+        return self.shapes[name]
+
+    # ----------------------------------------------------------------- forms
+
+    def materialize(self, g: Grad) -> Grad:
+        """The seed as a [N, K, C] one-hot of the classes."""
+        if not g.onehot:
+            return g
+        b = self.b
+        classes = b.unsqueeze(self.classes, [2])
+        arange = b.const(np.arange(self.num_classes, dtype=np.int64), "arange")
+        return Grad(b.mask(b.op("Equal", [classes, arange])))
+
+    def normal(self, g: Grad) -> str:
+        g = self.materialize(g)
+        return self.b.transpose(g.name, [1, 2, 0]) if g.features_first else g.name
+
+    def features_first(self, g: Grad) -> str:
+        g = self.materialize(g)
+        return g.name if g.features_first else self.b.transpose(g.name, [2, 0, 1])
+
+    def lift(self, x: str, features_first: bool) -> str:
+        """A forward tensor [N, *dims] shaped to broadcast against a gradient of the given form."""
+        key = (x, features_first)
+        if key not in self._lifted:
+            if features_first:
+                self._lifted[key] = self.b.unsqueeze(self.b.transpose(x, [1, 0]), [2])
+            else:
+                self._lifted[key] = self.b.unsqueeze(x, [1])
+        return self._lifted[key]
+
+    def back_to(self, g: str, dims: tuple[int, ...]) -> str:
+        """A normal-form gradient reshaped to [N, K, *dims]."""
+        return self.b.reshape(g, [0, 0, *dims])
+
+
+Rule = Callable[[Context, onnx.NodeProto, Grad, tuple[int, ...]], dict[str, Grad]]
+RULES: dict[str, Rule] = {}
+
+
+def rule(*op_types: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for op_type in op_types:
+            RULES[op_type] = fn
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+def _factor(ctx: Context, node: onnx.NodeProto) -> str:
+    """dy/dx of a unary activation as a forward-shaped tensor [N, *dims]."""
+    b, x, y = ctx.b, node.input[0], node.output[0]
+    a = attrs(node)
+    zero, one = b.const(np.float32(0.0)), b.const(np.float32(1.0))
+    if node.op_type == "Relu":
+        return b.mask(b.op("Greater", [x, zero]))
+    if node.op_type == "Clip":
+        conditions = []
+        if len(node.input) > 1 and node.input[1]:
+            conditions.append(b.op("Greater", [x, node.input[1]]))
+        if len(node.input) > 2 and node.input[2]:
+            conditions.append(b.op("Less", [x, node.input[2]]))
+        if not conditions:
+            return b.op("Add", [b.mul(x, zero), one])
+        return b.mask(conditions[0] if len(conditions) == 1 else b.op("And", conditions))
+    if node.op_type == "LeakyRelu":
+        alpha = b.const(np.float32(a.get("alpha", 0.01)))
+        return b.op("Where", [b.op("Greater", [x, zero]), one, alpha])
+    if node.op_type == "HardSigmoid":
+        slope, offset = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+        z = b.op("Add", [b.scale(x, slope), b.const(np.float32(offset))])
+        inside = b.op("And", [b.op("Greater", [z, zero]), b.op("Less", [z, one])])
+        return b.scale(b.mask(inside), slope)
+    if node.op_type == "HardSwish":  # x * relu6(x + 3) / 6: 0 below -3, 1 above 3, x/3 + 1/2 between
+        middle = b.op("Add", [b.scale(x, 1.0 / 3.0), b.const(np.float32(0.5))])
+        upper = b.op("Where", [b.op("Greater", [x, b.const(np.float32(3.0))]), one, middle])
+        return b.op("Where", [b.op("Less", [x, b.const(np.float32(-3.0))]), zero, upper])
+    if node.op_type == "Sigmoid":
+        return b.mul(y, b.op("Sub", [one, y]))
+    if node.op_type == "Tanh":
+        return b.op("Sub", [one, b.mul(y, y)])
+    raise RuleError(f"no derivative for {node.op_type}")
+
+
+@rule("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh")
+def _activation(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    g = ctx.materialize(g)
+    factor = ctx.lift(_factor(ctx, node), g.features_first)
+    return {node.input[0]: Grad(ctx.b.mul(g.name, factor), g.features_first)}
+
+
+@rule("Identity", "Dropout")
+def _identity(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    return {node.input[0]: g}
+
+
+def _unbroadcast(ctx: Context, g: Grad, in_name: str, out_name: str) -> Grad:
+    """Sum a gradient over the axes where `in_name` was broadcast to `out_name`'s shape."""
+    in_dims, out_dims = ctx.shapes.get(in_name), ctx.dims(out_name)
+    if in_dims == out_dims:
+        return g
+    if in_dims is None:
+        raise RuleError(f"tensor {in_name!r} has no static shape")
+    padded = (1,) * (len(out_dims) - len(in_dims)) + in_dims
+    axes = [i + 2 for i, (a, o) in enumerate(zip(padded, out_dims, strict=True)) if a == 1 and o != 1]
+    summed = ctx.b.reduce("ReduceSum", ctx.normal(g), axes) if axes else ctx.normal(g)
+    return Grad(ctx.back_to(summed, in_dims))
+
+
+@rule("Add", "Sub", "Sum")
+def _add(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    out: dict[str, Grad] = {}
+    for p in carried:
+        contribution = _unbroadcast(ctx, g, node.input[p], node.output[0])
+        if node.op_type == "Sub" and p == 1:
+            contribution = Grad(ctx.b.op("Neg", [ctx.normal(contribution)]))
+        out[node.input[p]] = contribution
+    return out
+
+
+@rule("Mul")
+def _mul(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    """Product rule; the other factor is a constant or the forward value of a tensor (SiLU: x * sigmoid(x))."""
+    g = ctx.materialize(g)
+    out: dict[str, Grad] = {}
+    for p in carried:
+        other = node.input[1 - p]
+        value = ctx.value(other)
+        if value is not None and value.size == 1:
+            product = Grad(ctx.b.mul(g.name, other), g.features_first)
+        elif value is not None:
+            product = Grad(ctx.b.mul(ctx.normal(g), other))
+        else:
+            product = Grad(ctx.b.mul(ctx.normal(g), ctx.lift(other, False)))
+        out[node.input[p]] = _unbroadcast(ctx, product, node.input[p], node.output[0])
+    return out
+
+
+@rule("Div")
+def _div(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    if carried != (0,) or ctx.value(node.input[1]) is None:
+        raise RuleError(f"node {node.name!r}: only division by a constant is supported")
+    g = ctx.materialize(g)
+    divisor = node.input[1]
+    if ctx.value(divisor).size == 1:  # type: ignore[union-attr]
+        return {node.input[0]: Grad(ctx.b.op("Div", [g.name, divisor]), g.features_first)}
+    quotient = Grad(ctx.b.op("Div", [ctx.normal(g), divisor]))
+    return {node.input[0]: _unbroadcast(ctx, quotient, node.input[0], node.output[0])}
+
+
+# --------------------------------------------------------------------------- dense
+
+
+def _dense(ctx: Context, node: onnx.NodeProto, g: Grad, weight_t: np.ndarray | str, trans: bool, alpha: float) -> Grad:
+    """x's gradient through y = alpha * x @ op(W): op(W) @ g^T with the weight as Gemm's first operand."""
+    b = ctx.b
+    weight = weight_t if isinstance(weight_t, str) else b.const(weight_t, "pooled_kernel")
+    if g.onehot:  # one-hot @ op(W)^T is op(W)'s columns for the classes
+        picked = b.op("Gather", [weight, ctx.classes], axis=0 if trans else 1)
+        return Grad(b.scale(picked, alpha), features_first=not trans)
+    flat = b.reshape(ctx.features_first(g), [ctx.dims(node.output[0])[0], -1])
+    product = b.op("Gemm", [weight, flat], transA=int(trans), alpha=float(alpha))
+    in_features = b.const(np.asarray([_rows(ctx, weight_t, trans)], np.int64), "features")
+    return Grad(b.reshape(product, b.concat([in_features, ctx.nk])), features_first=True)
+
+
+def _rows(ctx: Context, weight: np.ndarray | str, trans: bool) -> int:
+    shape = ctx.value(weight).shape if isinstance(weight, str) else weight.shape  # type: ignore[union-attr]
+    return int(shape[1] if trans else shape[0])
+
+
+def dense_weight(ctx: Context, node: onnx.NodeProto, carried: tuple[int, ...]) -> tuple[str, bool, float]:
+    """(weight, transposed, alpha) of a Gemm or MatMul whose data input carries the gradient."""
+    a = attrs(node)
+    if carried != (0,) or a.get("transA", 0) or ctx.value(node.input[1]) is None:
+        raise RuleError(
+            f"node {node.name!r} ({node.op_type}): only x @ W with a constant 2-D weight is supported in the head"
+        )
+    if len(ctx.dims(node.input[0])) != 1:
+        raise RuleError(f"node {node.name!r} ({node.op_type}) multiplies a {len(ctx.dims(node.input[0])) + 1}-D tensor")
+    return node.input[1], bool(a.get("transB", 0)), float(a.get("alpha", 1.0))
+
+
+@rule("Gemm", "MatMul")
+def _gemm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    weight, trans, alpha = dense_weight(ctx, node, carried)
+    return {node.input[0]: _dense(ctx, node, g, weight, trans, alpha)}
+
+
+def pooled_kernel(
+    weight: np.ndarray, trans: bool, flat_dims: tuple[int, ...], channel_axis: int
+) -> tuple[np.ndarray, bool]:
+    """A post-flatten Dense weight summed over space: the spatial sum of dlogit/dA without the big read.
+
+    Exact when every op between the map and the flatten moves gradient values
+    without splitting or scaling them unevenly (one-hot max-pool routing,
+    average pooling, layout changes). Returns the kernel and its `trans` flag.
+    """
+    axes = tuple(i for i in range(len(flat_dims)) if i != channel_axis - 1)
+    if trans:  # [out, in]
+        summed = weight.reshape(weight.shape[0], *flat_dims).sum(axis=tuple(a + 1 for a in axes), dtype=np.float64)
+    else:  # [in, out]
+        summed = weight.reshape(*flat_dims, weight.shape[1]).sum(axis=axes, dtype=np.float64)
+    return summed.astype(np.float32), trans
+
+
+def pooled_dense(
+    ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...], flat_dims: tuple[int, ...], channel_axis: int
+) -> str:
+    """[N, K, C]: the spatial sum of the map's gradient, through the pooled kernel of `node`."""
+    weight, trans, alpha = dense_weight(ctx, node, carried)
+    kernel, _ = pooled_kernel(ctx.value(weight), trans, flat_dims, channel_axis)  # type: ignore[arg-type]
+    return ctx.normal(_dense(ctx, node, g, kernel, trans, alpha))

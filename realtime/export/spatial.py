@@ -1,0 +1,182 @@
+"""Derivatives of ops that move values between positions: pools, reshapes, transposes, reductions, norms.
+
+Max pooling routes each window's gradient to its first maximum in row-major
+order, as torch and TF do; an equality mask would count ties several times.
+Pools are supported where windows do not overlap (kernel equal to stride, no
+padding), which is what classifier heads use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from realtime.export.derivatives import Context, Grad, RuleError, attrs, rule
+
+
+def _normal_back(ctx: Context, g: Grad, x: str) -> dict[str, Grad]:
+    """Any op that only rearranges a batch-major tensor: reshape the gradient back to x's dims."""
+    return {x: Grad(ctx.back_to(ctx.normal(g), ctx.dims(x)))}
+
+
+@rule("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+def _reshape(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    if node.op_type == "Flatten" and attrs(node).get("axis", 1) != 1:
+        raise RuleError(f"node {node.name!r}: Flatten must keep the batch axis (axis=1)")
+    if g.features_first and len(ctx.dims(node.input[0])) == 1:
+        return {node.input[0]: g}  # [N, F] -> [N, F]: nothing moves
+    return _normal_back(ctx, g, node.input[0])
+
+
+@rule("Transpose")
+def _transpose(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    perm = list(attrs(node).get("perm", []))
+    if not perm or perm[0] != 0:
+        raise RuleError(f"node {node.name!r}: a Transpose in the head must keep the batch axis first")
+    inverse = [perm.index(i) for i in range(len(perm))]
+    back = [0, 1, *(p + 1 for p in inverse[1:])]
+    return {node.input[0]: Grad(ctx.b.transpose(ctx.normal(g), back))}
+
+
+def _window(node: onnx.NodeProto, dims: tuple[int, ...]) -> tuple[int, int]:
+    """(ph, pw) of a non-overlapping 2-D pool, or a RuleError saying what is not supported."""
+    a = attrs(node)
+    kernel = list(a.get("kernel_shape", []))
+    strides = list(a.get("strides", kernel))
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    dilations = list(a.get("dilations", [1, 1]))
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    overlapping = kernel != strides and kernel != [1, 1]
+    if len(kernel) != 2 or overlapping or any(pads) or dilations != [1, 1] or auto_pad not in ("NOTSET", "VALID"):
+        raise RuleError(
+            f"node {node.name!r} ({node.op_type} kernel {kernel}, strides {strides}, pads {pads}): only "
+            "non-overlapping pools without padding are supported; pick a layer after it"
+        )
+    if a.get("ceil_mode", 0) and (dims[1] % kernel[0] or dims[2] % kernel[1]):
+        raise RuleError(f"node {node.name!r}: ceil_mode with a partial last window is not supported")
+    return int(kernel[0]), int(kernel[1])
+
+
+def _pad_back(ctx: Context, g: str, cropped: tuple[int, int], full: tuple[int, int]) -> str:
+    """Zero gradient for the rows and columns a floor-mode pool never read."""
+    if cropped == full:
+        return g
+    pads = [0, 0, 0, 0, 0, 0, 0, 0, full[0] - cropped[0], full[1] - cropped[1]]
+    return ctx.b.op("Pad", [g, ctx.b.ints(pads)])
+
+
+@rule("MaxPool")
+def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    b, x = ctx.b, node.input[0]
+    channels, height, width = ctx.dims(x)
+    ph, pw = _window(node, (channels, height, width))
+    if (ph, pw) == (1, 1):
+        return {x: g}
+    ho, wo = height // ph, width // pw
+    xc = x if (ho * ph, wo * pw) == (height, width) else b.slice(x, [0, 0], [ho * ph, wo * pw], [2, 3])
+    windows = b.reshape(
+        b.transpose(b.reshape(xc, [0, channels, ho, ph, wo, pw]), [0, 1, 2, 4, 3, 5]), [0, channels, ho, wo, ph * pw]
+    )
+    first = b.op("ArgMax", [windows], axis=4, keepdims=1, select_last_index=0)
+    onehot = b.mask(b.op("Equal", [first, b.const(np.arange(ph * pw, dtype=np.int64), "window")]))
+    routed = b.mul(b.unsqueeze(onehot, [1]), b.unsqueeze(ctx.normal(g), [5]))  # [N,K,C,ho,wo,P]
+    spread = b.transpose(b.reshape(routed, [0, 0, channels, ho, wo, ph, pw]), [0, 1, 2, 3, 5, 4, 6])
+    back = b.reshape(spread, [0, 0, channels, ho * ph, wo * pw])
+    return {x: Grad(_pad_back(ctx, back, (ho * ph, wo * pw), (height, width)))}
+
+
+@rule("AveragePool")
+def _avgpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    b, x = ctx.b, node.input[0]
+    channels, height, width = ctx.dims(x)
+    ph, pw = _window(node, (channels, height, width))
+    if (ph, pw) == (1, 1):
+        return {x: g}
+    ho, wo = height // ph, width // pw
+    cells = b.reshape(b.scale(ctx.normal(g), 1.0 / (ph * pw)), [0, 0, channels, ho, 1, wo, 1])
+    spread = b.op("Expand", [cells, b.ints([1, 1, 1, 1, ph, 1, pw])])
+    back = b.reshape(spread, [0, 0, channels, ho * ph, wo * pw])
+    return {x: Grad(_pad_back(ctx, back, (ho * ph, wo * pw), (height, width)))}
+
+
+@rule("GlobalAveragePool")
+def _gap(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    dims = ctx.dims(node.input[0])
+    area = int(np.prod(dims[1:]))
+    spread = ctx.b.op("Expand", [ctx.b.scale(ctx.normal(g), 1.0 / area), ctx.b.ints([1, 1, 1, *dims[1:]])])
+    return {node.input[0]: Grad(spread)}
+
+
+@rule("GlobalMaxPool")
+def _gmp(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    b, x = ctx.b, node.input[0]
+    dims = ctx.dims(x)
+    area = int(np.prod(dims[1:]))
+    first = b.op("ArgMax", [b.reshape(x, [0, dims[0], area])], axis=2, keepdims=1, select_last_index=0)
+    onehot = b.mask(b.op("Equal", [first, b.const(np.arange(area, dtype=np.int64), "positions")]))  # [N,C,HW]
+    routed = b.mul(b.unsqueeze(onehot, [1]), b.reshape(ctx.normal(g), [0, 0, dims[0], 1]))
+    return {x: Grad(ctx.back_to(routed, dims))}
+
+
+def reduce_axes(ctx: Context, node: onnx.NodeProto) -> list[int]:
+    """A Reduce node's axes, normalised to the input's rank (axes moved from attribute to input at opset 18)."""
+    rank = len(ctx.dims(node.input[0])) + 1
+    listed = attrs(node).get("axes")
+    if listed is None and len(node.input) > 1 and node.input[1]:
+        listed = ctx.value(node.input[1])
+        if listed is None:
+            raise RuleError(f"node {node.name!r}: reduction axes must be constant")
+    axes = sorted(int(a) % rank for a in (listed if listed is not None else range(rank)))
+    if 0 in axes:
+        raise RuleError(f"node {node.name!r} reduces over the batch axis")
+    return axes
+
+
+@rule("ReduceMean")
+def _reduce_mean(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    b, dims = ctx.b, ctx.dims(node.input[0])
+    axes = reduce_axes(ctx, node)
+    grad = ctx.normal(g)
+    if not attrs(node).get("keepdims", 1):
+        grad = b.unsqueeze(grad, [a + 1 for a in axes])
+    count = int(np.prod([dims[a - 1] for a in axes]))
+    spread = b.op("Expand", [b.scale(grad, 1.0 / count), b.ints([1, 1, *dims])])
+    return {node.input[0]: Grad(spread)}
+
+
+@rule("BatchNormalization")
+def _batchnorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    a = attrs(node)
+    scale, var = ctx.value(node.input[1]), ctx.value(node.input[4])
+    if a.get("training_mode", 0) or scale is None or var is None:
+        raise RuleError(f"node {node.name!r}: only inference BatchNormalization with constant statistics")
+    factor = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(a.get("epsilon", 1e-5)))
+    dims = ctx.dims(node.input[0])
+    g = ctx.materialize(g)
+    shaped = factor.reshape(-1, *([1] * (len(dims) - 1))) if not g.features_first else factor.reshape(-1, 1, 1)
+    return {node.input[0]: Grad(ctx.b.mul(g.name, ctx.b.const(shaped, "bn_factor")), g.features_first)}
+
+
+@rule("LayerNormalization")
+def _layernorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+    """dx = (g' - mean(g') - x_hat * mean(g' * x_hat)) / sigma, with g' = g * scale, over the normalised axes."""
+    b, x = ctx.b, node.input[0]
+    a = attrs(node)
+    rank = len(ctx.dims(x)) + 1
+    first = int(a.get("axis", -1)) % rank
+    if first == 0:
+        raise RuleError(f"node {node.name!r} normalises over the batch axis")
+    axes = list(range(first, rank))
+    mean = b.reduce("ReduceMean", x, axes)
+    centred = b.op("Sub", [x, mean])
+    variance = b.reduce("ReduceMean", b.mul(centred, centred), axes)
+    eps = b.const(np.float32(a.get("epsilon", 1e-5)))
+    inverse = b.op("Div", [b.const(np.float32(1.0)), b.op("Sqrt", [b.op("Add", [variance, eps])])])
+    x_hat = ctx.lift(b.mul(centred, inverse), False)
+    scaled = b.mul(ctx.normal(g), node.input[1])
+    shifted = [axis + 1 for axis in axes]
+    mean_g = b.reduce("ReduceMean", scaled, shifted)
+    mean_gx = b.reduce("ReduceMean", b.mul(scaled, x_hat), shifted)
+    inner = b.op("Sub", [b.op("Sub", [scaled, mean_g]), b.mul(x_hat, mean_gx)])
+    return {x: Grad(b.mul(inner, ctx.lift(inverse, False)))}
