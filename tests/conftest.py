@@ -71,3 +71,15 @@ def count_frames(path: Path) -> int:
         n += 1
     cap.release()
     return n
+
+
+def needs(module: str):
+    """Import an optional test dependency: skipped on a developer's machine without it, a failure in CI.
+
+    .ci/run installs every extra, so a test that would silently skip there is a broken install.
+    """
+    import importlib
+
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)

@@ -100,6 +100,7 @@ def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: 
     from realtime.export.exporter import ExportError, preprocess_spec, resolve_labels, self_check_inputs
 
     with progress.step(f"building the Grad-CAM graph ({config.gradients} gradients)"):
+        passes.noop_pools_to_identity(forward.model)
         try:
             head = find_head(forward, config.layer if config.onnx is not None else None)
         except HeadError as exc:

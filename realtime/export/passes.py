@@ -142,6 +142,22 @@ def fold_initializer_ops(model: onnx.ModelProto) -> int:
     return folded
 
 
+def noop_pools_to_identity(model: onnx.ModelProto) -> int:
+    """A 1x1 pool with stride 1 and no padding (torchvision VGG's 7x7 -> 7x7 adaptive pool) is an Identity."""
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type not in ("AveragePool", "MaxPool") or len(node.output) != 1:
+            continue
+        a = {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
+        kernel = list(a.get("kernel_shape", []))
+        if kernel and all(k == 1 for k in kernel) and all(s == 1 for s in a.get("strides", kernel)):
+            if not any(a.get("pads", [])):
+                del node.attribute[:]
+                node.op_type = "Identity"
+                changed += 1
+    return changed
+
+
 def finish(model: onnx.ModelProto) -> onnx.ModelProto:
     """The passes every written graph goes through, in order."""
     drop_dead(model)

@@ -1,7 +1,7 @@
 """Derivatives of ops that move values between positions: pools, reshapes, transposes, reductions, norms.
 
 Max pooling routes each window's gradient to its first maximum in row-major
-order, as torch and TF do; an equality mask would count ties several times.
+order, as torch and TF do; an equality mask alone would count ties several times.
 Pools are supported where windows do not overlap (kernel equal to stride, no
 padding), which is what classifier heads use.
 """
@@ -66,6 +66,19 @@ def _pad_back(ctx: Context, g: str, cropped: tuple[int, int], full: tuple[int, i
     return ctx.b.op("Pad", [g, ctx.b.ints(pads)])
 
 
+def first_maximum(ctx: Context, values: str, axis: int) -> str:
+    """1.0 at the first maximum along `axis`, 0.0 elsewhere.
+
+    Written as equal-to-max times a running count of 1, not as ArgMax: runtimes
+    break ArgMax ties differently (OpenVINO's CPU plugin does not take the
+    first), and a window of ReLU zeros is all ties.
+    """
+    b = ctx.b
+    is_max = b.mask(b.op("Equal", [values, b.reduce("ReduceMax", values, [axis])]))
+    count = b.op("CumSum", [is_max, b.const(np.int64(axis), "axis")])
+    return b.mul(is_max, b.mask(b.op("Equal", [count, b.const(np.float32(1.0))])))
+
+
 @rule("MaxPool")
 def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
     b, x = ctx.b, node.input[0]
@@ -78,8 +91,7 @@ def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ..
     windows = b.reshape(
         b.transpose(b.reshape(xc, [0, channels, ho, ph, wo, pw]), [0, 1, 2, 4, 3, 5]), [0, channels, ho, wo, ph * pw]
     )
-    first = b.op("ArgMax", [windows], axis=4, keepdims=1, select_last_index=0)
-    onehot = b.mask(b.op("Equal", [first, b.const(np.arange(ph * pw, dtype=np.int64), "window")]))
+    onehot = first_maximum(ctx, windows, axis=4)
     routed = b.mul(b.unsqueeze(onehot, [1]), b.unsqueeze(ctx.normal(g), [5]))  # [N,K,C,ho,wo,P]
     spread = b.transpose(b.reshape(routed, [0, 0, channels, ho, wo, ph, pw]), [0, 1, 2, 3, 5, 4, 6])
     back = b.reshape(spread, [0, 0, channels, ho * ph, wo * pw])
@@ -113,8 +125,7 @@ def _gmp(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
     b, x = ctx.b, node.input[0]
     dims = ctx.dims(x)
     area = int(np.prod(dims[1:]))
-    first = b.op("ArgMax", [b.reshape(x, [0, dims[0], area])], axis=2, keepdims=1, select_last_index=0)
-    onehot = b.mask(b.op("Equal", [first, b.const(np.arange(area, dtype=np.int64), "positions")]))  # [N,C,HW]
+    onehot = first_maximum(ctx, b.reshape(x, [0, dims[0], area]), axis=2)  # [N,C,HW]
     routed = b.mul(b.unsqueeze(onehot, [1]), b.reshape(ctx.normal(g), [0, 0, dims[0], 1]))
     return {x: Grad(ctx.back_to(routed, dims))}
 
