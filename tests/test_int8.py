@@ -69,32 +69,35 @@ def test_scope_all_makes_the_backward_products_int8_and_keeps_the_gradients(fair
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
 
 
-def test_backward_products_by_hand() -> None:
-    """Gemm(g, W, transB=1) becomes DynamicQuantizeMatMul; small weights and other Gemms are left alone."""
+@pytest.mark.parametrize("trans", [0, 1])
+def test_backward_products_by_hand(trans: int) -> None:
+    """Gemm(W, g^T, transA) becomes DynamicQuantizeMatMul; small weights and other Gemms are left alone."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    big, small = rng.normal(0, 0.05, (300, 128)).astype(np.float32), rng.normal(0, 0.05, (8, 128)).astype(np.float32)
+    # y^T = op(W) @ g^T with op(W) [300 in, 128 out]: W stored [128, 300] with transA=1, or [300, 128]
+    op_big, small = rng.normal(0, 0.05, (300, 128)).astype(np.float32), rng.normal(0, 0.05, (8, 128)).astype(np.float32)
+    big = np.ascontiguousarray(op_big.T if trans else op_big)
     graph = helper.make_graph(
         [
-            helper.make_node("Gemm", ["g", "big"], ["y"], transB=1, name="backward"),
-            helper.make_node("Gemm", ["g", "small"], ["z"], transB=1, name="tiny"),
+            helper.make_node("Gemm", ["big", "gt"], ["y"], transA=trans, name="backward"),
+            helper.make_node("Gemm", ["small", "gt"], ["z"], name="tiny"),
         ],
         "g",
-        [helper.make_tensor_value_info("g", TensorProto.FLOAT, [2, 128])],
+        [helper.make_tensor_value_info("gt", TensorProto.FLOAT, [128, 2])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, None]) for n in ("y", "z")],
         [numpy_helper.from_array(big, "big"), numpy_helper.from_array(small, "small")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     assert quantize.quantize_backward_products(model, min_bytes=big.nbytes) == 1
-    assert [n.op_type for n in model.graph.node] == ["DynamicQuantizeMatMul", "Gemm"]
+    assert [n.op_type for n in model.graph.node] == ["Transpose", "DynamicQuantizeMatMul", "Transpose", "Gemm"]
     assert "big" not in {i.name for i in model.graph.initializer}  # the fp32 copy is gone
-    g = rng.normal(0, 1, (2, 128)).astype(np.float32)
-    y, z = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"g": g})
-    assert np.linalg.norm(y - g @ big.T) / np.linalg.norm(g @ big.T) < 0.03
-    np.testing.assert_allclose(z, g @ small.T, rtol=1e-5, atol=1e-6)
+    gt = rng.normal(0, 1, (128, 2)).astype(np.float32)
+    y, z = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"gt": gt})
+    assert np.linalg.norm(y - op_big @ gt) / np.linalg.norm(op_big @ gt) < 0.03
+    np.testing.assert_allclose(z, small @ gt, rtol=1e-5, atol=1e-6)
 
 
 def test_gradcam_live_runs_an_int8_model_unchanged(fair_int8, tmp_path: Path) -> None:
@@ -110,9 +113,9 @@ def test_forward_nodes_never_include_the_backward(small_models) -> None:
     inits = {i.name for i in model.graph.initializer}
     chosen = set(quantize.forward_nodes(model, "forward"))
     for node in model.graph.node:
-        if node.name in chosen and node.op_type == "MatMul":
-            assert node.input[1] in inits and node.input[0] not in inits  # MatMul(x, W) only
-        if node.op_type == "Gemm" or (node.op_type == "MatMul" and node.input[0] in inits):
+        if node.name in chosen and node.op_type in ("MatMul", "Gemm"):
+            assert node.input[1] in inits and node.input[0] not in inits  # x @ W only
+        if node.op_type in ("MatMul", "Gemm") and node.input[0] in inits:  # the backward's W @ g^T
             assert node.name not in chosen
     convs_only = set(quantize.forward_nodes(model, "convs"))
     assert not any(n.op_type == "MatMul" for n in model.graph.node if n.name in convs_only)

@@ -6,8 +6,6 @@ torch.onnx.export, then through gradcam-export --onnx in both variants.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -96,7 +94,9 @@ def test_same_answer_in_openvino_and_valid_graphs(exported) -> None:
             theirs, ours = np.asarray(result[output]), got[name_]
             relative = name_ in ("logits", "activations", "weights", "gradients")
             scale = max(float(np.abs(ours).max()), 1e-12) if relative else 1.0
-            if name_ == "gradients" and case.max_pool_head:  # max-pool routing may differ where two runtimes' activations nearly tie
+            if (
+                name_ == "gradients" and case.max_pool_head
+            ):  # max-pool routing may differ where two runtimes' activations nearly tie
                 keep = ~_near_ties(got["activations"])[:, None]
                 assert keep.mean() > 0.99, f"{name}: too many near-ties to compare"
                 theirs, ours = theirs * keep, ours * keep

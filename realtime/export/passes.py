@@ -150,11 +150,11 @@ def noop_pools_to_identity(model: onnx.ModelProto) -> int:
             continue
         a = {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
         kernel = list(a.get("kernel_shape", []))
-        if kernel and all(k == 1 for k in kernel) and all(s == 1 for s in a.get("strides", kernel)):
-            if not any(a.get("pads", [])):
-                del node.attribute[:]
-                node.op_type = "Identity"
-                changed += 1
+        unit = kernel and all(k == 1 for k in kernel) and all(s == 1 for s in a.get("strides", kernel))
+        if unit and not any(a.get("pads", [])):
+            del node.attribute[:]
+            node.op_type = "Identity"
+            changed += 1
     return changed
 
 
