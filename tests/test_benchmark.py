@@ -39,6 +39,7 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
         "machine",
         "export",
         "model_cost",
+        "onnx_models",
         "backward_floor",
         "session_rss",
         "seed",

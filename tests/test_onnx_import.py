@@ -107,11 +107,11 @@ def make(head: str, seed: int = 0, nhwc: bool = False) -> nn.Module:
     return model
 
 
-def to_onnx(model: nn.Module, path: Path, nhwc: bool = False) -> Path:
+def to_onnx(model: nn.Module, path: Path, nhwc: bool = False, names: tuple[str, str] = ("x", "y")) -> Path:
     dummy = torch.zeros((1, SIZE, SIZE, 3) if nhwc else (1, 3, SIZE, SIZE))
     torch.onnx.export(
-        model, dummy, str(path), opset_version=17, dynamo=False, input_names=["x"], output_names=["y"],
-        dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+        model, dummy, str(path), opset_version=17, dynamo=False, input_names=[names[0]], output_names=[names[1]],
+        dynamic_axes={names[0]: {0: "n"}, names[1]: {0: "n"}},
     )  # fmt: skip
     return path
 
@@ -170,8 +170,9 @@ def test_head_ops_match_autograd(head: str, gradients: str, tmp_path: Path) -> N
 
 
 def test_nhwc_input_and_explicit_mean_std_bgr(tmp_path: Path) -> None:
+    """Also: the model's own tensors are called 'image' and 'logits', like the contract's."""
     model = make("maxpool_flatten_relu6", nhwc=True)
-    source = to_onnx(model, tmp_path / "m.onnx", nhwc=True)
+    source = to_onnx(model, tmp_path / "m.onnx", nhwc=True, names=("image", "logits"))
     spec = Preprocess("bgr", (10.0, 20.0, 30.0), (50.0, 60.0, 70.0))
     config = ExportConfig(
         onnx=source, output=tmp_path / "g.onnx", mean=spec.mean, std=spec.std, channels="bgr", quiet=True

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,6 @@ def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: 
             ) from exc
         passes.finish(model)
     size = _input_size(forward)
-    checked = replace(head, logits=contract.OUT_LOGITS)
 
     def check(path: Path) -> checks.SelfCheck | None:
         try:
@@ -131,7 +130,7 @@ def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: 
             image, targets = self_check_inputs(len(labels), size)
             outputs = checks.run_onnx(path, image, targets)
             try:
-                report = checks.self_check(model, checked, outputs)
+                report = checks.self_check(model, head, outputs)
             except checks.GraphCheckError as exc:
                 raise SelfCheckError(str(exc)) from exc
             if not report.ok():

@@ -391,7 +391,7 @@ def _float64_runner(model: onnx.ModelProto, target: str) -> Any:
         from onnx.reference import ReferenceEvaluator
 
         evaluator = ReferenceEvaluator(model)
-        return lambda x: list(evaluator.run(None, {target: x}))[0]
+        return lambda x: next(iter(evaluator.run(None, {target: x})))
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

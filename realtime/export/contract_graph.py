@@ -70,19 +70,13 @@ def _prepend_preprocessing(b: GraphBuilder, model_input: str, layout: str, spec:
     b.named("Identity", [x], model_input)
 
 
-def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
-    for node in graph.node:
-        node.input[:] = [new if n == old else n for n in node.input]
-        node.output[:] = [new if n == old else n for n in node.output]
-
-
 def _classes(b: GraphBuilder, logits: str, num_classes: int) -> str:
     """-1 in column k of targets means the class ranked k-th; TopK's K is a constant (TensorRT needs it)."""
     _, ranked = b.ops("TopK", [logits, b.ints([num_classes])], 2, axis=-1, largest=1, sorted=1)
     k = b.slice(b.op("Shape", [contract.INPUT_TARGETS]), [1], [2], [0])
     top = b.slice(ranked, b.ints([0]), k, [1])
     wanted = b.op("GreaterOrEqual", [contract.INPUT_TARGETS, b.const(np.int64(0))])
-    return b.named("Where", [wanted, contract.INPUT_TARGETS, top], contract.OUT_CLASSES)
+    return b.op("Where", [wanted, contract.INPUT_TARGETS, top])
 
 
 def _cam(b: GraphBuilder, activations_nchw: str, weights: str, head: Head) -> None:
@@ -94,6 +88,30 @@ def _cam(b: GraphBuilder, activations_nchw: str, weights: str, head: Head) -> No
     peak = b.reduce("ReduceMax", maps, [2, 3])
     safe = b.op("Where", [b.op("Greater", [peak, b.const(np.float32(0.0))]), peak, b.const(np.float32(1.0))])
     b.named("Div", [maps, safe], contract.OUT_CAM)
+
+
+CONTRACT_NAMES = frozenset(
+    (contract.INPUT_IMAGE, contract.INPUT_TARGETS, *contract.REQUIRED_OUTPUTS, contract.OUT_GRADIENTS)
+)
+
+
+def _free_contract_names(b: GraphBuilder, head: Head, input_name: str) -> tuple[Head, str]:
+    """Rename the model's own tensors that carry a contract name ('logits', 'image', often)."""
+    names = {name for node in b.graph.node for name in node.output} | {input_name}
+    for name in sorted(names & CONTRACT_NAMES):
+        internal = b.fresh(f"model_{name}")
+        for node in b.graph.node:
+            node.input[:] = [internal if n == name else n for n in node.input]
+            node.output[:] = [internal if n == name else n for n in node.output]
+        shapes = {**head.shapes, internal: head.shapes[name]} if name in head.shapes else head.shapes
+        head = replace(
+            head,
+            target=internal if head.target == name else head.target,
+            logits=internal if head.logits == name else head.logits,
+            shapes=shapes,
+        )
+        input_name = internal if input_name == name else input_name
+    return head, input_name
 
 
 def build(
@@ -118,11 +136,11 @@ def build(
         ]
     )
     b = GraphBuilder(model)
+    head, input_name = _free_contract_names(b, head, input_name)
     _prepend_preprocessing(b, input_name, input_layout, preprocess)
-    if head.logits != contract.OUT_LOGITS:
-        _rename(graph, head.logits, contract.OUT_LOGITS)
-        shapes = {**head.shapes, contract.OUT_LOGITS: head.shapes[head.logits]}
-        head = replace(head, logits=contract.OUT_LOGITS, shapes=shapes)
+    # graph outputs are leaves (Identity copies) so that no node reads an output: converters that
+    # cast outputs (fp16 with fp32 outputs, say) would otherwise feed the cast value back into the graph
+    b.named("Identity", [head.logits], contract.OUT_LOGITS)
     h, w, c = head.map_shape
     nchw = head.layout == NCHW
     activations_nchw = head.target if nchw else b.transpose(head.target, [0, 3, 1, 2])
@@ -130,7 +148,7 @@ def build(
         b.named("Transpose", [head.target], contract.OUT_ACTIVATIONS, perm=[0, 2, 3, 1])
     else:
         b.named("Identity", [head.target], contract.OUT_ACTIVATIONS)
-    b.named("Softmax", [contract.OUT_LOGITS], contract.OUT_PROBABILITIES, axis=-1)
+    b.named("Softmax", [head.logits], contract.OUT_PROBABILITIES, axis=-1)
     outputs = [
         _value(contract.OUT_LOGITS, TensorProto.FLOAT, ["N", head.num_classes]),
         _value(contract.OUT_PROBABILITIES, TensorProto.FLOAT, ["N", head.num_classes]),
@@ -138,10 +156,12 @@ def build(
     if gradients == contract.GRADIENTS_NONE:
         outputs.append(_value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]))
     else:
-        classes = _classes(b, contract.OUT_LOGITS, head.num_classes)
+        classes = _classes(b, head.logits, head.num_classes)
+        b.named("Identity", [classes], contract.OUT_CLASSES)
         backward = build_backward(b, head, classes, pooled=gradients == contract.GRADIENTS_POOLED)
-        b.named("Mul", [backward.spatial_sum, b.const(np.float32(1.0 / (h * w)))], contract.OUT_WEIGHTS)
-        _cam(b, activations_nchw, contract.OUT_WEIGHTS, head)
+        weights = b.op("Mul", [backward.spatial_sum, b.const(np.float32(1.0 / (h * w)))])
+        b.named("Identity", [weights], contract.OUT_WEIGHTS)
+        _cam(b, activations_nchw, weights, head)
         outputs += [
             _value(contract.OUT_CLASSES, TensorProto.INT64, ["N", "K"]),
             _value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]),
