@@ -43,6 +43,7 @@ class LiveConfig:
     threads: int | None = None
     serve: str | None = None
     max_clients: int = 4
+    token: str | None = None
     save_frames: Path | None = None
     display: str = "auto"
     warp: bool = True
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--serve", metavar="[HOST:]PORT", help="browser view (binds 127.0.0.1 unless HOST is given)")
     parser.add_argument("--max-clients", type=_positive, default=4, help="browser streams at once (default 4)")
     parser.add_argument(
+        "--token",
+        help="browser view: clients other than this machine must open /?token=TOKEN (use it with a non-loopback HOST)",
+    )
+    parser.add_argument(
         "--display",
         choices=list(DISPLAY_MODES),
         default="auto",
@@ -176,6 +181,7 @@ def run(config: LiveConfig) -> int:
             config.snapshots,
             config.serve,
             config.max_clients,
+            token=config.token,
             save_frames=config.save_frames,
             display=config.display,
             warp=config.warp,

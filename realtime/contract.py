@@ -24,6 +24,7 @@ OUT_CAM = "cam"
 OUT_GRADIENTS = "gradients"
 
 REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
+INPUT_TYPES = {INPUT_IMAGE: "tensor(uint8)", INPUT_TARGETS: "tensor(int64)"}  # as onnxruntime names them
 REQUIRED_OUTPUTS = (OUT_LOGITS, OUT_PROBABILITIES, OUT_CLASSES, OUT_ACTIVATIONS, OUT_WEIGHTS, OUT_CAM)
 
 # metadata_props keys
@@ -81,14 +82,16 @@ def parse_labels(raw: str | None, num_classes: int) -> tuple[str, ...]:
     if raw:
         try:
             labels = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ContractError(f"metadata {META_LABELS} is not a JSON list: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # bad JSON, 4300-digit numbers, deep nesting
+            raise ContractError(f"metadata {META_LABELS} is not a JSON list of names: {str(exc)[:80]}") from exc
         if not isinstance(labels, list) or len(labels) != num_classes:
             raise ContractError(
                 f"metadata {META_LABELS} has {len(labels) if isinstance(labels, list) else '?'} "
                 f"labels but the model has {num_classes} classes"
             )
-        return tuple(str(x) for x in labels)
+        if not all(isinstance(x, str) for x in labels):
+            raise ContractError(f"metadata {META_LABELS} must list class names as strings")
+        return tuple(labels)
     return tuple(f"class_{i}" for i in range(num_classes))
 
 
@@ -97,11 +100,13 @@ def validate(
     outputs: Mapping[str, Sequence[object]],
     metadata: Mapping[str, str],
     source: str = "model",
+    input_types: Mapping[str, str] | None = None,
 ) -> ModelInfo:
-    """Check names and shapes of a loaded graph, and describe it.
+    """Check names, shapes and input types of a loaded graph, and describe it.
 
     `inputs`/`outputs` map names to shapes as onnxruntime reports them
-    (ints for static dims, strings or None for dynamic ones).
+    (ints for static dims, strings or None for dynamic ones); `input_types`
+    names to onnxruntime's type strings ("tensor(uint8)").
     """
     hint = "re-export it with gradcam-export"
     missing_in = [n for n in REQUIRED_INPUTS if n not in inputs]
@@ -110,6 +115,10 @@ def validate(
     missing_out = [n for n in REQUIRED_OUTPUTS if n not in outputs]
     if missing_out:
         raise ContractError(f"{source} lacks output(s) {', '.join(missing_out)}; {hint}")
+    for name, wanted in INPUT_TYPES.items():
+        got = (input_types or {}).get(name, wanted)
+        if got != wanted:
+            raise ContractError(f"{source}: input {name} is {got}, the contract needs {wanted}; {hint}")
     version = metadata.get(META_CONTRACT)
     if version != CONTRACT_VERSION:
         raise ContractError(

@@ -185,7 +185,8 @@ class Engine:
         )
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
-        self.info: ModelInfo = contract.validate(inputs, outputs, metadata, source=str(path))
+        types = {i.name: i.type for i in self.session.get_inputs()}
+        self.info: ModelInfo = contract.validate(inputs, outputs, metadata, str(path), types)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.path = path
         self._on_gpu = self.provider in (TRT, CUDA)

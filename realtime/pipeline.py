@@ -345,7 +345,7 @@ class LiveLoop:
             dropped=self.reader.dropped,
             bad_frames=self.reader.bad_frames,
             reconnects=self.reader.reconnects,
-            end_reason=self.reader.end_reason or end_reason,
+            end_reason=self.reader.end_reason or ("stopped" if self.stop_requested else end_reason),
             stats=self.stats(),
             last_hud=self.last_hud,
             last_classes=self.last_classes,

@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ class Outputs:
     snapshots: Path
     serve: str | None = None  # [HOST:]PORT for the browser view
     max_clients: int = 4
+    token: str | None = None  # the browser view's token for non-loopback clients
     record_fps: float = 15.0
     save_frames: Path | None = None  # keep camera frames here for int8 calibration
     display: str = "auto"  # auto | camera | model (see camera_loop.DISPLAY_MODES)
@@ -35,6 +39,29 @@ class Outputs:
 
 class SessionError(RuntimeError):
     """A sink could not be opened; the message says what to do."""
+
+
+@contextlib.contextmanager
+def stop_on_signals(loop: LiveLoop) -> Iterator[None]:
+    """SIGTERM and Ctrl-C end the loop like the q key: the recording is finished, the summary printed.
+
+    A second signal interrupts at once. Only the main thread can take signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        if loop.stop_requested:
+            raise KeyboardInterrupt
+        loop.stop_requested = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_session(
@@ -54,17 +81,25 @@ def run_session(
         raise SessionError(str(exc)) from exc
     if outputs.serve:
         from realtime.serve.app import ServeAddressError, ServerThread, make_app, parse_address
+        from realtime.serve.guard import is_loopback, policy_for
         from realtime.serve.hub import FrameHub
 
         try:
             host, port = parse_address(outputs.serve)
             hub = FrameHub(engines[0].info.num_classes, all(e.has_gradients for e in engines))
-            server = ServerThread(make_app(hub, outputs.max_clients), host, port).start()
+            app = make_app(hub, outputs.max_clients, policy_for(host, outputs.token))
+            server = ServerThread(app, host, port).start()
         except (ServeAddressError, OSError) as exc:
             if window:
                 window.close()
             raise SessionError(str(exc)) from exc
         print(f"{log_prefix}: browser view at {server.url}", file=sys.stderr)
+        if not is_loopback(host) and outputs.token is None:
+            print(
+                f"{log_prefix}: warning: {host}:{port} is open to anyone on this network, with no authentication; "
+                f"pass --token SECRET and open {server.url}?token=SECRET",
+                file=sys.stderr,
+            )
     recording = RecordSwitch(outputs.record, outputs.snapshots, outputs.record_fps)
     saver = FrameSaver(outputs.save_frames) if outputs.save_frames else None
 
@@ -79,7 +114,7 @@ def run_session(
         reader.start()  # a bad source fails here, and the finally below still closes the sinks
         model_ms = sum(e.warmup_ms for e in engines)
         try:
-            display = choose_display(outputs.display, model_ms, source.fps or 30.0)
+            display = choose_display(outputs.display, model_ms, source.fps or 0.0)  # 0: folders, stills
         except ValueError as exc:
             raise SessionError(str(exc)) from exc
         print(
@@ -101,7 +136,8 @@ def run_session(
                 if display == "camera"
                 else LiveLoop(engines, reader, controls, **common)
             )
-            return loop.run(max_frames)
+            with stop_on_signals(loop):
+                return loop.run(max_frames)
     finally:
         recording.close()
         if window:

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime.files import finish, partial_path, remove_stale, write_image
+
 
 class SinkError(RuntimeError):
     """A sink cannot be opened; the message says what to do."""
@@ -42,10 +44,15 @@ class Window:
 
 
 class VideoRecorder:
-    """MP4 writer that opens on the first frame, so its size follows what is drawn."""
+    """Video writer that opens on the first frame, so its size follows what is drawn.
+
+    It writes under a partial name and moves the file into place on close: a
+    recording cut short by a kill never replaces a good one with a broken file.
+    """
 
     def __init__(self, path: Path, fps: float = 15.0) -> None:
         self.path, self.fps = path, fps
+        self.partial = partial_path(path)
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
@@ -54,9 +61,11 @@ class VideoRecorder:
         size = (frame.shape[1], frame.shape[0])
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(self.path.parent)
             codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, size)
+            writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter.fourcc(*codec), self.fps, size)
             if not writer.isOpened():
+                self.partial.unlink(missing_ok=True)
                 raise SinkError(f"cannot write video {self.path}; try a .avi path")
             self._writer, self._size = writer, size
         if size != self._size:
@@ -67,16 +76,20 @@ class VideoRecorder:
         self.frames += 1
 
     def close(self) -> None:
+        """Finish the file and move it into place (a recording with no frames leaves nothing)."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            if self.frames:
+                finish(self.partial, self.path)
+        self.partial.unlink(missing_ok=True)
 
 
 def save_snapshot(frame: np.ndarray, folder: Path, prefix: str = "gradcam") -> Path:
     """Write a PNG with a timestamped name; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{prefix}_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 1000000:06d}.png"
-    if not cv2.imwrite(str(path), frame):
+    if not write_image(path, frame):
         raise SinkError(f"cannot write snapshot {path}")
     return path
 
@@ -118,6 +131,6 @@ class FrameSaver:
         if self.saved >= self.limit or (self.seen - 1) % self.every:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(self.folder / f"frame_{self.saved:05d}.jpg"), frame):
+        if not write_image(self.folder / f"frame_{self.saved:05d}.jpg", frame):
             raise SinkError(f"cannot write frames to {self.folder}")
         self.saved += 1

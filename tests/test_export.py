@@ -16,6 +16,7 @@ from realtime.export.building import SelfCheckError  # noqa: E402
 from realtime.export.exporter import ExportConfig, ExportError, export, export_model  # noqa: E402
 from realtime.export.keras_reference import reference_gradcam  # noqa: E402
 from tests import tiny_models  # noqa: E402
+from tests.second_runtime import assert_same_in_openvino, assert_valid_fp32_graph, near_ties  # noqa: E402
 
 
 def run(path: Path, image: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
@@ -212,6 +213,37 @@ def test_vgg16_matches_gradient_tape(vgg16, vgg16_exports, batch: int, targets_r
                 gap = window_gap(ref["activations"])
                 n, i, j, c = np.nonzero(off)
                 assert (gap[n, i // 2, j // 2, c] <= 1e-3 * np.abs(ref["activations"]).max()).all()
+
+
+@pytest.mark.slow
+def test_vgg16_graphs_are_valid_and_agree_in_openvino(vgg16_exports) -> None:
+    """OpenVINO once computed VGG16's channel weights wrong here (a weight shared by a forward MatMul and
+    a backward Gemm with transB); the backward now reads each weight as Gemm's first operand."""
+    image = np.random.default_rng(21).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    targets = np.array([[-1, 3], [2, -1]], np.int64)
+    for path in vgg16_exports.values():
+        assert_valid_fp32_graph(path)
+        assert_same_in_openvino(path, image, targets, near_ties(run(path, image, targets)["activations"]))
+
+
+@pytest.mark.parametrize("gradients", ["full", "pooled", "none"])
+def test_keras_graphs_are_valid_and_agree_in_openvino(small_models, gradients: str) -> None:
+    path = small_models[gradients]
+    assert_valid_fp32_graph(path)
+    image = np.random.default_rng(5).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    mask = near_ties(run(path, image, np.array([[-1]] * 3, np.int64))["activations"])
+    assert_same_in_openvino(path, image, np.array([[-1, 2], [1, -1], [-1, -1]], np.int64), mask)
+
+
+@pytest.mark.parametrize("name", ["biased", "fair"])
+def test_bundled_demo_models_are_valid_and_agree_in_openvino(name: str) -> None:
+    from realtime.demo.models import demo_model_paths
+
+    path = demo_model_paths()[name]
+    assert_valid_fp32_graph(path)
+    image = np.random.default_rng(6).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    mask = near_ties(run(path, image, np.array([[-1]] * 2, np.int64))["activations"])
+    assert_same_in_openvino(path, image, np.array([[-1, 1], [0, -1]], np.int64), mask)
 
 
 @pytest.mark.slow

@@ -131,7 +131,7 @@ def test_malformed_requests_get_400_and_change_nothing(live: LiveServer) -> None
 
 def test_fifth_client_gets_503_and_a_stalled_client_blocks_nobody(live: LiveServer) -> None:
     stalled = socket.create_connection(("127.0.0.1", live.server.port))
-    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never reads
     streams = [urllib.request.urlopen(live.url + "stream.mjpg", timeout=5) for _ in range(3)]
     try:
         time.sleep(0.3)

@@ -7,7 +7,6 @@ torch.onnx.export, then through gradcam-export --onnx in both variants.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 from tests.conftest import needs
@@ -17,10 +16,10 @@ torch = needs("torch")
 needs("torchvision")
 needs("timm")
 
-from realtime import contract  # noqa: E402
-from realtime.export.checks import TENSORRT_OPS, run_onnx  # noqa: E402
+from realtime.export.checks import run_onnx  # noqa: E402
 from realtime.export.contract_graph import PRESETS, preprocess_numpy  # noqa: E402
 from realtime.export.exporter import ExportConfig, export  # noqa: E402
+from tests.second_runtime import assert_same_in_openvino, assert_valid_fp32_graph, near_ties  # noqa: E402
 
 TOLERANCE = 1e-4
 TARGETS = {
@@ -75,47 +74,23 @@ def test_matches_torch_autograd(exported) -> None:
 
 def test_same_answer_in_openvino_and_valid_graphs(exported) -> None:
     """OpenVINO's CPU plugin at f32 as the second runtime; every graph valid and TensorRT-parsable."""
-    ov = needs("openvino")
     case, _, paths = exported
-    name = case.name
     image = _images(3, case.size, seed=11)
     targets = np.array([[-1, 3], [2, -1], [-1, -1]], np.int64)
-    core = ov.Core()
-    for gradients, path in paths.items():
-        onnx.checker.check_model(str(path), full_check=True)
-        graph = onnx.load(str(path), load_external_data=False).graph
-        assert {n.domain for n in graph.node} <= {""}, gradients
-        assert {n.op_type for n in graph.node} <= TENSORRT_OPS, gradients
-        got = run_onnx(path, image, targets)
-        compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        result = compiled({contract.INPUT_IMAGE: image, contract.INPUT_TARGETS: targets})
-        for output in compiled.outputs:
-            name_ = output.get_any_name()
-            theirs, ours = np.asarray(result[output]), got[name_]
-            relative = name_ in ("logits", "activations", "weights", "gradients")
-            scale = max(float(np.abs(ours).max()), 1e-12) if relative else 1.0
-            if (
-                name_ == "gradients" and case.max_pool_head
-            ):  # max-pool routing may differ where two runtimes' activations nearly tie
-                keep = ~_near_ties(got["activations"])[:, None]
-                assert keep.mean() > 0.99, f"{name}: too many near-ties to compare"
-                theirs, ours = theirs * keep, ours * keep
-            assert np.abs(theirs - ours).max() <= TOLERANCE * scale, f"{name} {gradients} {name_}"
+    for path in paths.values():
+        assert_valid_fp32_graph(path)
+        mask = near_ties(run_onnx(path, image, targets)["activations"]) if case.max_pool_head else None
+        assert_same_in_openvino(path, image, targets, mask)
 
 
-def _near_ties(activations: np.ndarray, pool: int = 2, rel: float = 1e-3) -> np.ndarray:
-    """Positions of [N,h,w,C] maps whose 2x2 pool window holds another value within `rel` of the window's max.
+def test_live_view_records_a_resnet50_export(tmp_path) -> None:
+    """gradcam-live --model <torchvision ResNet50 export> --source clip.mp4 --no-window --record out.mp4."""
+    from realtime import cli
+    from tests.conftest import count_frames, write_video
 
-    The float32 forward of two runtimes differs by about 1e-5 relative after 13 VGG convolutions, enough
-    to move a max-pool's first maximum between two values that close; the channel weights do not change.
-    """
-    n, h, w, c = activations.shape
-    blocks = activations[:, : h // pool * pool, : w // pool * pool].reshape(n, h // pool, pool, w // pool, pool, c)
-    top = blocks.max(axis=(2, 4), keepdims=True)
-    close = (np.abs(blocks - top) <= rel * np.abs(top)) & (top > 0)
-    tied = close.sum(axis=(2, 4), keepdims=True) > 1
-    mask = np.zeros(activations.shape, bool)
-    mask[:, : h // pool * pool, : w // pool * pool] = np.broadcast_to(tied, blocks.shape).reshape(
-        n, h // pool * pool, w // pool * pool, c
-    )
-    return mask
+    source = export_onnx(build_model(CASES["resnet50"]), tmp_path / "resnet50.onnx")
+    model = export(ExportConfig(onnx=source, gradients="pooled", output=tmp_path / "r50.onnx", quiet=True)).output
+    clip, out = write_video(tmp_path / "clip.mp4", 8), tmp_path / "out.mp4"
+    argv = ["--model", str(model), "--source", str(clip), "--no-window", "--record", str(out), "--providers", "cpu"]
+    assert cli.main(argv) == 0
+    assert count_frames(out) == 8

@@ -139,7 +139,14 @@ def run_demo(config: LiveConfig) -> int:
     controls = Controls(method=config.method, alpha=config.alpha, smooth=config.smooth)
     title = "gradcam-live --demo (left: biased model, right: fair model)" if windowed else None
     outputs = Outputs(
-        title, record, config.snapshots, config.serve, config.max_clients, display=config.display, warp=config.warp
+        title,
+        record,
+        config.snapshots,
+        config.serve,
+        config.max_clients,
+        token=config.token,
+        display=config.display,
+        warp=config.warp,
     )
     try:
         summary = run_session(engines, DemoSource(), controls, outputs, max_frames=max_frames, log_prefix="demo")

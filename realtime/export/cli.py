@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,6 +137,10 @@ def list_layers(config: Any) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from realtime.export.building import SelfCheckError
@@ -164,14 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.list_layers:
         return list_layers(config)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: temp files go
     try:
         result = export(config)
+    except KeyboardInterrupt:
+        print("gradcam-export: interrupted; nothing was written", file=sys.stderr)
+        return 130
     except ExportError as exc:
         print(f"gradcam-export: {exc}", file=sys.stderr)
         return 2
     except SelfCheckError as exc:
         print(f"gradcam-export: self-check failed, nothing written: {exc}", file=sys.stderr)
         return 3
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
     check = f"; self-check {result.check.describe()}" if result.check is not None else ""
     if result.fidelity is not None:

@@ -257,8 +257,17 @@ def quantize(fp32_path: Path, output: Path, images: np.ndarray, scope: str = DEF
     for key, value in {**metadata, contract.META_PRECISION: f"int8 ({scope})"}.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save_model(model, str(output))
+    from realtime.export.writing import save_checked
+
+    save_checked(model, output, _loads)  # a killed quantization never replaces a good model
     return output
+
+
+def _loads(path: Path) -> None:
+    """The int8 graph opens in onnxruntime and keeps the contract."""
+    from realtime.engine import Engine, EngineOptions
+
+    Engine(path, EngineOptions(providers="cpu", warmup=0))
 
 
 @dataclass(frozen=True)

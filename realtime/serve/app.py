@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from dataclasses import asdict
 from importlib import resources
@@ -13,11 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from realtime.pipeline import method_cycle
+from realtime.serve import guard
 from realtime.serve.hub import ControlError, FrameHub
 
 BOUNDARY = "gradcamframe"
 DEFAULT_MAX_CLIENTS = 4
 WAIT_S = 1.0  # a stream re-checks for shutdown at least this often
+WRITE_TIMEOUT_S = 3.0  # a client that takes longer to accept one frame has stopped reading: it is dropped
 
 
 class ServeAddressError(ValueError):
@@ -50,8 +51,11 @@ def state_json(hub: FrameHub) -> dict[str, Any]:
     }
 
 
-def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Application:
-    app = web.Application()
+def make_app(
+    hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS, policy: guard.Policy | None = None
+) -> web.Application:
+    """The browser view's routes behind the guard (loopback-only policy unless one is given)."""
+    app = web.Application(middlewares=[guard.middleware(policy or guard.policy_for("127.0.0.1"))])
     streaming = {"clients": 0}
     closing = asyncio.Event()  # set on shutdown, so open streams end instead of being cut
 
@@ -96,7 +100,7 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
                 }
             )
             await response.prepare(request)
-            sent = -1
+            sent = 0  # sequence 0 is "no frame yet": a client that comes early waits like any other
             while not closing.is_set():
                 if hub.snapshot.sequence == sent:
                     async with fresh:
@@ -108,7 +112,12 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
                     continue
                 sent, data = latest
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
-                await response.write(head.encode() + data + b"\r\n")  # waits only for this client
+                try:  # waits only for this client, and not for ever
+                    await asyncio.wait_for(response.write(head.encode() + data + b"\r\n"), WRITE_TIMEOUT_S)
+                except TimeoutError:  # stopped reading: free the slot for someone who will
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
             return response
         except ConnectionResetError:  # the tab was closed
             return response
@@ -121,8 +130,8 @@ def make_app(hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS) -> web.Appli
     async def control(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return web.json_response({"error": "the body is not valid JSON"}, status=400)
+        except (ValueError, RecursionError, LookupError):  # bad JSON or UTF-8, huge ints, deep nesting, bad charset
+            return web.json_response({"error": "the body is not valid JSON (or nests too deep)"}, status=400)
         try:
             accepted = hub.request(body)
         except ControlError as exc:

@@ -34,6 +34,15 @@ class Snapshot:
     controls: Controls = field(default_factory=Controls)
 
 
+SMOOTH_MAX = 0.99  # 1.0 would keep the first map for ever
+
+
+def _short(value: object) -> str:
+    """A client's value for an error message, cut short (it may be a 4000-digit number)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**18 else "(a huge number)"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse_control(body: object, num_classes: int, has_gradients: bool) -> dict[str, Any]:
     """Validate a POST /api/control body into Controls fields; anything odd is a ControlError."""
     if not isinstance(body, Mapping):
@@ -47,8 +56,8 @@ def parse_control(body: object, num_classes: int, has_gradients: bool) -> dict[s
     changes: dict[str, Any] = {}
     if "method" in body:
         method = body["method"]
-        if method not in cam.METHODS:
-            raise ControlError(f"method {method!r} is not one of {', '.join(cam.METHODS)}")
+        if not isinstance(method, str) or method not in cam.METHODS:
+            raise ControlError(f"method {_short(method)} is not one of {', '.join(cam.METHODS)}")
         if cam.METHODS[method].needs_gradients and not has_gradients:
             raise ControlError(f"method {method!r} needs a model exported with --gradients full")
         changes["method"] = method
@@ -59,16 +68,16 @@ def parse_control(body: object, num_classes: int, has_gradients: bool) -> dict[s
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < num_classes:
             changes.update(class_id=value, rank=0)
         else:
-            raise ControlError(f'class {value!r} must be "auto" or an id from 0 to {num_classes - 1}')
-    for name in ("alpha", "smooth"):
+            raise ControlError(f'class {_short(value)} must be "auto" or an id from 0 to {num_classes - 1}')
+    for name, top in (("alpha", 1.0), ("smooth", SMOOTH_MAX)):
         if name in body:
             value = body[name]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
-                raise ControlError(f"{name} {value!r} must be a number from 0 to 1")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= top:
+                raise ControlError(f"{name} {_short(value)} must be a number from 0 to {top}")
             changes[name] = float(value)
     if "frozen" in body:
         if not isinstance(body["frozen"], bool):
-            raise ControlError(f"frozen {body['frozen']!r} must be true or false")
+            raise ControlError(f"frozen {_short(body['frozen'])} must be true or false")
         changes["frozen"] = body["frozen"]
     return changes
 
@@ -81,6 +90,7 @@ class FrameHub:
         self._lock = threading.Lock()
         self._frame: np.ndarray | None = None
         self._jpeg: tuple[int, bytes] | None = None
+        self._png: tuple[int, bytes] | None = None
         self._snapshot = Snapshot()
         self._pending: dict[str, Any] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -125,12 +135,20 @@ class FrameHub:
         return encoded
 
     def latest_png(self) -> bytes | None:
+        """PNG of the newest frame; encoded once per frame however many snapshots are asked for."""
         with self._lock:
-            frame = self._frame
-        if frame is None:
-            return None
+            sequence, frame = self._snapshot.sequence, self._frame
+            if frame is None:
+                return None
+            if self._png is not None and self._png[0] == sequence:
+                return self._png[1]
         ok, data = cv2.imencode(".png", frame)
-        return data.tobytes() if ok else None
+        if not ok:
+            return None
+        with self._lock:
+            if self._png is None or self._png[0] < sequence:
+                self._png = (sequence, data.tobytes())
+        return data.tobytes()
 
     def request(self, body: object) -> dict[str, Any]:
         """Validate and queue a control change from the browser; returns the accepted fields."""

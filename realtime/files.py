@@ -1,0 +1,60 @@
+"""Files that appear complete or not at all: write under a partial name in the same folder, then rename.
+
+A recording, a snapshot or a saved frame is written as `.NAME.PID.partial.EXT`
+(the extension kept, so OpenCV picks the right container) and moved into place
+by os.replace once it is complete, which is atomic on one filesystem. A kill
+leaves at most a partial file; the next run in that folder removes the ones
+whose process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PARTIAL = ".partial"
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}{PARTIAL}{path.suffix}")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale(folder: Path, marker: str = PARTIAL) -> int:
+    """Delete the temporary files of processes that are gone (killed mid-write) from `folder`."""
+    removed = 0
+    for path in folder.glob(f".*{marker}*") if folder.is_dir() else ():
+        pid = path.name.split(marker)[0].rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def finish(partial: Path, path: Path) -> None:
+    """Move a complete partial file into place."""
+    os.replace(partial, path)
+
+
+def write_image(path: Path, frame: np.ndarray) -> bool:
+    """cv2.imwrite through a partial name; False (and nothing left behind) when OpenCV cannot write it."""
+    partial = partial_path(path)
+    try:
+        if not cv2.imwrite(str(partial), frame):
+            return False
+        finish(partial, path)
+        return True
+    finally:
+        partial.unlink(missing_ok=True)
