@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+SMOOTH_MAX = 0.99  # the map's EMA factor: 1.0 would keep the first map for ever
 EPS = 1e-7
 
 

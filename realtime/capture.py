@@ -51,6 +51,8 @@ class VideoCaptureSource:
         self.spec, self.live, self.size = spec, live, size
         self.name = f"camera {spec}" if isinstance(spec, int) else str(spec)
         self._cap: cv2.VideoCapture | None = None
+        self.frames_read = 0
+        self.frame_count = 0  # what a file's header promises (0: unknown, or not a file)
 
     def open(self) -> None:
         # OpenCV logs a page per backend it tries on a missing camera; our one-line error says it better
@@ -68,15 +70,31 @@ class VideoCaptureSource:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         if not cap.isOpened():
             cap.release()
-            what = f"no camera at index {self.spec}" if isinstance(self.spec, int) else f"cannot open {self.spec}"
-            raise SourceError(f"{what}: try --source FILE or --demo")
+            if isinstance(self.spec, int):
+                raise SourceError(f"no camera at index {self.spec}: try --source FILE or --demo")
+            if not self.live:
+                raise SourceError(
+                    f"cannot open {self.spec}: not a video OpenCV can decode here; convert it "
+                    "(ffmpeg -i IN -c:v libx264 OUT.mp4) or pass a folder of images"
+                )
+            raise SourceError(f"cannot open {self.spec}: check the address, or try --source FILE or --demo")
         self._cap = cap
+        if not self.live:
+            self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
 
     def read(self) -> np.ndarray | None:
         if self._cap is None:
             return None
         ok, frame = self._cap.read()
+        if ok:
+            self.frames_read += 1
         return frame if ok else None
+
+    def end_note(self) -> str:
+        """Why a file ended early, if it did (its header promised more frames than decoded)."""
+        if self.live or not self.frame_count or self.frames_read >= self.frame_count - 1:
+            return ""
+        return f"; the file stopped decoding after {self.frames_read} of {self.frame_count} frames (truncated?)"
 
     def close(self) -> None:
         if self._cap is not None:
@@ -116,6 +134,12 @@ class FolderSource:
                 return image
             self.skipped.append(path)
         return None
+
+    def end_note(self) -> str:
+        if not self.skipped:
+            return ""
+        names = ", ".join(p.name for p in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+        return f"; skipped {len(self.skipped)} unreadable file(s): {names}"
 
     def close(self) -> None:
         self._files = []
@@ -233,7 +257,8 @@ class LatestFrameReader:
                 raw = self.source.read()
                 if raw is None:
                     if not self.source.live:
-                        self._finish("end of stream")
+                        note = getattr(self.source, "end_note", lambda: "")()
+                        self._finish("end of stream" + note)
                         return
                     if not self._reopen():
                         self._finish(f"{self.source.name} lost; try --source FILE or --demo")

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime import cam
+from realtime.cam import SMOOTH_MAX
 from realtime.camera_loop import DISPLAY_MODES
 from realtime.engine import PROVIDER_CHAINS
+from realtime.files import VIDEO_SUFFIXES, OutputPathError, check_output_file, check_output_folder
 from realtime.frames import FIT_MODES
 from realtime.pipeline import RunSummary
 
@@ -72,10 +74,22 @@ def resolve_class(value: str | None, labels: Sequence[str]) -> int | None:
     raise ClassNameError(f"--class {value!r} is not a class of this model{hint}")
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
+def fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def smoothing(text: str) -> float:
+    """An argparse type for --smooth: 0 (off) up to 0.99; 1 would keep the first map for ever."""
+    value = fraction(text)
+    if value > SMOOTH_MAX:
+        raise argparse.ArgumentTypeError(f"{text}: at most {SMOOTH_MAX} (1 would freeze the first map)")
     return value
 
 
@@ -96,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=list(cam.METHODS), default="gradcam")
     parser.add_argument("--class", dest="class_", metavar="ID|NAME", help="explain this class instead of the top-1")
     parser.add_argument("--top-k", type=_positive, default=1, help="show the maps of the top K classes side by side")
-    parser.add_argument("--smooth", type=_fraction, default=0.0, help="temporal EMA of the map, 0 (off) .. 1")
-    parser.add_argument("--alpha", type=_fraction, default=0.4, help="map opacity over the frame")
+    parser.add_argument(
+        "--smooth", type=smoothing, default=0.0, help=f"temporal EMA of the map, 0 (off) .. {SMOOTH_MAX}"
+    )
+    parser.add_argument("--alpha", type=fraction, default=0.4, help="map opacity over the frame")
     parser.add_argument("--providers", choices=list(PROVIDER_CHAINS), default="auto")
     parser.add_argument("--fp16", action="store_true", help="fp16 TensorRT engines (GPU only)")
     parser.add_argument(
@@ -149,6 +165,15 @@ def report(summary: RunSummary, provider: str, record: Path | None, prefix: str 
         print(f"{prefix}video written to {record.resolve()}", file=sys.stderr)
 
 
+def check_outputs(config: LiveConfig) -> None:
+    """Every path gradcam-live will write, checked before anything slow."""
+    if config.record is not None:
+        check_output_file(config.record, "--record", VIDEO_SUFFIXES)
+    check_output_folder(config.snapshots, "--snapshots")
+    if config.save_frames is not None:
+        check_output_folder(config.save_frames, "--save-frames")
+
+
 def run(config: LiveConfig) -> int:
     """Open the model and the source, run the session, report."""
     from realtime.capture import SourceError, open_source
@@ -157,6 +182,11 @@ def run(config: LiveConfig) -> int:
     from realtime.pipeline import Controls
     from realtime.session import Outputs, SessionError, run_session
 
+    try:
+        check_outputs(config)  # in the first second, not after loading a model or at the first frame
+    except OutputPathError as exc:
+        print(f"gradcam-live: {exc}", file=sys.stderr)
+        return 2
     if config.demo:
         from realtime.demo.live import run_demo
 

@@ -24,6 +24,7 @@ OUT_CAM = "cam"
 OUT_GRADIENTS = "gradients"
 
 REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
+MAX_TARGETS = 16  # columns of `targets`: the graph ranks this many classes (a small TopK, constant for TensorRT)
 INPUT_TYPES = {INPUT_IMAGE: "tensor(uint8)", INPUT_TARGETS: "tensor(int64)"}  # as onnxruntime names them
 REQUIRED_OUTPUTS = (OUT_LOGITS, OUT_PROBABILITIES, OUT_CLASSES, OUT_ACTIVATIONS, OUT_WEIGHTS, OUT_CAM)
 

@@ -93,9 +93,20 @@ def explain_missing_gpu(asked: str, got: str) -> str:
     )
 
 
-def describe_providers(asked: str, first: str, got: str, precision: str = "fp32") -> str:
-    """One line for the user: where the graph runs, and why not where they asked."""
+def gpu_present() -> bool:
+    """An NVIDIA driver's device nodes exist (desktop GPUs, or a Jetson's integrated one)."""
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/nvhost-ctrl-gpu"))
+
+
+def describe_providers(asked: str, first: str, got: str, precision: str = "fp32", gpu_here: bool | None = None) -> str:
+    """One line for the user: where the graph runs, and why not where they asked.
+
+    The CUDA / cuDNN advice is for people who asked for a GPU or have one that did not load;
+    `auto` on a laptop without one just says so.
+    """
     if got == CPU and first != CPU:
+        if asked == "auto" and not (gpu_present() if gpu_here is None else gpu_here):
+            return f"providers={asked}: no GPU here, running on {got}"
         return explain_missing_gpu(asked, got)
     line = f"providers={asked}: running on {got}"
     if first == TRT and got == CUDA:
@@ -226,6 +237,8 @@ class Engine:
             )
         if targets.shape[1] > self.info.num_classes:
             raise ValueError(f"top-k {targets.shape[1]} exceeds the model's {self.info.num_classes} classes")
+        if targets.shape[1] > contract.MAX_TARGETS:
+            raise ValueError(f"{targets.shape[1]} targets per image; the graph explains at most {contract.MAX_TARGETS}")
 
     def run(
         self, images: np.ndarray, targets: Sequence[Sequence[int]] | np.ndarray, need_gradients: bool = True

@@ -58,3 +58,31 @@ def write_image(path: Path, frame: np.ndarray) -> bool:
         return True
     finally:
         partial.unlink(missing_ok=True)
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written; said before any slow work starts."""
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv")
+
+
+def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
+    """`path` has a known suffix and its folder exists or can be made, and is writable."""
+    if path.suffix.lower() not in suffixes:
+        raise OutputPathError(f"{flag} {path}: the name must end in {', '.join(suffixes)}")
+    if path.is_dir():
+        raise OutputPathError(f"{flag} {path}: that is a folder; give a file name")
+    check_output_folder(path.parent if str(path.parent) else Path("."), flag, shown=path)
+
+
+def check_output_folder(folder: Path, flag: str, shown: Path | None = None) -> None:
+    """`folder` exists or can be made (its nearest existing parent is a writable folder)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputPathError(f"{flag} {shown or folder}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {shown or folder}: {probe} is not writable; choose another place")

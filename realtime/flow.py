@@ -138,7 +138,8 @@ class MapCarrier:
         """The maps to draw on frame `index` (same size as update's output).
 
         A scene cut (a switch of source, a camera swung away) leaves a residual that the
-        flow cannot explain; then the maps stay as last shown rather than torn apart.
+        flow cannot explain; then the maps stay as last shown rather than torn apart. A frame
+        of another size or aspect is a cut too: no flow relates it to the last one.
         """
         if self._shown_gray is None:
             raise ValueError("no model maps yet")
@@ -147,6 +148,9 @@ class MapCarrier:
         if index == self._shown_index:
             return self._shown
         gray = small_gray(frame, self.width)
+        if gray.shape != self._shown_gray.shape:
+            self.residual = float("inf")
+            return [np.stack([resize_map(m, gray.shape) for m in stack]) for stack in self._shown]
         flow, sampling = self._flow_to_shown(gray)
         explained = warp(self._shown_gray, flow, sampling)
         self.residual = float(cv2.norm(explained, gray, cv2.NORM_L1)) / gray.size

@@ -11,7 +11,9 @@ from pathlib import Path
 import cv2
 
 from realtime import cam
+from realtime.cli import fraction
 from realtime.engine import PROVIDER_CHAINS
+from realtime.files import IMAGE_SUFFIXES, OutputPathError, check_output_file, write_image
 from realtime.frames import FIT_MODES
 
 
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="exported Grad-CAM ONNX (default: models/vgg16_gradcam_*.onnx)")
     parser.add_argument("--method", choices=list(cam.METHODS), default="gradcam")
     parser.add_argument("--class", dest="class_", metavar="ID|NAME", help="explain this class instead of the top-1")
-    parser.add_argument("--alpha", type=float, default=0.4)
+    parser.add_argument("--alpha", type=fraction, default=0.4, help="overlay opacity, 0 to 1 (default 0.4)")
     parser.add_argument("--providers", choices=list(PROVIDER_CHAINS), default="cpu")
     parser.add_argument("--crop", dest="fit", choices=list(FIT_MODES), default="squash")
     return parser
@@ -47,6 +49,11 @@ def run(config: ImageConfig) -> int:
     from realtime.frames import BadFrameError, fit, model_region, to_bgr
     from realtime.pipeline import Controls, Stats, maps_for, render, targets_for
 
+    try:
+        check_output_file(config.output, "--output", IMAGE_SUFFIXES)  # before any inference
+    except OutputPathError as exc:
+        print(f"gradcam-image: {exc}", file=sys.stderr)
+        return 2
     try:
         raw = cv2.imread(str(config.image), cv2.IMREAD_UNCHANGED)
         if raw is None:
@@ -62,7 +69,7 @@ def run(config: ImageConfig) -> int:
         return 2
     image, hud = render(frame, result, maps, controls, Stats(), model_region(frame.shape, size, config.fit))
     config.output.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(config.output), image):
+    if not write_image(config.output, image):
         print(f"gradcam-image: cannot write {config.output} (use a .png or .jpg name)", file=sys.stderr)
         return 2
     print(f"{hud.label} {hud.probability * 100:.1f}% [{hud.method}] -> {config.output}")

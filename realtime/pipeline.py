@@ -22,6 +22,7 @@ from realtime.capture import Frame, LatestFrameReader
 from realtime.engine import CamResult, Engine
 from realtime.frames import Region, fit, model_region
 from realtime.meter import DurationMeter, RateMeter
+from realtime.sinks import SinkError
 
 QUIT, SNAPSHOT, RECORD = "quit", "snapshot", "record"
 
@@ -324,11 +325,14 @@ class LiveLoop:
         if self.poll_controls is not None:
             self.controls = self.poll_controls(self.controls)
         self.controls, action = apply_key(self.controls, key, self.has_gradients)
-        if action == SNAPSHOT and self.snapshot is not None:
-            self.snapshots.append(self.snapshot(image))
-            self.log(f"snapshot: {self.snapshots[-1]}")
-        if action == RECORD and self.toggle_record is not None:
-            self.log(self.toggle_record())
+        try:  # a full disk or a bad folder is reported; the show goes on
+            if action == SNAPSHOT and self.snapshot is not None:
+                self.snapshots.append(self.snapshot(image))
+                self.log(f"snapshot: {self.snapshots[-1]}")
+            if action == RECORD and self.toggle_record is not None:
+                self.log(self.toggle_record())
+        except (SinkError, OSError) as exc:
+            self.log(f"{action} failed: {exc}")
         return action
 
     def _timed(self, stage: str, start: float, cpu_start: float) -> tuple[float, float]:

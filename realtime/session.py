@@ -31,7 +31,7 @@ class Outputs:
     serve: str | None = None  # [HOST:]PORT for the browser view
     max_clients: int = 4
     token: str | None = None  # the browser view's token for non-loopback clients
-    record_fps: float = 15.0
+    record_fps: float | None = None  # None: the rate frames are shown at (see record_rate)
     save_frames: Path | None = None  # keep camera frames here for int8 calibration
     display: str = "auto"  # auto | camera | model (see camera_loop.DISPLAY_MODES)
     warp: bool = True  # camera-rate display: carry maps by optical flow (off: show them stale)
@@ -39,6 +39,19 @@ class Outputs:
 
 class SessionError(RuntimeError):
     """A sink could not be opened; the message says what to do."""
+
+
+def record_rate(display: str, model_ms: float, source_fps: float) -> float:
+    """The rate a recording plays back at: the source's at camera rate, the model's at model rate.
+
+    At model rate a frame is shown per result, so the video runs at 1000 / model ms (the warm-up's
+    measure), never faster than the source; a folder or a still image has no rate of its own.
+    """
+    model_fps = 1000.0 / model_ms if model_ms > 0 else 0.0
+    if display == "camera" and source_fps > 0:
+        return source_fps
+    rates = [r for r in (model_fps, source_fps) if r > 0]
+    return max(1.0, min(rates)) if rates else 15.0
 
 
 @contextlib.contextmanager
@@ -100,7 +113,7 @@ def run_session(
                 f"pass --token SECRET and open {server.url}?token=SECRET",
                 file=sys.stderr,
             )
-    recording = RecordSwitch(outputs.record, outputs.snapshots, outputs.record_fps)
+    recording = RecordSwitch(outputs.record, outputs.snapshots)  # its rate is set once the display is chosen
     saver = FrameSaver(outputs.save_frames) if outputs.save_frames else None
 
     def on_frame(report: FrameReport) -> None:
@@ -117,6 +130,7 @@ def run_session(
             display = choose_display(outputs.display, model_ms, source.fps or 0.0)  # 0: folders, stills
         except ValueError as exc:
             raise SessionError(str(exc)) from exc
+        recording.fps = outputs.record_fps or record_rate(display, model_ms, source.fps or 0.0)
         print(
             f"{log_prefix}: display at {display} rate (model {model_ms:.0f} ms, source {source.fps or 0:.0f} FPS)",
             file=sys.stderr,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -95,22 +96,47 @@ def save_snapshot(frame: np.ndarray, folder: Path, prefix: str = "gradcam") -> P
 
 
 class RecordSwitch:
-    """A recorder the r key starts and stops; writes nothing while off."""
+    """A recorder the r key starts and stops; writes nothing while off.
+
+    A recording started with the r key that cannot be written stops with a message in
+    `failure`, and the loop goes on; the --record file was checked before the start.
+    """
 
     def __init__(self, path: Path | None, folder: Path, fps: float = 15.0) -> None:
-        self.folder, self.fps = folder, fps
+        self.folder, self._fps = folder, fps
         self.recorder: VideoRecorder | None = VideoRecorder(path, fps) if path else None
+        self.toggled = False
+        self.failure: str | None = None
 
     def write(self, frame: np.ndarray) -> None:
-        if self.recorder is not None:
+        if self.recorder is None:
+            return
+        try:
             self.recorder.write(frame)
+        except SinkError as exc:
+            if not self.toggled:
+                raise
+            self.failure = str(exc)
+            self.close()
+            print(f"recording stopped: {exc}", file=sys.stderr)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @fps.setter
+    def fps(self, value: float) -> None:
+        """The playback rate, for the --record file too if it has not started yet."""
+        self._fps = value
+        if self.recorder is not None and self.recorder.frames == 0:
+            self.recorder.fps = value
 
     def toggle(self) -> str:
         if self.recorder is not None:
             self.close()
             return "recording stopped"
         path = self.folder / f"gradcam_{time.strftime('%Y%m%d_%H%M%S')}.mp4"
-        self.recorder = VideoRecorder(path, self.fps)
+        self.recorder, self.toggled, self.failure = VideoRecorder(path, self.fps), True, None
         return f"recording to {path}"
 
     def close(self) -> None:

@@ -840,7 +840,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for graph in ("pooled", "full")
     }
     report["goals"] = {
-        **onnx_goals,
         "pooled <= 1.03x forward-only (batch 1)": goal(cost["pooled"]["ratio"], 1.03)
         + f"; re-reading its backward weights alone: {report['backward_floor']['pooled']['ratio_floor']:.3f}",
         "full <= 1.15x forward-only (batch 1)": goal(cost["full"]["ratio"], 1.15)
@@ -886,6 +885,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["browser_load"]["camera_rate_demo"]["drop"], 0.05
         ),
     }
+    if quick:  # the goals are VGG16's; the small architecture's figures only show the script runs
+        report["goals"] = {k: "n/a (--quick measures the small demo architecture)" for k in report["goals"]}
+    report["goals"] = {**onnx_goals, **report["goals"]}
     text = markdown(report)
     print(text)
     if args.json:

@@ -101,7 +101,8 @@ def test_truncated_video_ends_cleanly(tmp_path: Path) -> None:
     with LatestFrameReader(VideoCaptureSource(str(video), live=False)) as reader:
         frames = drain(reader)
     assert 0 < len(frames) < 40
-    assert reader.error is None and reader.end_reason == "end of stream"
+    assert reader.error is None and reader.end_reason.startswith("end of stream")
+    assert f"after {len(frames)} of 40 frames" in reader.end_reason  # says the file stopped early
 
 
 def test_folder_with_grey_bgra_and_broken_files(tmp_path: Path) -> None:
@@ -117,6 +118,7 @@ def test_folder_with_grey_bgra_and_broken_files(tmp_path: Path) -> None:
     assert [img.shape for img in images] == [(9, 11, 3), (9, 11, 3), (5, 7, 3)]
     assert all(img.dtype == np.uint8 for img in images)
     assert [p.name for p in source.skipped] == ["c_broken.jpg"]
+    assert reader.end_reason == "end of stream; skipped 1 unreadable file(s): c_broken.jpg"
 
 
 def test_empty_folder_and_missing_source_say_what_to_try(tmp_path: Path) -> None:
@@ -124,6 +126,13 @@ def test_empty_folder_and_missing_source_say_what_to_try(tmp_path: Path) -> None
         FolderSource(tmp_path).open()
     with pytest.raises(SourceError, match="--demo"):
         open_source(str(tmp_path / "missing.mp4"))
+
+
+def test_an_undecodable_file_gets_advice_for_files(tmp_path: Path) -> None:
+    junk = tmp_path / "clip.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(SourceError, match="not a video OpenCV can decode"):
+        VideoCaptureSource(str(junk), live=False).open()
 
 
 def test_absent_camera_says_try_file_or_demo() -> None:

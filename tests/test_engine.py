@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from realtime.contract import ContractError
-from realtime.engine import Engine, EngineOptions, ModelNotFoundError
+from realtime.engine import Engine, EngineOptions, ModelNotFoundError, describe_providers, gpu_present
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -73,8 +73,15 @@ def test_auto_providers_fall_back_to_cpu_with_one_line(small_models, capfd) -> N
     err = capfd.readouterr()
     if engine.provider == "CPUExecutionProvider" and "CUDAExecutionProvider" in ort.get_available_providers():
         assert "EP Error" not in err.out + err.err
-        assert "CUDA 13" in engine.notice
+        assert ("CUDA 13" in engine.notice) == gpu_present()  # the advice only where a GPU failed to load
     assert engine.notice.startswith("providers=auto")
+
+
+def test_the_cuda_advice_is_for_those_who_asked_or_have_a_gpu() -> None:
+    cpu, cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
+    assert describe_providers("auto", cuda, cpu, gpu_here=False) == "providers=auto: no GPU here, running on " + cpu
+    assert "CUDA 13" in describe_providers("auto", cuda, cpu, gpu_here=True)
+    assert "CUDA 13" in describe_providers("cuda", cuda, cpu, gpu_here=False)
 
 
 def _cuda_works() -> bool:
@@ -126,7 +133,7 @@ def test_provider_notice_says_why_not_where_asked() -> None:
     from realtime.engine import CPU, CUDA, TRT, describe_providers, provider_options
 
     assert describe_providers("cpu", CPU, CPU) == "providers=cpu: running on CPUExecutionProvider"
-    assert "CUDA 13" in describe_providers("auto", TRT, CPU)
+    assert "CUDA 13" in describe_providers("auto", TRT, CPU, gpu_here=True)
     # seen on an H200 with onnxruntime-gpu 1.31 and no TensorRT: the chain falls back to CUDA, not the CPU
     assert "TensorRT did not load" in describe_providers("tensorrt", TRT, CUDA)
     assert "fp32 graph runs faster" in describe_providers("cuda", CUDA, CUDA, "int8-forward")

@@ -18,6 +18,7 @@ from realtime import cam
 from realtime.demo import metrics, scenes
 from realtime.demo.models import demo_model_paths
 from realtime.engine import Engine, EngineOptions
+from realtime.progress import Progress
 
 BASELINES = ("random", "centre")
 
@@ -120,7 +121,9 @@ def markdown(reports: Sequence[ModelReport], n_scenes: int, steps: int) -> str:
         f"Held-out scenes: {n_scenes}, backgrounds drawn independently of the animal "
         f"(matching = as in the biased training set). Deletion/insertion: RISE, {steps} steps, "
         "deletion to zeros, insertion from a Gaussian-blurred image (sigma 5), class probability, trapezoid AUC. "
-        "The explained class is the true animal.",
+        "The explained class is the true animal. An insertion AUC that is the same for every method means "
+        "the class probability did not move while pixels were inserted: a model that decides from the "
+        "background colour finds it already in the blurred start image, whatever order the map gives.",
         "",
         "| model | accuracy, matching | accuracy, swapped |",
         "|---|---|---|",
@@ -148,12 +151,17 @@ def markdown(reports: Sequence[ModelReport], n_scenes: int, steps: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gradcam-eval", description=__doc__)
-    parser.add_argument("--scenes", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--scenes", type=int, default=100, help="held-out scenes per model (default 100)")
+    parser.add_argument("--steps", type=int, default=16, help="deletion/insertion steps per curve (default 16)")
+    parser.add_argument("--seed", type=int, default=1000, help="seed of the held-out scenes (training used others)")
     parser.add_argument("--output", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
-    reports = [evaluate(path, name, args.scenes, args.seed, args.steps) for name, path in demo_model_paths().items()]
+    models = demo_model_paths()
+    progress = Progress(len(models))
+    reports = []
+    for name, path in models.items():
+        with progress.step(f"{name}: {args.scenes} scenes x every method, {args.steps}-step deletion and insertion"):
+            reports.append(evaluate(path, name, args.scenes, args.seed, args.steps))
     text = markdown(reports, args.scenes, args.steps)
     print(text)
     if args.output:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from realtime import cam
+from realtime.cam import SMOOTH_MAX
 from realtime.pipeline import Controls, FrameReport, Stats
 
 
@@ -32,9 +33,6 @@ class Snapshot:
     top: tuple[tuple[int, str, float], ...] = ()
     explained: str = ""
     controls: Controls = field(default_factory=Controls)
-
-
-SMOOTH_MAX = 0.99  # 1.0 would keep the first map for ever
 
 
 def _short(value: object) -> str:
