@@ -61,7 +61,10 @@ class VideoRecorder:
     def write(self, frame: np.ndarray) -> None:
         size = (frame.shape[1], frame.shape[0])
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SinkError(f"cannot write video {self.path}: {exc.strerror or exc}") from exc
             remove_stale(self.path.parent)
             codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
             writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter.fourcc(*codec), self.fps, size)

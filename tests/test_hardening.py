@@ -185,3 +185,42 @@ def test_bad_output_paths_fail_in_the_first_second(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert bad_alpha.returncode == 2 and "between 0 and 1" in bad_alpha.stderr
+
+
+def test_a_failing_snapshot_or_recording_is_reported_and_the_loop_goes_on(tmp_path: Path) -> None:
+    from realtime.demo.live import DemoSource
+    from realtime.demo.models import demo_model_paths
+    from realtime.pipeline import LiveLoop
+    from realtime.sinks import RecordSwitch, SinkError
+
+    engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=0))
+    keys = iter([ord("s"), -1, ord("r"), -1, -1, -1, -1, -1, -1, -1])
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    recording = RecordSwitch(None, blocked / "videos")  # the r key will record under a file: it must fail
+    messages: list[str] = []
+
+    def snapshot(image: np.ndarray) -> Path:
+        raise SinkError("disk full")
+
+    with LatestFrameReader(DemoSource(paced=False)) as reader:
+        loop = LiveLoop(
+            engine, reader, Controls(), show=lambda image: next(keys), sinks=[recording], snapshot=snapshot,
+            toggle_record=recording.toggle, log=messages.append,
+        )  # fmt: skip
+        summary = loop.run(8)
+    assert summary.displayed == 8
+    assert any("snapshot failed: disk full" in m for m in messages)
+    assert recording.failure is not None and recording.recorder is None  # stopped, not crashed
+
+
+def test_a_folder_of_images_always_gets_its_own_map(tmp_path: Path) -> None:
+    """No frame rate, so no camera-rate display carrying the first image's map onto the next ones."""
+    from realtime.demo.models import demo_model_paths
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((60, 80, 3), 60 * i, np.uint8))
+    argv = ["--source", str(tmp_path), "--model", str(demo_model_paths()["fair"]), "--no-window", "--providers", "cpu"]
+    done = subprocess.run([sys.executable, "-m", "realtime.cli", *argv], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert "display at model rate" in done.stderr and "3 frames shown" in done.stderr

@@ -176,6 +176,7 @@ TENSORRT_OPS = frozenset(
     ]
 )
 TENSORRT_MAX_OPSET = 20
+LARGE_WEIGHT = 1 << 20  # elements: float weights above this stay float32 in the float64 head
 TENSORRT_TOPK_LIMIT = 3840
 
 
@@ -226,28 +227,42 @@ def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
             needed.append(node)
             stack.extend(node.input)
     inputs_of = {name for node in needed for name in node.input}
-    nodes = _sorted(needed, producer)
-    weights = [
-        numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), name)
-        if init.data_type == TensorProto.FLOAT
-        else init
-        for name, init in inits.items()
-        if name in inputs_of
-    ]
+    nodes = [_copy(node) for node in _sorted(needed, producer)]  # the model's own nodes stay untouched
+    # small float weights become float64 here; large ones stay float32 and are cast inside the graph
+    # on every run, so VGG16's fc1 never exists as an 800 MB float64 copy in Python and in the session
+    weights, casts = [], []
+    for name, init in inits.items():
+        if name not in inputs_of:
+            continue
+        if init.data_type != TensorProto.FLOAT:
+            weights.append(init)
+        elif int(np.prod(init.dims)) <= LARGE_WEIGHT:
+            weights.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), name))
+        else:
+            weights.append(init)
+            casts.append(onnx.helper.make_node("Cast", [name], [f"{name}/f64"], to=TensorProto.DOUBLE))
+            for node in nodes:
+                node.input[:] = [f"{name}/f64" if i == name else i for i in node.input]
     graph = onnx.helper.make_graph(
-        nodes,
+        casts + nodes,
         "head",
         [onnx.helper.make_tensor_value_info(head.target, TensorProto.DOUBLE, None)],
         [onnx.helper.make_tensor_value_info(head.logits, TensorProto.DOUBLE, None)],
         weights,
     )
-    for node in graph.node:
+    for node in graph.node[len(casts) :]:
         for attr in node.attribute:
             if attr.name == "to" and attr.i == TensorProto.FLOAT:
                 attr.i = TensorProto.DOUBLE
             if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
                 attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64)))
     return onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+
+
+def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
 
 
 def _from_target(model: onnx.ModelProto, target: str) -> set[str]:
