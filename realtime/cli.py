@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from realtime import cam
 from realtime.cam import SMOOTH_MAX
@@ -165,6 +166,23 @@ def report(summary: RunSummary, provider: str, record: Path | None, prefix: str 
         print(f"{prefix}video written to {record.resolve()}", file=sys.stderr)
 
 
+def session_outputs(config: LiveConfig, title: str | None, record: Path | None) -> Any:
+    """The sinks a config asks for (a session.Outputs); the demo and the camera path build them alike."""
+    from realtime.session import Outputs
+
+    return Outputs(
+        title,
+        record,
+        config.snapshots,
+        config.serve,
+        config.max_clients,
+        token=config.token,
+        save_frames=config.save_frames,
+        display=config.display,
+        warp=config.warp,
+    )
+
+
 def check_outputs(config: LiveConfig) -> None:
     """Every path gradcam-live will write, checked before anything slow."""
     if config.record is not None:
@@ -180,7 +198,7 @@ def run(config: LiveConfig) -> int:
     from realtime.contract import ContractError
     from realtime.engine import Engine, EngineOptions, ModelNotFoundError
     from realtime.pipeline import Controls
-    from realtime.session import Outputs, SessionError, run_session
+    from realtime.session import SessionError, run_session
 
     try:
         check_outputs(config)  # in the first second, not after loading a model or at the first frame
@@ -205,17 +223,7 @@ def run(config: LiveConfig) -> int:
         top_k = min(config.top_k, engine.info.num_classes)
         controls = Controls(config.method, class_id, 0, top_k, config.alpha, config.smooth)
         source = open_source(config.source)
-        outputs = Outputs(
-            "gradcam-live" if config.window else None,
-            config.record,
-            config.snapshots,
-            config.serve,
-            config.max_clients,
-            token=config.token,
-            save_frames=config.save_frames,
-            display=config.display,
-            warp=config.warp,
-        )
+        outputs = session_outputs(config, "gradcam-live" if config.window else None, config.record)
         summary = run_session([engine], source, controls, outputs, config.fit, config.max_frames)
     except (
         ModelNotFoundError,

@@ -112,12 +112,12 @@ class DemoSource:
 
 def run_demo(config: LiveConfig) -> int:
     """Biased and fair model side by side on the animated scene: a window, or a video where there is no display."""
-    from realtime.cli import report
+    from realtime.cli import report, session_outputs
     from realtime.contract import ContractError
     from realtime.demo.models import DemoModelsMissingError, demo_model_paths
     from realtime.engine import Engine, EngineOptions
     from realtime.pipeline import Controls
-    from realtime.session import Outputs, SessionError, run_session
+    from realtime.session import SessionError, run_session
     from realtime.sinks import has_display
 
     try:
@@ -138,16 +138,7 @@ def run_demo(config: LiveConfig) -> int:
         )
     controls = Controls(method=config.method, alpha=config.alpha, smooth=config.smooth)
     title = "gradcam-live --demo (left: biased model, right: fair model)" if windowed else None
-    outputs = Outputs(
-        title,
-        record,
-        config.snapshots,
-        config.serve,
-        config.max_clients,
-        token=config.token,
-        display=config.display,
-        warp=config.warp,
-    )
+    outputs = session_outputs(config, title, record)
     try:
         summary = run_session(engines, DemoSource(), controls, outputs, max_frames=max_frames, log_prefix="demo")
     except SessionError as exc:

@@ -79,14 +79,19 @@ def first_maximum(ctx: Context, values: str, axis: int) -> str:
     return b.mul(is_max, b.mask(b.op("Equal", [count, b.const(np.float32(1.0))])))
 
 
+def _geometry(ctx: Context, node: onnx.NodeProto) -> tuple[int, int, int, int, int, int, int]:
+    """(channels, height, width, ph, pw, ho, wo) of a non-overlapping pool's input, window and output."""
+    channels, height, width = ctx.dims(node.input[0])
+    ph, pw = _window(node, (channels, height, width))
+    return channels, height, width, ph, pw, height // ph, width // pw
+
+
 @rule("MaxPool")
 def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
     b, x = ctx.b, node.input[0]
-    channels, height, width = ctx.dims(x)
-    ph, pw = _window(node, (channels, height, width))
+    channels, height, width, ph, pw, ho, wo = _geometry(ctx, node)
     if (ph, pw) == (1, 1):
         return {x: g}
-    ho, wo = height // ph, width // pw
     xc = x if (ho * ph, wo * pw) == (height, width) else b.slice(x, [0, 0], [ho * ph, wo * pw], [2, 3])
     windows = b.reshape(
         b.transpose(b.reshape(xc, [0, channels, ho, ph, wo, pw]), [0, 1, 2, 4, 3, 5]), [0, channels, ho, wo, ph * pw]
@@ -101,11 +106,9 @@ def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ..
 @rule("AveragePool")
 def _avgpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
     b, x = ctx.b, node.input[0]
-    channels, height, width = ctx.dims(x)
-    ph, pw = _window(node, (channels, height, width))
+    channels, height, width, ph, pw, ho, wo = _geometry(ctx, node)
     if (ph, pw) == (1, 1):
         return {x: g}
-    ho, wo = height // ph, width // pw
     cells = b.reshape(b.scale(ctx.normal(g), 1.0 / (ph * pw)), [0, 0, channels, ho, 1, wo, 1])
     spread = b.op("Expand", [cells, b.ints([1, 1, 1, 1, ph, 1, pw])])
     back = b.reshape(spread, [0, 0, channels, ho * ph, wo * pw])
