@@ -9,6 +9,7 @@ whose process is gone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def remove_stale(folder: Path, marker: str = PARTIAL) -> int:
     return removed
 
 
+def discard(path: Path) -> None:
+    """Remove a partial file if it is there (its folder may not even exist)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        path.unlink()
+
+
 def finish(partial: Path, path: Path) -> None:
     """Move a complete partial file into place."""
     os.replace(partial, path)
@@ -57,7 +64,7 @@ def write_image(path: Path, frame: np.ndarray) -> bool:
         finish(partial, path)
         return True
     finally:
-        partial.unlink(missing_ok=True)
+        discard(partial)
 
 
 class OutputPathError(ValueError):

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.files import finish, partial_path, remove_stale, write_image
+from realtime.files import discard, finish, partial_path, remove_stale, write_image
 
 
 class SinkError(RuntimeError):
@@ -69,7 +69,7 @@ class VideoRecorder:
             codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
             writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter.fourcc(*codec), self.fps, size)
             if not writer.isOpened():
-                self.partial.unlink(missing_ok=True)
+                discard(self.partial)
                 raise SinkError(f"cannot write video {self.path}; try a .avi path")
             self._writer, self._size = writer, size
         if size != self._size:
@@ -86,7 +86,7 @@ class VideoRecorder:
             self._writer = None
             if self.frames:
                 finish(self.partial, self.path)
-        self.partial.unlink(missing_ok=True)
+        discard(self.partial)
 
 
 def save_snapshot(frame: np.ndarray, folder: Path, prefix: str = "gradcam") -> Path:
