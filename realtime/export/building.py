@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime import contract
-from realtime.export import checks, contract_graph, passes
+from realtime.export import checks, contract_graph, passes, selfcheck
 from realtime.export.backward import SUPPORTED_OPS
 from realtime.export.derivatives import RuleError
 from realtime.export.head import GraphIndex, Head, HeadError, candidates, default_target, extract, static_shapes
@@ -27,7 +27,7 @@ class SelfCheckError(RuntimeError):
 
 @dataclass(frozen=True)
 class Built:
-    check: checks.SelfCheck | None
+    check: selfcheck.SelfCheck | None
     num_classes: int
     layer: str
     input_size: tuple[int, int]
@@ -119,7 +119,7 @@ def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: 
         passes.finish(model)
     size = _input_size(forward)
 
-    def check(path: Path) -> checks.SelfCheck | None:
+    def check(path: Path) -> selfcheck.SelfCheck | None:
         try:
             checks.check_portable(path)
         except checks.GraphCheckError as exc:
@@ -130,7 +130,7 @@ def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: 
             image, targets = self_check_inputs(len(labels), size)
             outputs = checks.run_onnx(path, image, targets)
             try:
-                report = checks.self_check(model, head, outputs)
+                report = selfcheck.self_check(model, head, outputs)
             except checks.GraphCheckError as exc:
                 raise SelfCheckError(str(exc)) from exc
             if not report.ok():

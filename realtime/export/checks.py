@@ -1,24 +1,16 @@
-"""Checks a graph passes before it is written: validity, portability, and its backward against finite differences.
+"""Checks a graph passes before it is written: valid, in the default domain, within TensorRT's parser.
 
-The self-check owes nothing to how the backward was built: it re-runs the
-model's own head nodes in float64 (onnx's numpy reference evaluator) on the
-activations the graph returned, nudges them along random directions and
-compares the change of the explained logits with what the graph's gradients
-(or, for `pooled`, its channel weights) predict.
+The numeric self-check of the backward lives in selfcheck.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
 
 from realtime import contract
-from realtime.export.head import NCHW, Head
 
 # ONNX-TensorRT 10.0's operator support matrix (docs/operators.md, rows marked Y). Restrictions that
 # matter here: TopK's K < 3840, Reduce*/Slice/Squeeze/Unsqueeze/Pad axes constant, MaxPool without
@@ -176,7 +168,6 @@ TENSORRT_OPS = frozenset(
     ]
 )
 TENSORRT_MAX_OPSET = 20
-LARGE_WEIGHT = 1 << 20  # elements: float weights above this stay float32 in the float64 head
 TENSORRT_TOPK_LIMIT = 3840
 
 
@@ -199,218 +190,6 @@ def check_portable(path: Path, precision: str = "fp32") -> None:
     unsupported = sorted({n.op_type for n in model.graph.node} - TENSORRT_OPS)
     if unsupported:
         raise GraphCheckError(f"ops TensorRT's ONNX parser does not support: {', '.join(unsupported)}")
-
-
-def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
-    """The model's own nodes from the target to the logits, in float64, as a standalone graph.
-
-    A Shape node that reads a body tensor (tf2onnx computes reshape targets that
-    way) is replaced by [batch of the target, static dims of that tensor].
-    """
-    producer = {out: node for node in model.graph.node for out in node.output}
-    inits = {init.name: init for init in model.graph.initializer}
-    needed: list[onnx.NodeProto] = []
-    seen: set[str] = {head.target}
-    stack = [head.logits]
-    while stack:
-        name = stack.pop()
-        if name in seen or name in inits or not name:
-            continue
-        seen.add(name)
-        node = producer.get(name)
-        if node is None:
-            raise GraphCheckError(f"the logits depend on {name!r}, which does not come from {head.target!r}")
-        if node.op_type == "Shape" and node.input[0] not in _from_target(model, head.target):
-            needed.extend(_static_shape_nodes(node, head))
-            continue
-        if node not in needed:
-            needed.append(node)
-            stack.extend(node.input)
-    inputs_of = {name for node in needed for name in node.input}
-    nodes = [_copy(node) for node in _sorted(needed, producer)]  # the model's own nodes stay untouched
-    # small float weights become float64 here; large ones stay float32 and are cast inside the graph
-    # on every run, so VGG16's fc1 never exists as an 800 MB float64 copy in Python and in the session
-    weights, casts = [], []
-    for name, init in inits.items():
-        if name not in inputs_of:
-            continue
-        if init.data_type != TensorProto.FLOAT:
-            weights.append(init)
-        elif int(np.prod(init.dims)) <= LARGE_WEIGHT:
-            weights.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), name))
-        else:
-            weights.append(init)
-            casts.append(onnx.helper.make_node("Cast", [name], [f"{name}/f64"], to=TensorProto.DOUBLE))
-            for node in nodes:
-                node.input[:] = [f"{name}/f64" if i == name else i for i in node.input]
-    graph = onnx.helper.make_graph(
-        casts + nodes,
-        "head",
-        [onnx.helper.make_tensor_value_info(head.target, TensorProto.DOUBLE, None)],
-        [onnx.helper.make_tensor_value_info(head.logits, TensorProto.DOUBLE, None)],
-        weights,
-    )
-    for node in graph.node[len(casts) :]:
-        for attr in node.attribute:
-            if attr.name == "to" and attr.i == TensorProto.FLOAT:
-                attr.i = TensorProto.DOUBLE
-            if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64)))
-    return onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
-
-
-def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
-    copy = onnx.NodeProto()
-    copy.CopyFrom(node)
-    return copy
-
-
-def _from_target(model: onnx.ModelProto, target: str) -> set[str]:
-    reached = {target}
-    for node in model.graph.node:
-        if any(i in reached for i in node.input):
-            reached.update(node.output)
-    return reached
-
-
-def _static_shape_nodes(node: onnx.NodeProto, head: Head) -> list[onnx.NodeProto]:
-    """Nodes computing Shape(body tensor) as Concat(batch of the target, its static dims)."""
-    dims = head.shapes.get(node.input[0])
-    if dims is None:
-        raise GraphCheckError(f"the head reads the shape of {node.input[0]!r}, whose size is not static")
-    out = node.output[0]
-    full = [
-        onnx.helper.make_node("Shape", [head.target], [f"{out}/batch_all"]),
-        onnx.helper.make_node(
-            "Constant", [], [f"{out}/dims"], value=numpy_helper.from_array(np.asarray(dims, np.int64))
-        ),
-        onnx.helper.make_node(
-            "Constant", [], [f"{out}/zero"], value=numpy_helper.from_array(np.asarray([0], np.int64))
-        ),
-        onnx.helper.make_node("Constant", [], [f"{out}/one"], value=numpy_helper.from_array(np.asarray([1], np.int64))),
-        onnx.helper.make_node("Slice", [f"{out}/batch_all", f"{out}/zero", f"{out}/one"], [f"{out}/batch"]),
-    ]
-    attributes = {a.name: a.i for a in node.attribute}
-    if not attributes:
-        return [*full, onnx.helper.make_node("Concat", [f"{out}/batch", f"{out}/dims"], [out], axis=0)]
-    full.append(onnx.helper.make_node("Concat", [f"{out}/batch", f"{out}/dims"], [f"{out}/whole"], axis=0))
-    start, end = attributes.get("start", 0), attributes.get("end", len(dims) + 1)
-    full += [
-        onnx.helper.make_node(
-            "Constant", [], [f"{out}/s"], value=numpy_helper.from_array(np.asarray([start], np.int64))
-        ),
-        onnx.helper.make_node("Constant", [], [f"{out}/e"], value=numpy_helper.from_array(np.asarray([end], np.int64))),
-        onnx.helper.make_node("Slice", [f"{out}/whole", f"{out}/s", f"{out}/e"], [out]),
-    ]
-    return full
-
-
-def _sorted(nodes: list[onnx.NodeProto], producer: dict[str, onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """Topological order of a node list (producers first)."""
-    made = {out for node in nodes for out in node.output}
-    placed: list[onnx.NodeProto] = []
-    done: set[str] = set()
-    remaining = list(nodes)
-    while remaining:
-        progress = False
-        for node in list(remaining):
-            if all(i in done or i not in made for i in node.input):
-                placed.append(node)
-                done.update(node.output)
-                remaining.remove(node)
-                progress = True
-        if not progress:
-            raise GraphCheckError("the head has a cycle")
-    return placed
-
-
-@dataclass(frozen=True)
-class SelfCheck:
-    """The graph's outputs against float64 finite differences of the model's own head."""
-
-    logits_rel: float  # the graph's logits against the float64 head on the same activations
-    derivative_rel: float  # directional derivative: graph against central differences
-    cam_abs: float  # the cam output against ReLU(sum_c w_c A_c) / max worked out in numpy
-
-    def ok(self, tolerance: float = 1e-4) -> bool:
-        return self.logits_rel <= tolerance and self.derivative_rel <= tolerance and self.cam_abs <= tolerance
-
-    def describe(self) -> str:
-        return (
-            f"logits {self.logits_rel:.1e}, directional derivative {self.derivative_rel:.1e} (relative), "
-            f"cam {self.cam_abs:.1e}"
-        )
-
-
-def self_check(
-    forward: onnx.ModelProto,
-    head: Head,
-    outputs: dict[str, np.ndarray],
-    directions: int = 2,
-    seed: int = 7,
-) -> SelfCheck:
-    """Compare the graph's `outputs` (for one batch) with finite differences of the forward's head."""
-    run_head = _float64_runner(head_model(forward, head), head.target)
-    activations = outputs[contract.OUT_ACTIVATIONS].astype(np.float64)
-    x0 = activations.transpose(0, 3, 1, 2) if head.layout == NCHW else activations
-    classes = outputs[contract.OUT_CLASSES]
-
-    def logits_at(x: np.ndarray) -> np.ndarray:
-        return np.asarray(run_head(x), np.float64)
-
-    reference = logits_at(x0)
-    logits_rel = _rel(outputs[contract.OUT_LOGITS], reference)
-    rng = np.random.default_rng(seed)
-    gradients = outputs.get(contract.OUT_GRADIENTS)
-    worst = 0.0
-    for turn in range(directions):
-        coefficients = rng.standard_normal(classes.shape)
-        if gradients is not None and turn % 2 == 0:
-            # any direction, through the full gradient; zero where A is zero, because a max-pool window
-            # of ReLU zeros is a tie that a non-uniform nudge breaks (the function has no derivative there)
-            direction_nhwc = rng.standard_normal(activations.shape) * (activations != 0)
-            predicted = np.einsum("nk,nkhwc,nhwc->", coefficients, gradients.astype(np.float64), direction_nhwc)
-            magnitude = np.einsum("nk,nkhwc,nhwc->", np.abs(coefficients), np.abs(gradients), np.abs(direction_nhwc))
-        else:  # constant over space per channel: sees only the channel weights, and keeps every tie a tie
-            per_channel = rng.standard_normal((activations.shape[0], activations.shape[3]))
-            direction_nhwc = np.broadcast_to(per_channel[:, None, None, :], activations.shape)
-            area = activations.shape[1] * activations.shape[2]
-            weights = outputs[contract.OUT_WEIGHTS].astype(np.float64)
-            predicted = area * np.einsum("nk,nkc,nc->", coefficients, weights, per_channel)
-            magnitude = area * np.einsum("nk,nkc,nc->", np.abs(coefficients), np.abs(weights), np.abs(per_channel))
-        direction = direction_nhwc.transpose(0, 3, 1, 2) if head.layout == NCHW else direction_nhwc
-        step = 1e-8 * max(float(np.abs(x0).max()), 1.0)  # small: a ReLU kink inside the step breaks the difference
-
-        def score(x: np.ndarray, c: np.ndarray = coefficients) -> float:
-            return float((c * np.take_along_axis(logits_at(x), classes, axis=1)).sum())
-
-        measured = (score(x0 + step * direction) - score(x0 - step * direction)) / (2 * step)
-        worst = max(worst, abs(measured - predicted) / max(magnitude, 1e-30))
-    cam = np.maximum(np.einsum("nhwc,nkc->nkhw", activations, outputs[contract.OUT_WEIGHTS].astype(np.float64)), 0)
-    peak = cam.max(axis=(2, 3), keepdims=True)
-    cam = cam / np.where(peak > 0, peak, 1)
-    return SelfCheck(logits_rel, worst, float(np.abs(outputs[contract.OUT_CAM] - cam).max()))
-
-
-def _float64_runner(model: onnx.ModelProto, target: str) -> Any:
-    """onnxruntime where it has float64 kernels for every head op (fast), else onnx's numpy reference."""
-    import onnxruntime as ort
-
-    try:
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no fused float32 kernels
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {target: x})[0]
-    except Exception:  # a float64 kernel is missing (HardSwish, ...): the reference evaluator has them all
-        from onnx.reference import ReferenceEvaluator
-
-        evaluator = ReferenceEvaluator(model)
-        return lambda x: next(iter(evaluator.run(None, {target: x})))
-
-
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
 
 
 def run_onnx(path: str | Path, image: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:

@@ -60,7 +60,7 @@ class ExportConfig:
 class ExportResult:
     output: Path
     seconds: float
-    check: Any  # checks.SelfCheck | None
+    check: Any  # selfcheck.SelfCheck | None
     num_classes: int
     layer: str
     fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
