@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from realtime import contract
+from realtime.export.builder import model_opset
 
 # ONNX-TensorRT 10.0's operator support matrix (docs/operators.md, rows marked Y). Restrictions that
 # matter here: TopK's K < 3840, Reduce*/Slice/Squeeze/Unsqueeze/Pad axes constant, MaxPool without
@@ -190,6 +192,14 @@ def check_portable(path: Path, precision: str = "fp32") -> None:
     unsupported = sorted({n.op_type for n in model.graph.node} - TENSORRT_OPS)
     if unsupported:
         raise GraphCheckError(f"ops TensorRT's ONNX parser does not support: {', '.join(unsupported)}")
+    opset = model_opset(model)
+    if opset > TENSORRT_MAX_OPSET:
+        raise GraphCheckError(f"opset {opset}: TensorRT's parser reads opsets up to {TENSORRT_MAX_OPSET}")
+    constants = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        k = constants.get(node.input[1]) if node.op_type == "TopK" and len(node.input) > 1 else None
+        if node.op_type == "TopK" and (k is None or int(numpy_helper.to_array(k).max()) >= TENSORRT_TOPK_LIMIT):
+            raise GraphCheckError(f"TopK {node.name!r}: TensorRT needs a constant K below {TENSORRT_TOPK_LIMIT}")
 
 
 def run_onnx(path: str | Path, image: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
