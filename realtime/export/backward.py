@@ -14,15 +14,12 @@ from dataclasses import dataclass
 
 import onnx
 
-from realtime.export import spatial
+from realtime.export import spatial  # noqa: F401  (importing it registers the pool, reshape and norm rules)
 from realtime.export.builder import GraphBuilder
 from realtime.export.derivatives import RULES, Context, Grad, RuleError, attrs, pooled_dense
 from realtime.export.head import NCHW, Head
 
-assert spatial.rule is not None  # importing spatial registers its rules in RULES
-
 SUPPORTED_OPS = tuple(sorted(RULES))
-SUM_PRESERVING = ("MaxPool", "AveragePool", "Identity", "Dropout", "Transpose")
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ def pooled_stop(head: Head) -> PooledStop | None:
                 return None
             channel = perm.index(channel)
         elif (op in ("GlobalAveragePool", "GlobalMaxPool") and channel == 1) or (
-            op == "ReduceMean" and sorted(_axes(node, head)) == sorted({1, 2, 3} - {channel})
+            op == "ReduceMean" and sorted(_axes(node)) == sorted({1, 2, 3} - {channel})
         ):
             return PooledStop(node.name, "global")
         elif op in ("Flatten", "Reshape") and len(head.shapes.get(node.output[0], ())) == 1:
@@ -75,7 +72,7 @@ def pooled_stop(head: Head) -> PooledStop | None:
     return None
 
 
-def _axes(node: onnx.NodeProto, head: Head) -> list[int]:
+def _axes(node: onnx.NodeProto) -> list[int]:
     """Attribute axes only: with axes as an input (opset 18) the pooled variant sums the full gradient instead."""
     listed = attrs(node).get("axes")
     return [int(a) % 4 for a in listed] if listed is not None else []

@@ -20,6 +20,7 @@ import numpy as np
 
 from realtime import contract
 from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
+from realtime.files import OutputPathError, check_output_file
 from realtime.labels import imagenet_labels
 from realtime.progress import Progress
 
@@ -153,15 +154,10 @@ def _validate(config: ExportConfig) -> None:
         raise ExportError(f"--int8-scope {config.int8_scope!r}: choose {', '.join(SCOPES)}")
     if config.labels is not None and not config.labels.is_file():
         raise ExportError(f"--labels {config.labels}: no such file")
-    output = config.output or default_output(config)
-    folder = output.parent if str(output.parent) else Path(".")
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise ExportError(f"--output {output}: cannot write in {probe}; choose a writable folder")
-    if output.suffix != ".onnx":
-        raise ExportError(f"--output {output}: the file name must end in .onnx")
+    try:  # the same check gradcam-live makes of its outputs, in the first second
+        check_output_file(config.output or default_output(config), "--output", (".onnx",))
+    except OutputPathError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def preprocess_spec(config: ExportConfig) -> tuple[str, Any]:

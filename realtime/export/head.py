@@ -90,9 +90,6 @@ class Head:
         d = self.shapes[self.target]
         return (d[1], d[2], d[0]) if self.layout == NCHW else (d[0], d[1], d[2])
 
-    def channel_axis(self) -> int:
-        return 1 if self.layout == NCHW else 3
-
     def spatial_axes(self) -> tuple[int, int]:
         return (2, 3) if self.layout == NCHW else (1, 2)
 

@@ -7,6 +7,7 @@ wherever it is convenient, and this puts each after its inputs.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 
 import numpy as np
@@ -66,8 +67,6 @@ def topological_sort(model: onnx.ModelProto) -> None:
             readers.setdefault(dep, []).append(index)
     ready = [index for index, deps in enumerate(waiting_on) if not deps]
     order: list[int] = []
-    import heapq
-
     heapq.heapify(ready)
     while ready:
         index = heapq.heappop(ready)
