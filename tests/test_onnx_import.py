@@ -209,6 +209,18 @@ def test_unsupported_head_op_is_named_with_a_layer_that_works(tmp_path: Path, ca
     assert out.exists()
 
 
+def test_an_overlapping_pool_in_the_head_is_refused_with_a_layer_that_works(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.MaxPool2d(3, stride=2), nn.Flatten(), nn.Linear(8 * 7 * 7, 3))
+    source = to_onnx(Net(head).eval(), tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match=r"non-overlapping.*--layer (\S+) works") as refused:
+        export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", quiet=True))
+    assert not (tmp_path / "g.onnx").exists()
+    suggested = str(refused.value).split("--layer ")[1].split(" ")[0]
+    config = ExportConfig(onnx=source, layer=suggested, output=tmp_path / "g.onnx", quiet=True)
+    assert export(config).output.exists()
+
+
 def _list(source: Path, capsys) -> list[str]:
     assert export_cli.main(["--onnx", str(source), "--list-layers"]) == 0
     return capsys.readouterr().out.strip().splitlines()

@@ -110,12 +110,13 @@ def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: 
         prep_name, prep = preprocess_spec(config)
         meta = metadata(labels, layer, prep_name, config.gradients, forward.name)
         model = forward.model
+        # a rule can still refuse a node's settings (an overlapping pool); the advice must come from the
+        # graph as imported, since building rewrites it in place
+        advice = _suggestion(forward, head.target, head.shapes, GraphIndex.of(model.graph))
         try:
             contract_graph.build(model, head, forward.input_name, forward.layout, prep, config.gradients, meta)
         except RuleError as exc:
-            raise ExportError(
-                f"{exc}. {_suggestion(forward, head.target, head.shapes, GraphIndex.of(model.graph))}"
-            ) from exc
+            raise ExportError(f"{exc}. {advice}") from exc
         passes.finish(model)
     size = _input_size(forward)
 
