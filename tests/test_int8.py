@@ -14,14 +14,14 @@ pytest.importorskip("onnxruntime.quantization")
 from realtime import cli, contract  # noqa: E402
 from realtime.demo.models import demo_model_paths  # noqa: E402
 from realtime.engine import Engine, EngineOptions  # noqa: E402
-from realtime.export import quantize  # noqa: E402
+from realtime.export import calibration, quantize  # noqa: E402
 from tests.conftest import count_frames, write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def fair_int8(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("int8")
-    images = quantize.calibration_images("demo", (224, 224), 32)
+    images = calibration.calibration_images("demo", (224, 224), 32)
     fp32 = demo_model_paths()["fair"]
     return {
         "fp32": fp32,
@@ -31,8 +31,8 @@ def fair_int8(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("scope", list(quantize.SCOPES))
 def test_fair_model_int8_fidelity(fair_int8, scope: str) -> None:
-    held, masks = quantize.demo_holdout(100, (224, 224))
-    result = quantize.fidelity(fair_int8["fp32"], fair_int8[scope], held, masks)
+    held, masks = calibration.demo_holdout(100, (224, 224))
+    result = calibration.fidelity(fair_int8["fp32"], fair_int8[scope], held, masks)
     assert result.top1_agreement >= 0.99
     assert result.map_correlation >= 0.95
     assert result.pointing_fp32 is not None and result.pointing_int8 is not None
@@ -60,7 +60,7 @@ def test_scope_all_makes_the_backward_products_int8_and_keeps_the_gradients(fair
     model = onnx.load(str(fair_int8["all"]))
     ops = [n.op_type for n in model.graph.node]
     assert "DynamicQuantizeMatMul" in ops and "Gemm" not in ops  # the fc backward (6272x32) is int8
-    image = quantize.demo_holdout(4, (224, 224))[0]
+    image = calibration.demo_holdout(4, (224, 224))[0]
     reference = Engine(fair_int8["forward"], EngineOptions(providers="cpu", warmup=0)).run(image, [[0, 1]])
     quantized = Engine(fair_int8["all"], EngineOptions(providers="cpu", warmup=0)).run(image, [[0, 1]])
     assert reference.gradients is not None and quantized.gradients is not None
@@ -122,15 +122,15 @@ def test_forward_nodes_never_include_the_backward(small_models) -> None:
 
 
 def test_calibration_sources(tmp_path: Path, capsys) -> None:
-    assert quantize.calibration_images("random", (32, 32), 3).shape == (3, 32, 32, 3)
+    assert calibration.calibration_images("random", (32, 32), 3).shape == (3, 32, 32, 3)
     assert "smoke tests only" in capsys.readouterr().err
     with pytest.raises(quantize.QuantizeError, match="--save-frames"):
-        quantize.calibration_images(str(tmp_path), (32, 32), 3)
+        calibration.calibration_images(str(tmp_path), (32, 32), 3)
     cv2.imwrite(str(tmp_path / "a.png"), np.full((50, 70), 100, np.uint8))  # grey, odd size
     cv2.imwrite(str(tmp_path / "b.jpg"), np.full((40, 40, 3), 20, np.uint8))
-    assert quantize.calibration_images(str(tmp_path), (32, 32), 8).shape == (2, 32, 32, 3)
+    assert calibration.calibration_images(str(tmp_path), (32, 32), 8).shape == (2, 32, 32, 3)
     with pytest.raises(quantize.QuantizeError, match="not demo, random or a folder"):
-        quantize.calibration_images(str(tmp_path / "missing"), (32, 32), 3)
+        calibration.calibration_images(str(tmp_path / "missing"), (32, 32), 3)
 
 
 def test_export_int8_end_to_end(tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_save_frames_collects_calibration_data(small_models, tmp_path: Path) -> 
     saved = sorted(folder.glob("*.jpg"))
     assert len(saved) == 3  # frames 0, 15 and 30
     assert cv2.imread(str(saved[0])).shape == (480, 640, 3)  # the camera frame, not the overlay
-    assert quantize.calibration_images(str(folder), (64, 64), 8).shape == (3, 64, 64, 3)
+    assert calibration.calibration_images(str(folder), (64, 64), 8).shape == (3, 64, 64, 3)
 
 
 def test_bad_int8_scope_fails_before_any_export_work() -> None:

@@ -14,9 +14,11 @@ from typing import Any
 from realtime import contract
 from realtime.export import checks, contract_graph, passes, selfcheck
 from realtime.export.backward import SUPPORTED_OPS
+from realtime.export.config import ExportConfig, ExportError, preprocess_spec, resolve_labels, self_check_inputs
 from realtime.export.derivatives import RuleError
-from realtime.export.head import GraphIndex, Head, HeadError, candidates, default_target, extract, static_shapes
+from realtime.export.head import GraphIndex, Head, HeadError, candidates, default_target, extract
 from realtime.export.importers import ForwardGraph
+from realtime.export.shapes import static_shapes
 from realtime.export.writing import save_checked
 from realtime.progress import Progress
 
@@ -95,10 +97,8 @@ def metadata(labels: Sequence[str], layer: str, preprocessing: str, gradients: s
     }
 
 
-def build_and_write(forward: ForwardGraph, config: Any, output: Path, progress: Progress) -> Built:
-    """Build the contract graph for `config` (an ExportConfig), check it, and move it to `output`."""
-    from realtime.export.exporter import ExportError, preprocess_spec, resolve_labels, self_check_inputs
-
+def build_and_write(forward: ForwardGraph, config: ExportConfig, output: Path, progress: Progress) -> Built:
+    """Build the contract graph for `config`, check it, and move it to `output`."""
     with progress.step(f"building the Grad-CAM graph ({config.gradients} gradients)"):
         passes.noop_pools_to_identity(forward.model)
         try:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from realtime import contract
-from realtime.export.quantize import CALIBRATION_SOURCES, DEFAULT_SCOPE, SCOPES
+from realtime.export.calibration import CALIBRATION_SOURCES
+from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
 
 GRADIENT_CHOICES = {
     contract.GRADIENTS_FULL: "logits, maps and the full d logit / dA (needed by Grad-CAM++, HiResCAM, ...)",
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     check = f"; self-check {result.check.describe()}" if result.check is not None else ""
     if result.fidelity is not None:
-        from realtime.export.quantize import describe
+        from realtime.export.calibration import describe
 
         check += f"; int8 fidelity: {describe(result.fidelity)}"
     print(

@@ -1,0 +1,126 @@
+"""What an export is asked for, and what can be decided from that alone (names, labels, checks).
+
+Shared by the exporter and the graph builder, below both of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime import contract
+from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
+from realtime.files import OutputPathError, check_output_file
+from realtime.labels import imagenet_labels
+
+VGG16_LAYER = "block5_conv3"
+DEFAULT_MODELS_DIR = Path("models")
+LAYOUTS = ("NCHW", "NHWC")
+
+
+class ExportError(RuntimeError):
+    """The export cannot go on; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    weights: str = "imagenet"  # imagenet | random | PATH (.h5, .weights.h5, .keras)
+    seed: int = 0
+    gradients: str = contract.GRADIENTS_FULL
+    output: Path | None = None
+    model: Path | None = None  # another Keras CNN (.keras); None means VGG16
+    onnx: Path | None = None  # any ONNX image classifier instead of a Keras model
+    layer: str | None = None
+    labels: Path | None = None
+    preprocessing: str | None = None  # a preset; None: caffe for Keras VGG16, torch for ONNX
+    mean: tuple[float, float, float] | None = None  # 0-255 scale, the model's channel order
+    std: tuple[float, float, float] | None = None
+    channels: str = "rgb"  # with mean/std: the channel order the model reads
+    layout: str | None = None  # NCHW | NHWC of an ONNX model's input; None: read from its shape
+    input_size: tuple[int, int] | None = None  # for ONNX inputs with dynamic height and width
+    self_check: bool = True
+    quiet: bool = False
+    int8: bool = False
+    calibration: str = "demo"  # demo | random | DIR
+    int8_scope: str = DEFAULT_SCOPE
+    calibration_count: int = 32
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    output: Path
+    seconds: float
+    check: Any  # selfcheck.SelfCheck | None
+    num_classes: int
+    layer: str
+    fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
+
+
+def model_name(config: ExportConfig) -> str:
+    source = config.onnx or config.model
+    return source.stem if source else "vgg16"
+
+
+def default_output(config: ExportConfig) -> Path:
+    suffix = "_int8" if config.int8 else ""
+    return DEFAULT_MODELS_DIR / f"{model_name(config)}_gradcam_{config.gradients}{suffix}.onnx"
+
+
+def resolve_labels(config: ExportConfig, num_classes: int) -> list[str]:
+    if config.labels is not None:
+        lines = [line.strip() for line in config.labels.read_text().splitlines() if line.strip()]
+        if len(lines) != num_classes:
+            raise ExportError(f"--labels {config.labels} has {len(lines)} names, the model has {num_classes} classes")
+        return lines
+    if num_classes == 1000:
+        return list(imagenet_labels())
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def self_check_inputs(num_classes: int, size: tuple[int, int], seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+    """A random batch that exercises both given and ranked targets."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, size=(2, *size, 3), dtype=np.uint8)
+    targets = np.array([[-1, min(1, num_classes - 1)], [num_classes - 1, -1]], dtype=np.int64)
+    if num_classes == 1:  # TopK cannot rank more classes than there are
+        targets = np.array([[-1], [0]], dtype=np.int64)
+    return image, targets
+
+
+def validate(config: ExportConfig) -> None:
+    """Everything that can be said about the config before any slow work starts."""
+    if config.gradients not in (contract.GRADIENTS_FULL, contract.GRADIENTS_POOLED, contract.GRADIENTS_NONE):
+        raise ExportError(f"--gradients {config.gradients!r}: choose full, pooled or none")
+    if config.preprocessing is not None and config.preprocessing not in contract.PREPROCESSING_MODES:
+        raise ExportError(f"--preprocess {config.preprocessing!r}: choose {', '.join(contract.PREPROCESSING_MODES)}")
+    if (config.mean is None) != (config.std is None):
+        raise ExportError("--mean and --std go together")
+    if config.std is not None and any(s <= 0 for s in config.std):
+        raise ExportError(f"--std {config.std}: every value must be positive")
+    if config.onnx is not None and config.model is not None:
+        raise ExportError("--onnx and --model are two different sources; give one")
+    if config.model is not None and not config.layer:
+        raise ExportError("--model needs --layer NAME (the conv layer to explain)")
+    if config.layout is not None and config.layout not in LAYOUTS:
+        raise ExportError(f"--layout {config.layout!r}: choose NCHW or NHWC")
+    if config.int8 and config.int8_scope not in SCOPES:  # before the export, not after it
+        raise ExportError(f"--int8-scope {config.int8_scope!r}: choose {', '.join(SCOPES)}")
+    if config.labels is not None and not config.labels.is_file():
+        raise ExportError(f"--labels {config.labels}: no such file")
+    try:  # the same check gradcam-live makes of its outputs, in the first second
+        check_output_file(config.output or default_output(config), "--output", (".onnx",))
+    except OutputPathError as exc:
+        raise ExportError(str(exc)) from exc
+
+
+def preprocess_spec(config: ExportConfig) -> tuple[str, Any]:
+    """(name for the metadata, contract_graph.Preprocess)."""
+    from realtime.export.contract_graph import PRESETS, Preprocess
+
+    if config.mean is not None and config.std is not None:
+        return "custom", Preprocess(config.channels, config.mean, config.std)
+    name = config.preprocessing or ("torch" if config.onnx is not None else "caffe")
+    return name, PRESETS[name]
