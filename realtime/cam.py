@@ -88,41 +88,92 @@ def layer_cam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class MapInputs:
+    """What a graph gave for one image; a `pooled` graph has no gradients (and no activations if pruned)."""
+
+    weights: np.ndarray  # [K,k] channel weights (Grad-CAM's, computed in the graph)
+    activations: np.ndarray | None = None  # [h,w,k]
+    gradients: np.ndarray | None = None  # [K,h,w,k]
+    graph_cam: np.ndarray | None = None  # [K,h,w] the graph's own Grad-CAM
+
+
+def _from_graph(inputs: MapInputs) -> np.ndarray:
+    """Grad-CAM: the graph computed it already; otherwise from its channel weights."""
+    if inputs.graph_cam is not None:
+        return inputs.graph_cam
+    if inputs.activations is None:
+        raise MethodNeedsGradientsError("gradcam needs the graph's cam or its activations")
+    return grad_cam(inputs.activations, None, inputs.weights)
+
+
+def _with_gradients(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[MapInputs], np.ndarray]:
+    def compute(inputs: MapInputs) -> np.ndarray:
+        assert inputs.activations is not None and inputs.gradients is not None  # checked by compute_maps
+        return fn(inputs.activations, inputs.gradients)
+
+    return compute
+
+
+@dataclass(frozen=True)
 class Method:
+    """A CAM method: how it turns a graph's outputs into maps, and what it needs from the graph."""
+
     name: str
-    needs_gradients: bool
-    compute: Callable[..., np.ndarray]
+    needs_gradients: bool  # d logit / dA per position: only `full` graphs have them
+    compute: Callable[[MapInputs], np.ndarray]
     summary: str
+
+    def usable(self, has_gradients: bool) -> bool:
+        return has_gradients or not self.needs_gradients
 
 
 METHODS: Mapping[str, Method] = {
     m.name: m
     for m in (
-        Method("gradcam", False, grad_cam, "Grad-CAM: mean gradient per channel"),
-        Method("gradcam++", True, grad_cam_pp, "Grad-CAM++: second-order pixel weights"),
-        Method("xgradcam", True, xgrad_cam, "XGrad-CAM: activation-normalised gradients"),
-        Method("hirescam", True, hires_cam, "HiResCAM: element-wise gradient x activation"),
-        Method("layercam", True, layer_cam, "LayerCAM: positive gradients x activation"),
+        Method("gradcam", False, _from_graph, "Grad-CAM: mean gradient per channel"),
+        Method("gradcam++", True, _with_gradients(grad_cam_pp), "Grad-CAM++: second-order pixel weights"),
+        Method("xgradcam", True, _with_gradients(xgrad_cam), "XGrad-CAM: activation-normalised gradients"),
+        Method("hirescam", True, _with_gradients(hires_cam), "HiResCAM: element-wise gradient x activation"),
+        Method("layercam", True, _with_gradients(layer_cam), "LayerCAM: positive gradients x activation"),
     )
 }
 
 
+def usable_methods(has_gradients: bool) -> list[str]:
+    """The methods a graph can serve, in registry order (the m key cycles through them)."""
+    return [name for name, m in METHODS.items() if m.usable(has_gradients)]
+
+
+def method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown CAM method {name!r}; choose one of {', '.join(METHODS)}") from None
+
+
+def maps(name: str, inputs: MapInputs) -> np.ndarray:
+    """Raw maps [K,h,w] for one image by the named method."""
+    spec = method(name)
+    if spec.needs_gradients and (inputs.gradients is None or inputs.activations is None):
+        raise MethodNeedsGradientsError(
+            f"{name} needs the full gradients; this model was exported with --gradients pooled. "
+            "Use --method gradcam, or re-export with gradcam-export --gradients full"
+        )
+    return spec.compute(inputs)
+
+
 def compute_maps(
-    method: str,
+    name: str,
     activations: np.ndarray,
     gradients: np.ndarray | None = None,
     weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Raw maps [K,h,w] for one image by the named method."""
-    try:
-        spec = METHODS[method]
-    except KeyError:
-        raise ValueError(f"unknown CAM method {method!r}; choose one of {', '.join(METHODS)}") from None
-    if spec.name == "gradcam":
-        return grad_cam(activations, gradients, weights)
-    if gradients is None:
-        raise MethodNeedsGradientsError(
-            f"{method} needs the full gradients; this model was exported with --gradients pooled. "
-            "Use --method gradcam, or re-export with gradcam-export --gradients full"
-        )
-    return spec.compute(activations, gradients)
+    """Raw maps [K,h,w] from plain arrays (Grad-CAM takes weights, or derives them from gradients)."""
+    spec = method(name)
+    if weights is None and gradients is not None:
+        weights = grad_cam_weights(gradients)
+    if weights is None:
+        if not spec.needs_gradients:
+            raise MethodNeedsGradientsError(f"{name} needs gradients or channel weights")
+        weights = np.zeros((0, activations.shape[-1]), np.float32)
+    return maps(name, MapInputs(weights, activations, gradients))

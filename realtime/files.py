@@ -72,7 +72,7 @@ class OutputPathError(ValueError):
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv")
 
 
 def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:

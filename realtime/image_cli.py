@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 
-from realtime import cam
+from realtime import cam, overlay
 from realtime.cli import fraction
 from realtime.engine import PROVIDER_CHAINS
 from realtime.files import IMAGE_SUFFIXES, OutputPathError, check_output_file, write_image
@@ -24,9 +24,11 @@ class ImageConfig:
     model: Path | None = None
     method: str = "gradcam"
     class_: str | None = None
-    alpha: float = 0.4
+    alpha: float = overlay.DEFAULT_ALPHA
+    style: str = overlay.DEFAULT_STYLE
     providers: str = "cpu"
     fit: str = "squash"
+    caption: bool = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,18 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="exported Grad-CAM ONNX (default: models/vgg16_gradcam_*.onnx)")
     parser.add_argument("--method", choices=list(cam.METHODS), default="gradcam")
     parser.add_argument("--class", dest="class_", metavar="ID|NAME", help="explain this class instead of the top-1")
-    parser.add_argument("--alpha", type=fraction, default=0.4, help="overlay opacity, 0 to 1 (default 0.4)")
+    parser.add_argument("--alpha", type=fraction, default=overlay.DEFAULT_ALPHA, help="overlay opacity, 0 to 1")
+    parser.add_argument("--style", choices=list(overlay.STYLES), default=overlay.DEFAULT_STYLE)
     parser.add_argument("--providers", choices=list(PROVIDER_CHAINS), default="cpu")
     parser.add_argument("--crop", dest="fit", choices=list(FIT_MODES), default="squash")
+    parser.add_argument("--caption", action="store_true", help="add the class, method and top classes under the image")
     return parser
 
 
 def run(config: ImageConfig) -> int:
-    from realtime.cli import ClassNameError, default_model, resolve_class
+    from realtime.api import GradCam
     from realtime.contract import ContractError
-    from realtime.engine import Engine, EngineOptions, ModelNotFoundError
-    from realtime.frames import BadFrameError, fit, model_region, to_bgr
-    from realtime.pipeline import Controls, Stats, maps_for, render, targets_for
+    from realtime.controls import ClassNameError
+    from realtime.engine import ModelNotFoundError
+    from realtime.frames import BadFrameError, to_bgr
+    from realtime.session import default_model
 
     try:
         check_output_file(config.output, "--output", IMAGE_SUFFIXES)  # before any inference
@@ -59,20 +64,22 @@ def run(config: ImageConfig) -> int:
         if raw is None:
             raise BadFrameError(f"cannot read image {config.image}")
         frame = to_bgr(raw)
-        engine = Engine(config.model or default_model(), EngineOptions(providers=config.providers, warmup=0))
-        controls = Controls(config.method, resolve_class(config.class_, engine.info.labels), alpha=config.alpha)
-        size = (engine.info.input_height, engine.info.input_width)
-        result = engine.run(fit(frame, size, config.fit)[None], [targets_for(controls)])
-        maps = maps_for(result, controls)
+        explainer = GradCam(config.model or default_model(), config.providers, fit_mode=config.fit, warmup=0)
+        explained = explainer(frame, config.method, target=config.class_)
     except (BadFrameError, ModelNotFoundError, ContractError, ClassNameError, cam.MethodNeedsGradientsError) as exc:
         print(f"gradcam-image: {exc}", file=sys.stderr)
         return 2
-    image, hud = render(frame, result, maps, controls, Stats(), model_region(frame.shape, size, config.fit))
+    hud = overlay.Hud(
+        explained.labels[0], explained.probabilities[0], config.method, [(n, p) for _, n, p in explained.top[:3]]
+    )
+    image = explained.overlay(frame, config.alpha, config.style)
+    if config.caption:
+        image = overlay.draw_hud(image, hud)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     if not write_image(config.output, image):
         print(f"gradcam-image: cannot write {config.output} (use a .png or .jpg name)", file=sys.stderr)
         return 2
-    print(f"{hud.label} {hud.probability * 100:.1f}% [{hud.method}] -> {config.output}")
+    print(f"{explained.labels[0]} {explained.probabilities[0] * 100:.1f}% [{config.method}] -> {config.output}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,7 +36,7 @@ class RateMeter:
 
 
 class DurationMeter:
-    """Recent durations in milliseconds: the mean over a sliding window."""
+    """Recent durations in milliseconds: the median over a sliding window (one slow frame moves nothing)."""
 
     def __init__(self, window: int = 30) -> None:
         self._values: deque[float] = deque(maxlen=window)
@@ -47,7 +48,7 @@ class DurationMeter:
 
     @property
     def ms(self) -> float:
-        return sum(self._values) / len(self._values) if self._values else 0.0
+        return float(statistics.median(self._values)) if self._values else 0.0
 
     @property
     def values_ms(self) -> list[float]:

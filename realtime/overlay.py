@@ -12,36 +12,63 @@ from realtime.frames import Region
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 DEFAULT_ALPHA = 0.4  # the seed's blend: frame 0.6, map 0.4
+STYLES = {
+    "heat": "the map's opacity follows its value: cold areas stay clear, hot ones glow",
+    "tint": "the seed's blend: the JET image at one opacity over the whole frame",
+}
+DEFAULT_STYLE = "heat"
+HEAT_PEAK = 1.5  # heat: opacity at the map's peak, as a multiple of alpha (0.4 -> 0.6)
+
+
+def _levels(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A [h,w] map in [0,1] -> uint8 levels at `size` (width, height).
+
+    Quantised before upsampling: 3x cheaper than resizing floats at 640x480, and within
+    2 levels of the seed's float resize.
+    """
+    clean = np.nan_to_num(np.asarray(cam, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    levels = (np.clip(clean, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.asarray(cv2.resize(levels, size, interpolation=cv2.INTER_LINEAR))
 
 
 def colorize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A [h,w] map in [0,1] -> a JET heat image of `size` (width, height), BGR uint8."""
-    clean = np.nan_to_num(np.asarray(cam, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    # quantise the small map first, then upsample 8-bit: 3x cheaper than resizing floats at
-    # 640x480, and within 2 levels of the seed's float resize
-    levels = (np.clip(clean, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    up = cv2.resize(levels, size, interpolation=cv2.INTER_LINEAR)
-    return np.asarray(cv2.applyColorMap(up, cv2.COLORMAP_JET))
+    return np.asarray(cv2.applyColorMap(_levels(cam, size), cv2.COLORMAP_JET))
 
 
-def blend(frame: np.ndarray, cam: np.ndarray, alpha: float = DEFAULT_ALPHA, region: Region | None = None) -> np.ndarray:
-    """The frame with the map laid over `region` (the whole frame by default)."""
+def blend(
+    frame: np.ndarray,
+    cam: np.ndarray,
+    alpha: float = DEFAULT_ALPHA,
+    region: Region | None = None,
+    style: str = DEFAULT_STYLE,
+) -> np.ndarray:
+    """The frame with the map laid over `region` (the whole frame by default), in one of STYLES."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if style not in STYLES:
+        raise ValueError(f"overlay style {style!r}: choose one of {', '.join(STYLES)}")
     out = frame.copy()
     region = region or Region(0, 0, frame.shape[1], frame.shape[0])
     view = out[region.y : region.y + region.height, region.x : region.x + region.width]
-    heat = colorize(cam, (view.shape[1], view.shape[0]))
-    cv2.addWeighted(view, 1.0 - alpha, heat, alpha, 0.0, dst=view)
+    levels = _levels(cam, (view.shape[1], view.shape[0]))
+    heat = cv2.applyColorMap(levels, cv2.COLORMAP_JET)
+    if style == "tint":
+        cv2.addWeighted(view, 1.0 - alpha, heat, alpha, 0.0, dst=view)
+        return out
+    # 8-bit weights and OpenCV's saturating multiplies: 6x faster than float blending at 640x480
+    weight = cv2.cvtColor(cv2.convertScaleAbs(levels, alpha=min(1.0, HEAT_PEAK * alpha)), cv2.COLOR_GRAY2BGR)
+    hot = cv2.multiply(heat, weight, scale=1.0 / 255.0)
+    cv2.add(cv2.multiply(view, cv2.bitwise_not(weight), scale=1.0 / 255.0), hot, dst=view)
     return out
 
 
 @dataclass(frozen=True)
 class Hud:
-    """What the heads-up display says about the current frame."""
+    """What the caption under a panel says; a figure not measured yet (0) is left out."""
 
     label: str
-    probability: float
+    probability: float | None  # None: no class to report (a lost source)
     method: str
     top: Sequence[tuple[str, float]] = ()
     display_fps: float = 0.0
@@ -59,44 +86,67 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color:
 
 
 def hud_lines(hud: Hud) -> list[str]:
-    """The status lines, also used by sinks that log instead of drawing."""
-    rates = f"{hud.display_fps:4.1f} FPS  model {hud.model_ms:5.1f} ms  latency {hud.latency_ms:5.1f} ms"
-    if hud.model_fps is not None:
-        rates += f"  model {hud.model_fps:4.1f} FPS"
-    if hud.map_age is not None:
-        rates += f"  map age {hud.map_age}"
-    title = f"{hud.label} {hud.probability * 100:.1f}%  [{hud.method}]"
-    if not (hud.display_fps or hud.model_ms or hud.latency_ms):  # a still image: no rates to report
-        return [title, *hud.notes]
-    return [title, rates, *hud.notes]
+    """The caption's text lines, also used by outputs that log instead of drawing."""
+    figures = [
+        f"{hud.display_fps:.1f} FPS" if hud.display_fps > 0 else "",
+        f"model {hud.model_ms:.1f} ms" if hud.model_ms > 0 else "",
+        f"latency {hud.latency_ms:.0f} ms" if hud.latency_ms > 0 else "",
+        f"model {hud.model_fps:.1f} FPS" if hud.model_fps else "",
+        f"map age {hud.map_age}" if hud.map_age else "",
+    ]
+    share = "" if hud.probability is None else f" {hud.probability * 100:.1f}%"
+    title = f"{hud.label}{share}  [{hud.method}]"
+    rates = "  ".join(f for f in figures if f)
+    return [title, *([rates] if rates else []), *hud.notes]
+
+
+def _scale(width: int) -> tuple[float, int]:
+    scale = max(0.35, min(0.6, width / 1100))
+    return scale, int(22 * scale / 0.5)
+
+
+def colour_scale(width: int, height: int) -> np.ndarray:
+    """A small JET bar from cold (left) to hot (right), labelled, for the caption."""
+    ramp = np.tile(np.linspace(0, 255, width, dtype=np.float32).astype(np.uint8), (height, 1))
+    return np.asarray(cv2.applyColorMap(ramp, cv2.COLORMAP_JET))
+
+
+def caption(width: int, hud: Hud) -> np.ndarray:
+    """The band drawn under a panel: class, method, rates and notes on the left, a colour
+    scale beneath them, the top classes' bars on the right. Nothing covers the picture."""
+    scale, line = _scale(width)
+    lines = hud_lines(hud)
+    status = lines[: len(lines) - len(hud.notes)]
+    top = list(hud.top[:3])
+    rows = max(len(lines) + 1, len(top), 3)
+    band = np.full((rows * line + 10, width, 3), 24, np.uint8)
+    for i, text in enumerate(status):
+        _text(band, text, (8, line * (i + 1)), scale, (255, 255, 255))
+    for i, text in enumerate(hud.notes):
+        _text(band, text, (8, line * (len(status) + i + 1)), scale, (0, 255, 255))
+    bar_w = max(40, width // 6)
+    y = line * (len(lines) + 1)
+    ramp_w = min(bar_w, width // 4)
+    _text(band, "low", (8, y - 2), scale * 0.8, (200, 200, 200))
+    x0 = 8 + int(40 * scale / 0.5)
+    band[y - line + 8 : y - 2, x0 : x0 + ramp_w] = colour_scale(ramp_w, line - 10)
+    _text(band, "high", (x0 + ramp_w + 6, y - 2), scale * 0.8, (200, 200, 200))
+    x = width - bar_w - 8
+    for i, (name, prob) in enumerate(top):
+        y = line * (i + 1)
+        cv2.rectangle(band, (x, y - line + 8), (x + bar_w, y), (60, 60, 60), -1)
+        cv2.rectangle(band, (x, y - line + 8), (x + int(bar_w * min(max(prob, 0.0), 1.0)), y), (0, 200, 255), -1)
+        _text(band, f"{name[:18]} {prob * 100:.0f}%", (max(2, x - int(bar_w * 1.5)), y - 2), scale * 0.85, (255,) * 3)
+    return band
 
 
 def draw_hud(frame: np.ndarray, hud: Hud) -> np.ndarray:
-    """The frame with class, method, rates and the top-k bars drawn on a copy."""
-    out = frame.copy()
-    height, width = out.shape[:2]
-    scale = max(0.35, min(0.7, width / 1100))
-    line = int(22 * scale / 0.5)
-    lines = hud_lines(hud)
-    status = lines[: len(lines) - len(hud.notes)]
-    panel = out[: line * len(status) + 8, :]
-    panel[:] = (panel * 0.45).astype(np.uint8)
-    for i, text in enumerate(status):
-        _text(out, text, (8, line * (i + 1)), scale, (255, 255, 255))
-    for i, text in enumerate(hud.notes):
-        _text(out, text, (8, line * (len(status) + i + 1)), scale, (0, 255, 255))
-    bar_w = max(40, width // 5)
-    for i, (name, prob) in enumerate(hud.top[:5]):
-        y = height - (len(hud.top[:5]) - i) * (line + 2) - 4
-        x = width - bar_w - 8
-        cv2.rectangle(out, (x, y - line + 6), (x + bar_w, y + 2), (40, 40, 40), -1)
-        cv2.rectangle(out, (x, y - line + 6), (x + int(bar_w * min(max(prob, 0.0), 1.0)), y + 2), (0, 200, 255), -1)
-        _text(out, f"{name[:22]} {prob * 100:.0f}%", (max(2, x - int(bar_w * 1.6)), y), scale * 0.85, (255, 255, 255))
-    return out
+    """The frame with its caption band underneath: a new, taller array; the frame is untouched."""
+    return np.concatenate([frame, caption(frame.shape[1], hud)], axis=0)
 
 
 def tile(images: Sequence[np.ndarray], captions: Sequence[str] = ()) -> np.ndarray:
-    """Images of one height side by side, each with an optional caption."""
+    """Images side by side (scaled to the first one's height), each with an optional caption."""
     if not images:
         raise ValueError("nothing to tile")
     height = images[0].shape[0]
@@ -105,6 +155,26 @@ def tile(images: Sequence[np.ndarray], captions: Sequence[str] = ()) -> np.ndarr
         part = img if img.shape[0] == height else cv2.resize(img, (int(img.shape[1] * height / img.shape[0]), height))
         part = part.copy()
         if i < len(captions):
-            _text(part, captions[i], (8, height - 10), 0.5, (255, 255, 255))
+            _text(part, captions[i], (8, 18), 0.5, (255, 255, 255))
         parts.append(part)
     return np.concatenate(parts, axis=1)
+
+
+def stack(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Rows of panels one above the other, padded to the widest."""
+    width = max(r.shape[1] for r in rows)
+    padded = [
+        r if r.shape[1] == width else cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT)
+        for r in rows
+    ]
+    return np.concatenate(padded, axis=0)
+
+
+def lost_panel(size: tuple[int, int], name: str, note: str) -> np.ndarray:
+    """What a source that dropped out shows in the mosaic while it reconnects."""
+    width, height = size
+    image = np.full((height, width, 3), 40, np.uint8)
+    scale, line = _scale(width)
+    _text(image, f"{name}: lost", (12, height // 2 - line // 2), scale * 1.3, (0, 200, 255))
+    _text(image, note, (12, height // 2 + line), scale, (220, 220, 220))
+    return image

@@ -1,6 +1,7 @@
-"""One live session: engines + source + sinks (window, recorder, snapshots, browser) around a LiveLoop.
+"""One way to build a live session from a LiveConfig: models, sources, controls, outputs, loop.
 
-`gradcam-live` and `gradcam-live --demo` differ only in their engines and source; both run here.
+`gradcam-live` and `gradcam-live --demo` both run here; the demo only changes the defaults
+(the bundled biased and fair models, the synthetic scene, a video when there is no display).
 """
 
 from __future__ import annotations
@@ -12,33 +13,66 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from realtime.camera_loop import CameraRateLoop, choose_display
-from realtime.capture import FrameSource, LatestFrameReader
-from realtime.engine import Engine
-from realtime.pipeline import Controls, FrameReport, LiveLoop, RunSummary
-from realtime.sinks import FrameSaver, RecordSwitch, SinkError, Window, save_snapshot
+from realtime import cam, overlay
+from realtime.controls import Controls, resolve_class
+from realtime.engine import Engine, EngineOptions
+from realtime.loop import Loop, RunSummary
+from realtime.outputs import FrameSaver, Output, Recorder, SinkError, Snapshots, Window, has_display
+from realtime.sources import FrameSource, open_source
+from realtime.sourceset import SourceSet
+
+DEFAULT_MODELS = (Path("models/vgg16_gradcam_full.onnx"), Path("models/vgg16_gradcam_pooled.onnx"))
+DEFAULT_DEMO_VIDEO = Path("gradcam_demo.mp4")
+DEMO_HEADLESS_FRAMES = 240
+DISPLAY_MODES = {
+    "auto": "camera when the model is slower than the source, else model",
+    "camera": "every camera frame, the newest map carried to it by optical flow",
+    "model": "one displayed frame per model result (no flow)",
+}
 
 
 @dataclass(frozen=True)
-class Outputs:
-    """Where the drawn frames go."""
+class LiveConfig:
+    """Everything gradcam-live was asked for; every field works with and without --demo."""
 
-    window_title: str | None  # None: headless
-    record: Path | None
-    snapshots: Path
-    serve: str | None = None  # [HOST:]PORT for the browser view
+    sources: tuple[str, ...] = ()  # empty: camera 0 (the demo scene with --demo)
+    models: tuple[Path, ...] = ()  # empty: the exported VGG16 (the bundled pair with --demo)
+    demo: bool = False
+    method: str = "gradcam"
+    class_: str | None = None
+    top_k: int = 1
+    smooth: float = 0.0
+    alpha: float = overlay.DEFAULT_ALPHA
+    style: str = overlay.DEFAULT_STYLE
+    providers: str = "auto"
+    fp16: bool = False
+    tf32: bool = True
+    threads: int | None = None
+    fit: str = "squash"
+    record: Path | None = None
+    snapshots: Path = Path("snapshots")
+    window: bool = True
+    max_frames: int | None = None
+    serve: str | None = None
     max_clients: int = 4
-    token: str | None = None  # the browser view's token for non-loopback clients
-    record_fps: float | None = None  # None: the rate frames are shown at (see record_rate)
-    save_frames: Path | None = None  # keep camera frames here for int8 calibration
-    display: str = "auto"  # auto | camera | model (see camera_loop.DISPLAY_MODES)
-    warp: bool = True  # camera-rate display: carry maps by optical flow (off: show them stale)
+    token: str | None = None
+    save_frames: Path | None = None
+    display: str = "auto"
+    warp: bool = True
 
 
 class SessionError(RuntimeError):
-    """A sink could not be opened; the message says what to do."""
+    """A session cannot start; the message says what to do."""
+
+
+def choose_display(mode: str, model_ms: float, source_fps: float) -> str:
+    """Resolve `auto`: camera-rate display pays off only when the model is the slower of the two."""
+    if mode not in DISPLAY_MODES:
+        raise ValueError(f"--display {mode!r}: choose one of {', '.join(DISPLAY_MODES)}")
+    if mode != "auto":
+        return mode
+    return "camera" if source_fps > 0 and model_ms > 1000.0 / source_fps else "model"
 
 
 def record_rate(display: str, model_ms: float, source_fps: float) -> float:
@@ -54,8 +88,93 @@ def record_rate(display: str, model_ms: float, source_fps: float) -> float:
     return max(1.0, min(rates)) if rates else 15.0
 
 
+def default_model() -> Path:
+    """The first exported VGG16 graph that exists (full, then pooled)."""
+    return next((p for p in DEFAULT_MODELS if p.exists()), DEFAULT_MODELS[0])
+
+
+def load_engines(config: LiveConfig) -> list[Engine]:
+    options = EngineOptions(providers=config.providers, fp16=config.fp16, tf32=config.tf32, threads=config.threads)
+    paths: Sequence[Path] = config.models
+    if not paths and config.demo:
+        from realtime.demo.models import demo_model_paths
+
+        bundled = demo_model_paths()
+        paths = [bundled["biased"], bundled["fair"]]
+    return [Engine(path, options) for path in (paths or [default_model()])]
+
+
+def open_sources(config: LiveConfig) -> list[FrameSource]:
+    if not config.sources and config.demo:
+        from realtime.demo.live import DemoSource
+
+        return [DemoSource()]
+    return [open_source(spec) for spec in (config.sources or ("0",))]
+
+
+def controls_for(config: LiveConfig, engines: Sequence[Engine]) -> Controls:
+    """The starting controls, checked against every model: its class, its method, its class count."""
+    for engine in engines:
+        resolve_class(config.class_, engine.info.labels, str(engine.path))  # every model must know the class
+        if not cam.METHODS[config.method].usable(engine.has_gradients):
+            raise cam.MethodNeedsGradientsError(
+                f"--method {config.method} needs a model exported with --gradients full; {engine.path} is pooled"
+            )
+    top_k = min([config.top_k, *(e.info.num_classes for e in engines)])
+    return Controls(config.method, config.class_, 0, top_k, config.alpha, config.smooth, style=config.style)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a config resolves to once the display and defaults are known."""
+
+    window_title: str | None
+    record: Path | None
+    max_frames: int | None
+
+
+def plan(config: LiveConfig, names: Sequence[str]) -> Plan:
+    """The demo with no display writes a video of DEMO_HEADLESS_FRAMES unless told otherwise."""
+    title = "gradcam-live" + (f" ({' | '.join(names)})" if len(names) > 1 else "")
+    if not config.demo:
+        return Plan(title if config.window else None, config.record, config.max_frames)
+    windowed = config.window and has_display()
+    headless = not windowed and not config.serve
+    if config.window and not windowed:
+        instead = "serving the browser view" if config.serve else "writing a video"
+        print(f"no display here: {instead}", file=sys.stderr)
+    return Plan(
+        title if windowed else None,
+        config.record or (DEFAULT_DEMO_VIDEO if headless else None),
+        config.max_frames or (DEMO_HEADLESS_FRAMES if headless else None),
+    )
+
+
+def open_browser(config: LiveConfig, engines: Sequence[Engine]) -> Output:
+    from realtime.serve.app import ServeAddressError, ServerThread, make_app, parse_address
+    from realtime.serve.guard import is_loopback, policy_for
+    from realtime.serve.hub import FrameHub
+
+    assert config.serve is not None
+    try:
+        host, port = parse_address(config.serve)
+        hub = FrameHub(engines[0].info.labels, all(e.has_gradients for e in engines))
+        server = ServerThread(make_app(hub, config.max_clients, policy_for(host, config.token)), host, port).start()
+    except (ServeAddressError, OSError) as exc:
+        raise SessionError(str(exc)) from exc
+    hub.on_close(server.stop)
+    print(f"gradcam-live: browser view at {server.url}", file=sys.stderr)
+    if not is_loopback(host) and config.token is None:
+        print(
+            f"gradcam-live: warning: {host}:{port} is open to anyone on this network, with no authentication; "
+            f"pass --token SECRET and open {server.url}?token=SECRET",
+            file=sys.stderr,
+        )
+    return hub
+
+
 @contextlib.contextmanager
-def stop_on_signals(loop: LiveLoop) -> Iterator[None]:
+def stop_on_signals(loop: Loop) -> Iterator[None]:
     """SIGTERM and Ctrl-C end the loop like the q key: the recording is finished, the summary printed.
 
     A second signal interrupts at once. Only the main thread can take signals; elsewhere this does nothing.
@@ -77,90 +196,53 @@ def stop_on_signals(loop: LiveLoop) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run_session(
-    engines: Sequence[Engine],
-    source: FrameSource,
-    controls: Controls,
-    outputs: Outputs,
-    fit_mode: str = "squash",
-    max_frames: int | None = None,
-    log_prefix: str = "gradcam-live",
-) -> RunSummary:
-    """Open the sinks, run the loop until it ends, close everything (also on errors)."""
-    hub = server = None
-    try:
-        window = Window(outputs.window_title) if outputs.window_title else None
-    except SinkError as exc:
-        raise SessionError(str(exc)) from exc
-    if outputs.serve:
-        from realtime.serve.app import ServeAddressError, ServerThread, make_app, parse_address
-        from realtime.serve.guard import is_loopback, policy_for
-        from realtime.serve.hub import FrameHub
+@dataclass(frozen=True)
+class SessionResult:
+    summary: RunSummary
+    engines: tuple[Engine, ...]
+    record: Path | None
+    snapshots: tuple[Path, ...]
+    saved_frames: int
 
+
+def run_session(config: LiveConfig) -> SessionResult:
+    """Load, open, run until the end, and close every output (also on errors)."""
+    engines = load_engines(config)
+    print(engines[0].notice, file=sys.stderr)
+    controls = controls_for(config, engines)
+    sources = SourceSet(open_sources(config))
+    steps = plan(config, [e.info.model_name for e in engines])
+    with contextlib.ExitStack() as stack:
+        outputs: list[Output] = []
         try:
-            host, port = parse_address(outputs.serve)
-            hub = FrameHub(engines[0].info.num_classes, all(e.has_gradients for e in engines))
-            app = make_app(hub, outputs.max_clients, policy_for(host, outputs.token))
-            server = ServerThread(app, host, port).start()
-        except (ServeAddressError, OSError) as exc:
-            if window:
-                window.close()
+            if steps.window_title:
+                outputs.append(stack.enter_context(Window(steps.window_title)))
+            if config.serve:
+                outputs.append(stack.enter_context(open_browser(config, engines)))
+        except SinkError as exc:
             raise SessionError(str(exc)) from exc
-        print(f"{log_prefix}: browser view at {server.url}", file=sys.stderr)
-        if not is_loopback(host) and outputs.token is None:
-            print(
-                f"{log_prefix}: warning: {host}:{port} is open to anyone on this network, with no authentication; "
-                f"pass --token SECRET and open {server.url}?token=SECRET",
-                file=sys.stderr,
-            )
-    recording = RecordSwitch(outputs.record, outputs.snapshots)  # its rate is set once the display is chosen
-    saver = FrameSaver(outputs.save_frames) if outputs.save_frames else None
-
-    def on_frame(report: FrameReport) -> None:
-        if hub is not None:
-            hub.publish_report(report)
-        if saver is not None:
-            saver.save(report.source)
-
-    reader = LatestFrameReader(source)
-    try:
-        reader.start()  # a bad source fails here, and the finally below still closes the sinks
+        recorder = stack.enter_context(Recorder(steps.record, config.snapshots))
+        snapshots = Snapshots(config.snapshots)
+        outputs += [recorder, snapshots]
+        saver = FrameSaver(config.save_frames) if config.save_frames else None
+        outputs += [saver] if saver else []
+        stack.enter_context(sources)  # a bad source fails here, and the outputs above still close
         model_ms = sum(e.warmup_ms for e in engines)
+        fps = sources.sources[0].fps or 0.0  # 0: folders, stills
         try:
-            display = choose_display(outputs.display, model_ms, source.fps or 0.0)  # 0: folders, stills
+            display = choose_display(config.display, model_ms, fps)
         except ValueError as exc:
             raise SessionError(str(exc)) from exc
-        recording.fps = outputs.record_fps or record_rate(display, model_ms, source.fps or 0.0)
+        recorder.fps = record_rate(display, model_ms, fps)
+        rates = f"model {model_ms:.0f} ms, source {fps:.0f} FPS"
+        print(f"gradcam-live: display at {display} rate ({rates})", file=sys.stderr)
+        loop = Loop(engines, sources, controls, outputs, display, config.fit, config.warp)
+        with stop_on_signals(loop):
+            summary = loop.run(steps.max_frames)
+    if saver is not None and saver.saved:
         print(
-            f"{log_prefix}: display at {display} rate (model {model_ms:.0f} ms, source {source.fps or 0:.0f} FPS)",
+            f"gradcam-live: kept {saver.saved} frames in {config.save_frames} "
+            f"(gradcam-export --int8 --calibration {config.save_frames})",
             file=sys.stderr,
         )
-        common: dict[str, Any] = {
-            "fit_mode": fit_mode,
-            "show": window.show if window else None,
-            "sinks": [recording],
-            "snapshot": lambda image: save_snapshot(image, outputs.snapshots),
-            "toggle_record": recording.toggle,
-            "on_frame": on_frame,
-            "poll_controls": hub.apply_pending if hub is not None else None,
-        }
-        with reader:
-            loop = (
-                CameraRateLoop(engines, reader, controls, warp_maps=outputs.warp, **common)
-                if display == "camera"
-                else LiveLoop(engines, reader, controls, **common)
-            )
-            with stop_on_signals(loop):
-                return loop.run(max_frames)
-    finally:
-        recording.close()
-        if window:
-            window.close()
-        if server is not None:
-            server.stop()
-        if saver is not None and saver.saved:
-            print(
-                f"{log_prefix}: kept {saver.saved} frames in {outputs.save_frames} (gradcam-export --int8 "
-                f"--calibration {outputs.save_frames})",
-                file=sys.stderr,
-            )
+    return SessionResult(summary, tuple(engines), steps.record, tuple(snapshots.saved), saver.saved if saver else 0)

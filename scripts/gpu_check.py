@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.benchmark import alternate, camera_rate, machine, run_loop, synthetic_frames  # noqa: E402
+from scripts.bench.live import camera_rate, run_loop, synthetic_frames  # noqa: E402
+from scripts.bench.timing import alternate, machine  # noqa: E402
 
 BIG = 64 * 1024  # initializers above this many bytes travel as statistics only
 

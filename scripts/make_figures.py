@@ -1,6 +1,6 @@
 """Pictures for the README, made by the project itself from the bundled demo models.
 
-python scripts/make_figures.py        # writes docs/images/demo.png
+python scripts/make_figures.py   # docs/images: demo.png, styles.png, side_by_side.png, stale_vs_warped.gif
 """
 
 from __future__ import annotations
@@ -11,32 +11,58 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime import overlay
+from realtime.controls import Controls
 from realtime.demo import scenes
-from realtime.demo.live import DemoScene, Timeline
+from realtime.demo.live import DemoScene, DemoSource, Timeline
 from realtime.demo.models import demo_model_paths
 from realtime.engine import Engine, EngineOptions
 from realtime.frames import model_region
-from realtime.pipeline import Controls, Stats, maps_for, render_comparison
+from realtime.loop import Loop
+from realtime.outputs import Output, Shown
+from realtime.panels import Model, Stats, mosaic, panel_maps
+from realtime.sourceset import SourceSet
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
-def demo_still(index: int, engines: list[Engine], scene: DemoScene) -> np.ndarray:
+def demo_still(index: int, engines: list[Engine], scene: DemoScene, style: str = overlay.DEFAULT_STYLE) -> np.ndarray:
+    """One demo frame explained by every model, drawn by the live view's own mosaic."""
     frame = scene.frame(index)
     size = (engines[0].info.input_height, engines[0].info.input_width)
     model_input = cv2.resize(frame.image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    controls = Controls()
+    controls = Controls(style=style)
     results = [e.run(model_input[None], [[-1]]) for e in engines]
-    maps = [maps_for(r, controls) for r in results]
-    names = [e.info.model_name for e in engines]
+    maps = [[panel_maps(r, 0, controls, None)] for r in results]
     region = model_region(frame.image.shape, size, "squash")
-    image, _ = render_comparison(frame.image, results, maps, names, controls, Stats(), region)
+    models = [Model(e.info.model_name if len(engines) > 1 else None, None, region) for e in engines]
+    image, _ = mosaic([frame.image], [0], results, maps, models, controls, Stats())
     return image
+
+
+class Keep(Output):
+    """Keeps the last presented frame."""
+
+    last: Shown | None = None
+
+    def write(self, shown: Shown) -> None:
+        self.last = shown
+
+
+def live_mosaic(engines: list[Engine], frames: int) -> np.ndarray:
+    """gradcam-live's own picture: two models (columns) on two cameras (rows), one batch per model."""
+    savanna, snow = Timeline(background_frames=10_000), Timeline(background_frames=10_000, crossing_frames=90)
+    keep = Keep()
+    sources = [DemoSource(savanna, paced=False), DemoSource(snow, paced=False)]
+    sources[1].scene.backgrounds.reverse()  # the second camera looks at the snow scene
+    with SourceSet(sources) as both:
+        Loop(engines, both, Controls(), [keep]).run(frames)
+    assert keep.last is not None
+    return keep.last.image
 
 
 def stale_vs_warped(engine: Engine, scene: DemoScene, start: int, frames: int, every: int) -> list[np.ndarray]:
     """Camera-rate frames with a model update every `every` frames: stale map left, warped map right."""
-    from realtime import overlay
     from realtime.flow import MapCarrier, embed
 
     size = (engine.info.input_height, engine.info.input_width)
@@ -46,14 +72,14 @@ def stale_vs_warped(engine: Engine, scene: DemoScene, start: int, frames: int, e
         shot = scene.frame(i)
         if (i - start) % every == 0:
             model_input = cv2.resize(shot.image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-            cam = maps_for(engine.run(model_input[None], [[shot.label]]), Controls())
+            cam = panel_maps(engine.run(model_input[None], [[shot.label]]), 0, Controls(), None)
             h, w = shot.image.shape[:2]
             full = np.stack([embed(m, (0, 0, w, h), shot.image.shape, (240, 320)) for m in cam])
             for carrier in carriers:
                 carrier.update(shot.image, i, [full])
         panels = []
         for carrier, name in zip(carriers, ("stale map", "warped by optical flow"), strict=True):
-            panel = overlay.blend(shot.image, carrier.carry(shot.image, i)[0][0], 0.45)
+            panel = overlay.blend(shot.image, carrier.carry(shot.image, i)[0][0], 0.45, style="tint")
             cv2.putText(
                 panel,
                 f"{name}  (map age {i - carrier.index})",
@@ -98,6 +124,14 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(OUT / "demo.png"), image)
     print(f"wrote {OUT / 'demo.png'} (frames {matching} and {swapped})")
+    styles = np.concatenate([demo_still(swapped, engines[1:], scene, style) for style in overlay.STYLES], axis=1)
+    styles = cv2.resize(styles, (styles.shape[1] // 2, styles.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(OUT / "styles.png"), styles)
+    print(f"wrote {OUT / 'styles.png'} ({', '.join(overlay.STYLES)})")
+    grid = live_mosaic(engines, 40)
+    grid = cv2.resize(grid, (grid.shape[1] // 2, grid.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(OUT / "side_by_side.png"), grid)
+    print(f"wrote {OUT / 'side_by_side.png'}")
     # a 3 FPS model on a 30 FPS camera (a small device): the penguin, the fastest walker
     clip = stale_vs_warped(engines[1], scene, 160, 60, every=10)
     write_gif(clip, OUT / "stale_vs_warped.gif", width=640, fps=15)

@@ -2,10 +2,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from realtime.controls import Controls, apply_key
+from realtime.outputs import Output, Shown
 
 LABELS = ["cat", "dog", "bird", "snow leopard"]
 
@@ -88,3 +92,19 @@ def needs(module: str):
     if os.environ.get("CI"):
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+class Collect(Output):
+    """An output that keeps what it was given (and optionally presses keys, one per frame)."""
+
+    def __init__(self, keys: Sequence[int] = ()) -> None:
+        self.shown: list[Shown] = []
+        self.keys = list(keys)
+
+    def write(self, shown: Shown) -> None:
+        self.shown.append(shown)
+
+    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
+        key = self.keys.pop(0) if self.keys else -1
+        controls, action = apply_key(controls, key, has_gradients)
+        return controls, (action,) if action else ()

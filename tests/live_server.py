@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-from realtime.capture import LatestFrameReader
+from realtime.controls import Controls
 from realtime.demo.live import DemoSource
 from realtime.demo.models import demo_model_paths
 from realtime.engine import Engine, EngineOptions
-from realtime.pipeline import Controls, LiveLoop
+from realtime.loop import Loop
 from realtime.serve.app import ServerThread, make_app
 from realtime.serve.hub import FrameHub
+from realtime.sourceset import SourceSet
 
 
 class LiveServer:
@@ -19,13 +20,11 @@ class LiveServer:
 
     def __init__(self, max_clients: int = 4) -> None:
         engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=1))
-        self.hub = FrameHub(engine.info.num_classes, engine.has_gradients)
+        self.hub = FrameHub(engine.info.labels, engine.has_gradients)
         self.server = ServerThread(make_app(self.hub, max_clients), "127.0.0.1", 0).start()
-        self.reader = LatestFrameReader(DemoSource())
-        self.reader.start()
-        self.loop = LiveLoop(
-            engine, self.reader, Controls(), on_frame=self.hub.publish_report, poll_controls=self.hub.apply_pending
-        )
+        self.sources = SourceSet([DemoSource()])
+        self.sources.start()
+        self.loop = Loop(engine, self.sources, Controls(), outputs=[self.hub])
         self.thread = threading.Thread(target=self.loop.run, daemon=True)
         self.thread.start()
         self.url = self.server.url
@@ -36,5 +35,5 @@ class LiveServer:
     def close(self) -> None:
         self.loop.stop_requested = True
         self.thread.join(timeout=10)
-        self.reader.stop()
+        self.sources.stop()
         self.server.stop()

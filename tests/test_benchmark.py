@@ -46,6 +46,8 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
         "pipeline",
         "soak",
         "drawing_scale",
+        "side_by_side",
+        "batching",
         "goals",
     ):
         assert key in report, key
@@ -55,7 +57,11 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
             assert math.isfinite(cell["ms"]) and cell["ms"] > 0
         assert report["export"][graph]["peak_rss_mb"] > 0
     assert report["model_cost"]["batch1"]["none"]["ratio"] == 1.0
-    assert report["soak"]["frames"] == 60
+    assert report["soak"]["frames"] == 60 and report["soak"]["models"] == 2 and report["soak"]["sources"] == 2
+    for run in report["side_by_side"].values():
+        assert len(run["engine_ms"]) == 2 and run["display_fps"] > 0
+    assert report["batching"]["sources"] == 4 and report["batching"]["batched"] > 0
+    assert report["onnx_models"]["mobilenet_v3_large"]["floor"]["pooled"]["weights"] == [[1280, 960]]
     assert report["seed"]["max_abs_map_diff_vs_reference"] < 1e-3  # the fast path gives the same map
     onnx_goals = [k for k in report["goals"] if k.startswith("mobilenet_v3_large")]
     assert len(onnx_goals) == 2 and all(report["goals"][k].startswith(("met", "MISSED")) for k in onnx_goals)

@@ -54,7 +54,7 @@ def test_page_streams_and_steers_in_chromium() -> None:
                 "document.getElementById('explained').textContent.startsWith('penguin')", timeout=10000
             )
             assert state(server.url)["controls"]["class"] == 1
-            assert server.loop.controls.class_id == 1
+            assert server.loop.controls.class_name == server.hub.labels[1]
 
             page.select_option("#method", "hirescam")
             page.wait_for_function("document.getElementById('method').value === 'hirescam'")

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.capture import Backoff, FolderSource, LatestFrameReader, SourceError, VideoCaptureSource, open_source
+from realtime.capture import Backoff, LatestFrameReader
+from realtime.sources import FolderSource, SourceError, VideoCaptureSource, open_source
 from tests.conftest import write_video
 
 

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from realtime import flow
-from realtime.camera_loop import CameraRateLoop, choose_display
-from realtime.capture import LatestFrameReader
+from realtime.controls import Controls
 from realtime.demo.live import DemoScene, DemoSource, Timeline
 from realtime.demo.models import demo_model_paths
 from realtime.demo.tracking import track
 from realtime.engine import Engine, EngineOptions
-from realtime.pipeline import Controls
+from realtime.loop import Loop
+from realtime.session import choose_display
+from realtime.sourceset import SourceSet
+from tests.conftest import Collect
 
 
 def textured(shape=(240, 320), seed=0) -> np.ndarray:
@@ -148,24 +150,24 @@ class SlowEngine:
 
 def test_camera_rate_loop_shows_every_frame_of_a_slow_model(fair: Engine) -> None:
     slow = SlowEngine(fair, 0.1)
-    hud_ages = []
-    with LatestFrameReader(DemoSource()) as reader:
-        loop = CameraRateLoop([slow], reader, Controls(), on_frame=lambda r: hud_ages.append(r.hud.map_age))  # type: ignore[list-item]
-        summary = loop.run(60)
+    seen = Collect()
+    with SourceSet([DemoSource()]) as sources:
+        summary = Loop([slow], sources, Controls(), [seen], display="camera").run(60)  # type: ignore[list-item]
+    hud_ages = [shown.huds[0].map_age for shown in seen.shown]
     stats = summary.stats
     assert summary.displayed == 60
     assert stats.display_fps >= 25 and stats.model_fps is not None and stats.model_fps <= 11
     assert max(a for a in hud_ages if a is not None) >= 2  # the map was carried over several frames
-    assert summary.last_hud is not None and summary.last_hud.map_age is not None
+    assert summary.last_huds[0].map_age is not None
 
 
 def test_camera_rate_plays_a_file_at_its_own_frame_rate(fair: Engine, tmp_path) -> None:
-    from realtime.capture import open_source
+    from realtime.sources import open_source
     from tests.conftest import write_video
 
     video = write_video(tmp_path / "clip.mp4", 15, fps=30.0)
-    with LatestFrameReader(open_source(str(video))) as reader:
-        loop = CameraRateLoop(fair, reader, Controls())
+    with SourceSet([open_source(str(video))]) as sources:
+        loop = Loop(fair, sources, Controls(), display="camera")
         start = time.perf_counter()
         summary = loop.run()
         elapsed = time.perf_counter() - start

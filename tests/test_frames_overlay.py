@@ -65,7 +65,20 @@ def test_blend_matches_the_seed_formula() -> None:
     heat = cv2.applyColorMap(np.uint8(255 * cv2.resize(cam, (28, 28))), cv2.COLORMAP_JET)
     expected = cv2.addWeighted(frame, 0.6, heat, 0.4, 0)
     # the map is quantised to 8 bits before upsampling (3x faster); that moves a pixel by 2 levels at most
-    np.testing.assert_allclose(overlay.blend(frame, cam, 0.4).astype(int), expected.astype(int), atol=2)
+    tinted = overlay.blend(frame, cam, 0.4, style="tint")
+    np.testing.assert_allclose(tinted.astype(int), expected.astype(int), atol=2)
+
+
+def test_heat_style_leaves_cold_areas_clear_and_tints_hot_ones_by_the_map() -> None:
+    frame = np.full((28, 28, 3), 100, np.uint8)
+    cam = np.zeros((2, 2), np.float32)
+    cam[0, 0] = 1.0  # one hot cell
+    out = overlay.blend(frame, cam, 0.4, style="heat").astype(int)
+    assert (out[20:, 20:] == 100).all()  # far from the hot cell the frame is untouched
+    # at the peak: opacity 1.5 x alpha of JET's hottest colour (dark red, BGR (0, 0, 128))
+    np.testing.assert_allclose(out[0, 0], 0.4 * 100 + 0.6 * np.array([0, 0, 128]), atol=2)
+    with pytest.raises(ValueError, match="plaid"):
+        overlay.blend(frame, cam, style="plaid")
 
 
 def test_blend_into_a_region_leaves_the_rest() -> None:
@@ -82,14 +95,27 @@ def test_nan_and_zero_maps_blend_without_error() -> None:
         assert out.shape == frame.shape and out.dtype == np.uint8
 
 
-def test_hud_draws_on_a_copy() -> None:
+def test_the_caption_goes_under_the_frame_and_covers_nothing() -> None:
     frame = np.zeros((240, 320, 3), np.uint8)
     hud = overlay.Hud("tabby", 0.5, "gradcam", [("tabby", 0.5), ("lynx", 0.2)], 10.0, 90.0, 120.0)
     out = overlay.draw_hud(frame, hud)
     assert frame.max() == 0
-    assert out.max() > 0 and out.shape == frame.shape
+    assert out.shape[1] == 320 and out.shape[0] > 240
+    assert out[:240].max() == 0 and out[240:].max() > 0  # the picture is untouched, the band drawn
     assert "tabby 50.0%" in overlay.hud_lines(hud)[0]
     assert "10.0 FPS" in overlay.hud_lines(hud)[1]
+
+
+def test_the_caption_has_no_figures_before_they_are_measured() -> None:
+    first = overlay.Hud("tabby", 0.5, "gradcam")
+    assert overlay.hud_lines(first) == ["tabby 50.0%  [gradcam]"]
+    later = overlay.Hud("tabby", 0.5, "gradcam", model_ms=90.0)
+    assert overlay.hud_lines(later)[1] == "model 90.0 ms"  # no "0.0 FPS", no "latency 0.0 ms"
+
+
+def test_the_colour_scale_runs_from_cold_to_hot() -> None:
+    bar = overlay.colour_scale(64, 4)
+    assert bar[0, 0, 0] > bar[0, 0, 2] and bar[0, -1, 2] > bar[0, -1, 0]  # blue on the left, red on the right
 
 
 def test_bad_alpha_is_named() -> None:

@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.camera_loop import CameraRateLoop
-from realtime.capture import LatestFrameReader
+from realtime.controls import Controls
 from realtime.engine import Engine, EngineOptions
 from realtime.flow import MapCarrier
-from realtime.pipeline import Controls
+from realtime.loop import Loop
 from realtime.session import record_rate
-from tests.conftest import count_frames
+from realtime.sourceset import SourceSet
+from tests.conftest import Collect, count_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,8 +62,8 @@ def test_the_camera_rate_loop_survives_a_resize_mid_stream() -> None:
     from realtime.demo.models import demo_model_paths
 
     engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=1))
-    with LatestFrameReader(ResizingSource()) as reader:  # type: ignore[arg-type]
-        summary = CameraRateLoop(engine, reader, Controls()).run()
+    with SourceSet([ResizingSource()]) as sources:  # type: ignore[list-item]
+        summary = Loop(engine, sources, Controls(), display="camera").run()
     assert summary.displayed == 24 and summary.end_reason == "end of stream"
 
 
@@ -190,27 +190,20 @@ def test_bad_output_paths_fail_in_the_first_second(tmp_path: Path) -> None:
 def test_a_failing_snapshot_or_recording_is_reported_and_the_loop_goes_on(tmp_path: Path) -> None:
     from realtime.demo.live import DemoSource
     from realtime.demo.models import demo_model_paths
-    from realtime.pipeline import LiveLoop
-    from realtime.sinks import RecordSwitch, SinkError
+    from realtime.outputs import Recorder, Snapshots
 
     engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=0))
-    keys = iter([ord("s"), -1, ord("r"), -1, -1, -1, -1, -1, -1, -1])
+    keys = Collect([ord("s"), -1, ord("r"), -1, -1, -1, -1, -1, -1, -1])
     blocked = tmp_path / "file"
     blocked.write_text("x")
-    recording = RecordSwitch(None, blocked / "videos")  # the r key will record under a file: it must fail
     messages: list[str] = []
-
-    def snapshot(image: np.ndarray) -> Path:
-        raise SinkError("disk full")
-
-    with LatestFrameReader(DemoSource(paced=False)) as reader:
-        loop = LiveLoop(
-            engine, reader, Controls(), show=lambda image: next(keys), sinks=[recording], snapshot=snapshot,
-            toggle_record=recording.toggle, log=messages.append,
-        )  # fmt: skip
-        summary = loop.run(8)
+    recording = Recorder(None, blocked / "videos", log=messages.append)  # the r key records under a file: it fails
+    snapshots = Snapshots(blocked / "snaps", log=messages.append)  # the s key too
+    with SourceSet([DemoSource(paced=False)]) as sources:
+        summary = Loop(engine, sources, Controls(), [keys, recording, snapshots], log=messages.append).run(8)
     assert summary.displayed == 8
-    assert any("snapshot failed: disk full" in m for m in messages)
+    assert any(m.startswith("snapshot failed") for m in messages), messages
+    assert any(m.startswith("record failed") for m in messages), messages
     assert recording.failure is not None and recording.recorder is None  # stopped, not crashed
 
 

@@ -11,33 +11,32 @@ import pytest
 
 from realtime import cli, image_cli
 from realtime.cam import smooth_maps
-from realtime.capture import LatestFrameReader, open_source
+from realtime.controls import QUIT, SNAPSHOT, Controls, apply_key, targets_for
 from realtime.engine import Engine, EngineOptions
 from realtime.frames import fit
-from realtime.pipeline import QUIT, SNAPSHOT, Controls, LiveLoop, apply_key, maps_for, targets_for
-from realtime.sinks import VideoRecorder
-from tests.conftest import LABELS, count_frames, write_video
+from realtime.loop import Loop
+from realtime.outputs import Recorder
+from realtime.panels import panel_maps
+from realtime.sources import open_source
+from realtime.sourceset import SourceSet
+from tests.conftest import LABELS, Collect, count_frames, write_video
 
 
 def test_loop_end_to_end_on_a_video(small_models, tmp_path: Path) -> None:
     video = write_video(tmp_path / "in.mp4", 15)
     engine = Engine(small_models["full"], EngineOptions(providers="cpu"))
-    recorder = VideoRecorder(tmp_path / "out.avi")
-    seen: list[tuple[np.ndarray, object]] = []
-    with LatestFrameReader(open_source(str(video))) as reader:
-        loop = LiveLoop(
-            engine,
-            reader,
-            Controls(method="gradcam++"),
-            sinks=[recorder],
-            on_frame=lambda r: seen.append((r.image, r.hud)),
-        )
-        summary = loop.run()
-    recorder.close()
+    seen = Collect()
+    with SourceSet([open_source(str(video))]) as sources, Recorder(tmp_path / "out.avi", tmp_path) as recorder:
+        summary = Loop(engine, sources, Controls(method="gradcam++"), [recorder, seen]).run()
     assert summary.displayed == 15 and summary.captured == 15
     assert summary.end_reason == "end of stream"
     assert count_frames(tmp_path / "out.avi") == 15
-    assert seen[-1][0].shape == (480, 640, 3)
+    image = seen.shown[-1].image
+    assert image.shape[1] == 640 and image.shape[0] > 480  # the caption goes under the frame
+    source = seen.shown[-1].frames[0]
+    assert source is not None
+    # the picture is not covered: outside the model's map, the frame shows through untouched
+    np.testing.assert_array_equal(seen.shown[-1].image[:480].shape, source.image.shape)
     # the HUD names what the engine itself says about the last frame
     import cv2
 
@@ -49,8 +48,8 @@ def test_loop_end_to_end_on_a_video(small_models, tmp_path: Path) -> None:
             break
         last = frame
     direct = engine.run(fit(last, (64, 64))[None], [[-1]])
-    hud = summary.last_hud
-    assert hud is not None and hud.label == LABELS[int(direct.classes[0, 0])]
+    hud = summary.last_huds[0]
+    assert hud.label == LABELS[int(direct.classes[0, 0])]
     assert hud.probability == pytest.approx(float(direct.probabilities[0].max()), rel=1e-4)
     assert hud.method == "gradcam++"
     assert summary.stats.display_fps > 0 and summary.stats.model_ms > 0 and summary.stats.latency_ms > 0
@@ -118,7 +117,8 @@ def test_keys_change_controls_and_never_mutate() -> None:
     assert after.method == "gradcam++" and start.method == "gradcam" and action is None
     assert apply_key(start, ord("m"), has_gradients=False)[0].method == "gradcam"
     assert apply_key(start, ord("3"), True)[0].rank == 2
-    assert apply_key(Controls(class_id=5, rank=2), ord("0"), True)[0] == Controls()
+    assert apply_key(Controls(class_name="dog", rank=2), ord("0"), True)[0] == Controls()
+    assert apply_key(start, ord("o"), True)[0].style == "tint" and start.style == "heat"
     assert apply_key(start, ord(" "), True)[0].frozen
     assert apply_key(start, 27, True)[1] == QUIT and apply_key(start, ord("q"), True)[1] == QUIT
     assert apply_key(start, ord("s"), True)[1] == SNAPSHOT
@@ -126,20 +126,20 @@ def test_keys_change_controls_and_never_mutate() -> None:
 
 
 def test_targets_rows() -> None:
-    assert targets_for(Controls()) == [-1]
-    assert targets_for(Controls(rank=2)) == [-1, -1, -1]
-    assert targets_for(Controls(class_id=7, top_k=3)) == [7, -1, -1]
+    assert targets_for(Controls(), None) == [-1]
+    assert targets_for(Controls(rank=2), None) == [-1, -1, -1]
+    assert targets_for(Controls(class_name="7", top_k=3), 7) == [7, -1, -1]
 
 
 def test_rank_key_explains_the_kth_class(small_models) -> None:
     engine = Engine(small_models["full"], EngineOptions(providers="cpu", warmup=0))
     image = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     controls = apply_key(Controls(), ord("2"), True)[0]
-    result = engine.run(image, [targets_for(controls)])
+    result = engine.run(image, [targets_for(controls, None)])
     second = int(np.argsort(-result.logits[0])[1])
     assert int(result.classes[0, controls.rank]) == second
     np.testing.assert_allclose(
-        maps_for(result, controls)[0], result.cam[0, 1] / (result.cam[0, 1].max() + 1e-7), atol=1e-5
+        panel_maps(result, 0, controls, None)[0], result.cam[0, 1] / (result.cam[0, 1].max() + 1e-7), atol=1e-5
     )
 
 
@@ -161,12 +161,17 @@ def test_gradcam_image_reproduces_the_seed(small_models, tmp_path: Path) -> None
         == 0
     )
     assert cv2.imread(str(out)).shape == (100, 150, 3)
+    args = [str(src), "--output", str(out), "--model", str(small_models["full"]), "--caption", "--style", "tint"]
+    assert image_cli.main(args) == 0
+    captioned = cv2.imread(str(out))
+    assert captioned.shape[0] > 100 and captioned.shape[1] == 150
     assert image_cli.main([str(tmp_path / "none.png"), "--output", str(out), "--model", str(small_models["full"])]) == 2
 
 
 def test_runtime_never_imports_tensorflow() -> None:
     code = (
-        "import sys, realtime.cli, realtime.engine, realtime.pipeline, realtime.image_cli, realtime.capture;"
+        "import sys, realtime, realtime.cli, realtime.engine, realtime.loop, realtime.image_cli, realtime.session;"
+        "realtime.GradCam;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

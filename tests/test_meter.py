@@ -39,9 +39,9 @@ def test_rate_needs_two_events() -> None:
         RateMeter(window=1)
 
 
-def test_duration_meter_mean_in_ms() -> None:
-    meter = DurationMeter(window=2)
-    for s in (0.010, 0.020, 0.040):
+def test_duration_meter_median_in_ms() -> None:
+    meter = DurationMeter(window=3)
+    for s in (0.500, 0.010, 0.020, 0.090):
         meter.add_seconds(s)
-    assert meter.ms == pytest.approx(30.0)
-    assert meter.total == 3
+    assert meter.ms == pytest.approx(20.0)  # the window is the last three; their median
+    assert meter.total == 4

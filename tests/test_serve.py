@@ -13,17 +13,19 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from realtime.pipeline import Controls
+from realtime.controls import Controls
 from realtime.serve.app import ServeAddressError, parse_address
 from realtime.serve.hub import ControlError, FrameHub, parse_control
 from tests.live_server import LiveServer
 
+TWO = ["elephant", "zebra"]  # labels of a two-class model
+
 
 def test_parse_control_accepts_good_requests() -> None:
-    assert parse_control({"method": "gradcam++", "alpha": 0.5}, 2, True) == {"method": "gradcam++", "alpha": 0.5}
-    assert parse_control({"class": 1}, 2, True) == {"class_id": 1, "rank": 0}
-    assert parse_control({"class": "auto"}, 2, True) == {"class_id": None, "rank": 0}
-    assert parse_control({"frozen": True, "smooth": 0}, 2, True) == {"frozen": True, "smooth": 0.0}
+    assert parse_control({"method": "gradcam++", "alpha": 0.5}, TWO, True) == {"method": "gradcam++", "alpha": 0.5}
+    assert parse_control({"class": 1}, TWO, True) == {"class_name": "zebra", "rank": 0}
+    assert parse_control({"class": "auto"}, TWO, True) == {"class_name": None, "rank": 0}
+    assert parse_control({"frozen": True, "smooth": 0}, TWO, True) == {"frozen": True, "smooth": 0.0}
 
 
 @pytest.mark.parametrize(
@@ -42,12 +44,12 @@ def test_parse_control_accepts_good_requests() -> None:
 )
 def test_parse_control_rejects_bad_requests(body: object, message: str) -> None:
     with pytest.raises(ControlError, match=message):
-        parse_control(body, 2, True)
+        parse_control(body, TWO, True)
 
 
 def test_pooled_models_refuse_gradient_methods() -> None:
     with pytest.raises(ControlError, match="--gradients full"):
-        parse_control({"method": "layercam"}, 2, False)
+        parse_control({"method": "layercam"}, TWO, False)
 
 
 def test_parse_address_defaults_to_loopback() -> None:
@@ -115,7 +117,7 @@ def test_clicking_a_class_changes_the_explained_class(live: LiveServer) -> None:
         time.sleep(0.1)
     assert state["controls"]["class"] == 1 and state["controls"]["method"] == "layercam"
     assert state["explained"].startswith("penguin")
-    assert live.loop.controls.class_id == 1
+    assert live.loop.controls.class_name == live.hub.labels[1]
 
 
 def test_malformed_requests_get_400_and_change_nothing(live: LiveServer) -> None:
@@ -169,9 +171,9 @@ def test_server_stops_cleanly_with_open_streams() -> None:
 
 
 def test_hub_encodes_each_frame_once() -> None:
-    hub = FrameHub(2, True)
+    hub = FrameHub(["elephant", "zebra"], True)
     assert hub.latest_jpeg() is None
-    from realtime.pipeline import Stats
+    from realtime.panels import Stats
 
     hub.publish(np.zeros((8, 8, 3), np.uint8), Stats(), [(0, "elephant", 0.9)], "elephant", Controls())
     first = hub.latest_jpeg()

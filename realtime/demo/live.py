@@ -1,24 +1,16 @@
-"""`gradcam-live --demo`: animals walk across a scene whose background switches between
-savanna and snow, explained by the biased and the fair model side by side. Offline, no camera."""
+"""The demo's moving picture: animals walk across a scene whose background switches between
+savanna and snow. `gradcam-live --demo` shows it to the biased and the fair model side by side."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from realtime.demo import scenes
-
-if TYPE_CHECKING:
-    from realtime.cli import LiveConfig
-
-DEFAULT_DEMO_VIDEO = Path("gradcam_demo.mp4")
-HEADLESS_FRAMES = 240
+from realtime.pacing import Pacer
 
 
 @dataclass(frozen=True)
@@ -84,9 +76,8 @@ class DemoSource:
         paced: bool = True,
     ) -> None:
         self.scene = DemoScene(timeline)
-        self.clock, self.sleep, self.paced = clock, sleep, paced
+        self.pacer = Pacer(self.scene.timeline.fps if paced else 0.0, clock, sleep)
         self.index = 0
-        self._start = 0.0
 
     @property
     def fps(self) -> float:
@@ -94,55 +85,13 @@ class DemoSource:
 
     def open(self) -> None:
         self.index = 0
-        self._start = self.clock()
+        self.pacer.restart()
 
     def read(self) -> np.ndarray | None:
-        if self.paced:
-            due = self._start + self.index / self.scene.timeline.fps
-            wait = due - self.clock()
-            if wait > 0:
-                self.sleep(wait)
+        self.pacer.wait(self.index)
         image = self.scene.frame(self.index).image
         self.index += 1
         return image
 
     def close(self) -> None:
         pass
-
-
-def run_demo(config: LiveConfig) -> int:
-    """Biased and fair model side by side on the animated scene: a window, or a video where there is no display."""
-    from realtime.cli import report, session_outputs
-    from realtime.contract import ContractError
-    from realtime.demo.models import DemoModelsMissingError, demo_model_paths
-    from realtime.engine import Engine, EngineOptions
-    from realtime.pipeline import Controls
-    from realtime.session import SessionError, run_session
-    from realtime.sinks import has_display
-
-    try:
-        paths = demo_model_paths()
-        options = EngineOptions(providers=config.providers, tf32=config.tf32, threads=config.threads)
-        engines = [Engine(paths[name], options) for name in ("biased", "fair")]
-    except (DemoModelsMissingError, ContractError) as exc:
-        print(f"gradcam-live --demo: {exc}", file=sys.stderr)
-        return 2
-    print(engines[0].notice, file=sys.stderr)
-    windowed = config.window and has_display()
-    headless_default = not windowed and not config.serve
-    record = config.record or (DEFAULT_DEMO_VIDEO if headless_default else None)
-    max_frames = config.max_frames or (HEADLESS_FRAMES if headless_default else None)
-    if config.window and not windowed:
-        print(
-            "no display here: " + ("serving the browser view" if config.serve else "writing a video"), file=sys.stderr
-        )
-    controls = Controls(method=config.method, alpha=config.alpha, smooth=config.smooth)
-    title = "gradcam-live --demo (left: biased model, right: fair model)" if windowed else None
-    outputs = session_outputs(config, title, record)
-    try:
-        summary = run_session(engines, DemoSource(), controls, outputs, max_frames=max_frames, log_prefix="demo")
-    except SessionError as exc:
-        print(f"gradcam-live --demo: {exc}", file=sys.stderr)
-        return 2
-    report(summary, engines[0].provider, record, prefix="demo: ")
-    return 0

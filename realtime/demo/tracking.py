@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from realtime.controls import Controls
 from realtime.demo.live import DemoScene
 from realtime.engine import Engine
 from realtime.flow import MapCarrier, centroid
 from realtime.frames import fit
-from realtime.pipeline import Controls, maps_for
+from realtime.panels import panel_maps
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def track(
         truth = centroid(shot.mask)
         if step % model_every == 0:
             result = engine.run(fit(shot.image, size)[None], [[shot.label]])
-            maps = maps_for(result, Controls())
+            maps = panel_maps(result, 0, Controls(), None)  # column 0: the class asked for
             for carrier in carriers.values():
                 carrier.update(shot.image, start + step, [maps])
             centre = map_centre(carriers["stale"].maps[0][0], shot.image.shape)

@@ -11,7 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from realtime.pipeline import method_cycle
+from realtime import overlay
+from realtime.cam import usable_methods
+from realtime.controls import class_id_in
 from realtime.serve import guard
 from realtime.serve.hub import ControlError, FrameHub
 
@@ -37,6 +39,7 @@ def parse_address(text: str) -> tuple[str, int]:
 def state_json(hub: FrameHub) -> dict[str, Any]:
     snap = hub.snapshot
     controls = snap.controls
+    class_id = class_id_in(controls, hub.labels)  # the page numbers classes by the first model's labels
     return {
         "sequence": snap.sequence,
         "stats": {
@@ -46,8 +49,9 @@ def state_json(hub: FrameHub) -> dict[str, Any]:
         },
         "top": [{"id": i, "name": name, "probability": round(p, 4)} for i, name, p in snap.top],
         "explained": snap.explained,
-        "controls": {**asdict(controls), "class": "auto" if controls.class_id is None else controls.class_id},
-        "methods": method_cycle(hub.has_gradients),
+        "controls": {**asdict(controls), "class": "auto" if class_id is None else class_id},
+        "methods": usable_methods(hub.has_gradients),
+        "styles": list(overlay.STYLES),
     }
 
 

@@ -15,9 +15,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime import cam
+from realtime import cam, overlay
 from realtime.cam import SMOOTH_MAX
-from realtime.pipeline import Controls, FrameReport, Stats
+from realtime.controls import Controls
+from realtime.outputs import Output, Shown
+from realtime.panels import Stats
 
 
 class ControlError(ValueError):
@@ -41,11 +43,16 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def parse_control(body: object, num_classes: int, has_gradients: bool) -> dict[str, Any]:
-    """Validate a POST /api/control body into Controls fields; anything odd is a ControlError."""
+def parse_control(body: object, labels: Sequence[str], has_gradients: bool) -> dict[str, Any]:
+    """Validate a POST /api/control body into Controls fields; anything odd is a ControlError.
+
+    A class comes as an id of the first model's labels and is kept by name, so that every
+    model of a comparison explains the same class.
+    """
+    num_classes = len(labels)
     if not isinstance(body, Mapping):
         raise ControlError('the body must be a JSON object, e.g. {"method": "gradcam"}')
-    allowed = {"method", "class", "alpha", "smooth", "frozen"}
+    allowed = {"method", "class", "alpha", "smooth", "frozen", "style"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ControlError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -56,15 +63,15 @@ def parse_control(body: object, num_classes: int, has_gradients: bool) -> dict[s
         method = body["method"]
         if not isinstance(method, str) or method not in cam.METHODS:
             raise ControlError(f"method {_short(method)} is not one of {', '.join(cam.METHODS)}")
-        if cam.METHODS[method].needs_gradients and not has_gradients:
+        if not cam.METHODS[method].usable(has_gradients):
             raise ControlError(f"method {method!r} needs a model exported with --gradients full")
         changes["method"] = method
     if "class" in body:
         value = body["class"]
         if value == "auto":
-            changes.update(class_id=None, rank=0)
+            changes.update(class_name=None, rank=0)
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < num_classes:
-            changes.update(class_id=value, rank=0)
+            changes.update(class_name=labels[value], rank=0)
         else:
             raise ControlError(f'class {_short(value)} must be "auto" or an id from 0 to {num_classes - 1}')
     for name, top in (("alpha", 1.0), ("smooth", SMOOTH_MAX)):
@@ -73,6 +80,10 @@ def parse_control(body: object, num_classes: int, has_gradients: bool) -> dict[s
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= top:
                 raise ControlError(f"{name} {_short(value)} must be a number from 0 to {top}")
             changes[name] = float(value)
+    if "style" in body:
+        if body["style"] not in overlay.STYLES:
+            raise ControlError(f"style {_short(body['style'])} is not one of {', '.join(overlay.STYLES)}")
+        changes["style"] = body["style"]
     if "frozen" in body:
         if not isinstance(body["frozen"], bool):
             raise ControlError(f"frozen {_short(body['frozen'])} must be true or false")
@@ -80,11 +91,14 @@ def parse_control(body: object, num_classes: int, has_gradients: bool) -> dict[s
     return changes
 
 
-class FrameHub:
-    """Newest frame (JPEG-encoded once, on first demand), the page's state, and pending controls."""
+class FrameHub(Output):
+    """Newest frame (JPEG-encoded once, on first demand), the page's state, and pending controls.
 
-    def __init__(self, num_classes: int, has_gradients: bool, jpeg_quality: int = 80) -> None:
-        self.num_classes, self.has_gradients, self.jpeg_quality = num_classes, has_gradients, jpeg_quality
+    As an output it takes every presented frame, and steers the loop with the browser's changes.
+    """
+
+    def __init__(self, labels: Sequence[str], has_gradients: bool, jpeg_quality: int = 80) -> None:
+        self.labels, self.has_gradients, self.jpeg_quality = list(labels), has_gradients, jpeg_quality
         self._lock = threading.Lock()
         self._frame: np.ndarray | None = None
         self._jpeg: tuple[int, bytes] | None = None
@@ -92,6 +106,16 @@ class FrameHub:
         self._snapshot = Snapshot()
         self._pending: dict[str, Any] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run when the session closes this output (the server that serves it stops)."""
+        self._closers.append(callback)
+
+    def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for callback in closers:
+            callback()
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Called (from the loop's thread) after every publish: lets the server wake its streams."""
@@ -107,8 +131,12 @@ class FrameHub:
         for listener in self._listeners:
             listener()
 
-    def publish_report(self, report: FrameReport) -> None:
-        self.publish(report.image, report.stats, report.result.top(0, 5), report.hud.label, report.controls)
+    def write(self, shown: Shown) -> None:
+        explained = shown.huds[0].label if shown.huds else ""
+        self.publish(shown.image, shown.stats, shown.results[0].top(0, 5), explained, shown.controls)
+
+    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
+        return self.apply_pending(controls), ()
 
     @property
     def snapshot(self) -> Snapshot:
@@ -150,7 +178,7 @@ class FrameHub:
 
     def request(self, body: object) -> dict[str, Any]:
         """Validate and queue a control change from the browser; returns the accepted fields."""
-        changes = parse_control(body, self.num_classes, self.has_gradients)
+        changes = parse_control(body, self.labels, self.has_gradients)
         with self._lock:
             self._pending.update(changes)
         return changes

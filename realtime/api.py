@@ -1,0 +1,104 @@
+"""The Python API: explain frames from your own code, no loop, no window.
+
+from realtime import GradCam
+cam = GradCam("model.onnx", providers="auto")
+result = cam(frame_bgr, method="gradcam++", top_k=3)
+shown = result.overlay(frame_bgr, alpha=0.4)   # a new array; frame_bgr is untouched
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from realtime import cam, overlay
+from realtime.controls import Controls, explained_columns, resolve_class, targets_for
+from realtime.engine import Engine, EngineOptions
+from realtime.frames import Region, fit, model_region, to_bgr
+from realtime.panels import panel_maps
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a model saw in one frame: its explained classes and one normalised map per class."""
+
+    classes: tuple[int, ...]  # the explained class ids, one per map
+    labels: tuple[str, ...]  # their names
+    probabilities: tuple[float, ...]  # their probabilities
+    maps: np.ndarray  # [K,h,w] in [0,1], at the model's feature-map resolution
+    method: str
+    top: tuple[tuple[int, str, float], ...]  # the five most probable classes: (id, name, probability)
+    ms: float  # the model call's time (shared by every frame of a batch)
+    region: Region  # where in the frame the model looked (all of it, unless fit="center")
+
+    def overlay(
+        self, frame_bgr: np.ndarray, alpha: float = overlay.DEFAULT_ALPHA, style: str = overlay.DEFAULT_STYLE,
+        index: int = 0,
+    ) -> np.ndarray:  # fmt: skip
+        """The frame with map `index` laid over the part the model saw: a new array."""
+        return overlay.blend(to_bgr(frame_bgr), self.maps[index], alpha, self.region, style)
+
+
+class GradCam:
+    """A Grad-CAM graph (from gradcam-export) ready to explain BGR frames of any size."""
+
+    def __init__(
+        self, model: str | Path, providers: str = "auto", threads: int | None = None, fit_mode: str = "squash",
+        warmup: int = 1,
+    ) -> None:  # fmt: skip
+        self.engine = Engine(model, EngineOptions(providers=providers, threads=threads, warmup=warmup))
+        self.fit_mode = fit_mode
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return self.engine.info.labels
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods this graph can serve (a `pooled` graph: Grad-CAM only)."""
+        return cam.usable_methods(self.engine.has_gradients)
+
+    def __call__(
+        self, frame_bgr: np.ndarray, method: str = "gradcam", top_k: int = 1, target: int | str | None = None
+    ) -> Explanation:
+        """Explain one frame: the top-k classes, or `target` (an id or a label) first."""
+        return self.batch([frame_bgr], method, top_k, target)[0]
+
+    def batch(
+        self, frames_bgr: Sequence[np.ndarray], method: str = "gradcam", top_k: int = 1,
+        target: int | str | None = None,
+    ) -> list[Explanation]:  # fmt: skip
+        """Explain several frames in one model call (faster per frame than one call each)."""
+        spec = cam.method(method)
+        if not spec.usable(self.engine.has_gradients):
+            raise cam.MethodNeedsGradientsError(
+                f"{method} needs a graph exported with --gradients full; {self.engine.path} is pooled"
+            )
+        name = None if target is None else str(target)
+        class_id = resolve_class(name, self.labels, str(self.engine.path))
+        controls = Controls(method=method, class_name=name, top_k=max(1, top_k))
+        info = self.engine.info
+        size = (info.input_height, info.input_width)
+        images = [to_bgr(f) for f in frames_bgr]
+        batch = np.stack([fit(im, size, self.fit_mode) for im in images])
+        result = self.engine.run(batch, [targets_for(controls, class_id)] * len(images), spec.needs_gradients)
+        columns = explained_columns(controls, class_id)
+        explained = []
+        for i, image in enumerate(images):
+            ids = tuple(int(result.classes[i, c]) for c in columns)
+            explained.append(
+                Explanation(
+                    classes=ids,
+                    labels=tuple(result.labels[c] if c < len(result.labels) else str(c) for c in ids),
+                    probabilities=tuple(float(result.probabilities[i, c]) for c in ids),
+                    maps=panel_maps(result, i, controls, class_id),
+                    method=method,
+                    top=tuple(result.top(i, 5)),
+                    ms=result.seconds * 1000.0,
+                    region=model_region(image.shape, size, self.fit_mode),
+                )
+            )
+        return explained

@@ -1,0 +1,195 @@
+"""Where presented frames go: one interface, one call per frame.
+
+Every output takes `write(shown)` for each presented frame and is a context manager
+that finishes its files on exit. Outputs that also take input from the presenter
+(the window's keys, the browser's buttons) answer `steer`. The loop holds a plain list.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+import numpy as np
+
+from realtime.capture import Frame
+from realtime.controls import RECORD, SNAPSHOT, Controls, apply_key
+from realtime.engine import CamResult
+from realtime.files import write_image
+from realtime.overlay import Hud
+from realtime.panels import Stats
+from realtime.video import SinkError, VideoRecorder, stderr
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One presented frame, as every output receives it."""
+
+    image: np.ndarray  # the drawn mosaic
+    huds: tuple[Hud, ...]  # one per model panel, source by source
+    stats: Stats
+    results: tuple[CamResult, ...]  # one per model, a batch over the sources
+    controls: Controls  # what the frame was drawn with
+    frames: tuple[Frame | None, ...]  # the camera frames it was drawn on, one per source
+    actions: tuple[str, ...] = ()  # snapshot / record requests since the previous frame
+
+
+AnyOutput = TypeVar("AnyOutput", bound="Output")
+
+
+class Output:
+    """The interface: write every presented frame; optionally steer the controls; close."""
+
+    def write(self, shown: Shown) -> None:
+        raise NotImplementedError
+
+    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
+        """New controls and actions from the presenter; most outputs take no input."""
+        return controls, ()
+
+    def close(self) -> None:
+        """Finish files, close windows; safe to call twice."""
+
+    def __enter__(self: AnyOutput) -> AnyOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # never swallows the exception that ended the block
+
+
+def has_display() -> bool:
+    """Whether an OpenCV window can open here (X11/Wayland on Linux; always elsewhere)."""
+    if os.name != "posix" or os.uname().sysname == "Darwin":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class Window(Output):
+    """An OpenCV window; its keys steer the controls (see controls.KEYS)."""
+
+    def __init__(self, title: str = "gradcam-live") -> None:
+        if not has_display():
+            raise SinkError("no display here: use --no-window (with --record FILE or --serve PORT)")
+        self.title, self.key, self.open = title, -1, True
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            raise SinkError(f"cannot open a window ({exc}); use --no-window") from exc
+
+    def write(self, shown: Shown) -> None:
+        cv2.imshow(self.title, shown.image)
+        self.key = int(cv2.waitKey(1))
+
+    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
+        controls, action = apply_key(controls, self.key, has_gradients)
+        self.key = -1
+        return controls, (action,) if action else ()
+
+    def close(self) -> None:
+        if self.open:
+            cv2.destroyWindow(self.title)
+            self.open = False
+
+
+class Recorder(Output):
+    """The --record file, and recordings the r key starts and stops; writes nothing while off.
+
+    A recording started with the r key that cannot be written stops with a message in
+    `failure`, and the show goes on; the --record file was checked before the start.
+    """
+
+    def __init__(self, path: Path | None, folder: Path, fps: float = 15.0, log: Log = stderr) -> None:
+        self.folder, self._fps, self.log = folder, fps, log
+        self.recorder: VideoRecorder | None = VideoRecorder(path, fps, log) if path else None
+        self.toggled = False
+        self.failure: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @fps.setter
+    def fps(self, value: float) -> None:
+        """The playback rate, for the --record file too if it has not started yet."""
+        self._fps = value
+        if self.recorder is not None and self.recorder.frames == 0:
+            self.recorder.fps = value
+
+    def toggle(self) -> str:
+        if self.recorder is not None:
+            self.close()
+            return "recording stopped"
+        path = self.folder / f"gradcam_{time.strftime('%Y%m%d_%H%M%S')}.mp4"
+        self.recorder, self.toggled, self.failure = VideoRecorder(path, self.fps, self.log), True, None
+        return f"recording to {path}"
+
+    def write(self, shown: Shown) -> None:
+        if RECORD in shown.actions:
+            self.log(self.toggle())
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.write(shown.image)
+        except SinkError as exc:
+            if not self.toggled:
+                raise
+            self.failure = str(exc)
+            self.close()
+            self.log(f"record failed: {exc}")
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            recorder, self.recorder = self.recorder, None
+            recorder.close()
+
+
+def save_snapshot(frame: np.ndarray, folder: Path, prefix: str = "gradcam") -> Path:
+    """Write a PNG with a timestamped name; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}_{time.strftime('%Y%m%d_%H%M%S')}_{time.perf_counter_ns() % 1000000:06d}.png"
+    if not write_image(path, frame):
+        raise SinkError(f"cannot write snapshot {path}")
+    return path
+
+
+class Snapshots(Output):
+    """The s key: the presented frame as a PNG; a full disk is reported and the show goes on."""
+
+    def __init__(self, folder: Path, log: Log = stderr) -> None:
+        self.folder, self.log = folder, log
+        self.saved: list[Path] = []
+
+    def write(self, shown: Shown) -> None:
+        if SNAPSHOT not in shown.actions:
+            return
+        try:
+            self.saved.append(save_snapshot(shown.image, self.folder))
+            self.log(f"snapshot: {self.saved[-1]}")
+        except (SinkError, OSError) as exc:
+            self.log(f"snapshot failed: {exc}")
+
+
+class FrameSaver(Output):
+    """Keeps every n-th camera frame of each source as a JPEG (calibration data for gradcam-export --int8)."""
+
+    def __init__(self, folder: Path, every: int = 15, limit: int = 200) -> None:
+        self.folder, self.every, self.limit = folder, every, limit
+        self.seen = self.saved = 0
+
+    def write(self, shown: Shown) -> None:
+        self.seen += 1
+        if self.saved >= self.limit or (self.seen - 1) % self.every:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for frame in shown.frames:
+            if frame is not None and self.saved < self.limit:
+                if not write_image(self.folder / f"frame_{self.saved:05d}.jpg", frame.image):
+                    raise SinkError(f"cannot write frames to {self.folder}")
+                self.saved += 1

@@ -1,0 +1,149 @@
+"""Where frames come from: cameras, video files, URLs, GStreamer pipelines and image folders.
+
+`open_source` turns a --source value into one; the reader in capture.py runs it on a thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened; the message says what to try instead."""
+
+
+class FrameSource(Protocol):
+    """Something that yields frames. read() returns None at the end or on a dropout."""
+
+    name: str
+    live: bool
+
+    @property
+    def fps(self) -> float: ...  # the source's own frame rate, 0 when it has none
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
+
+
+class VideoCaptureSource:
+    """A camera index, a video file, a URL or a GStreamer pipeline, through cv2.VideoCapture."""
+
+    def __init__(self, spec: int | str, live: bool, size: tuple[int, int] | None = None) -> None:
+        self.spec, self.live, self.size = spec, live, size
+        self.name = f"camera {spec}" if isinstance(spec, int) else str(spec)
+        self._cap: cv2.VideoCapture | None = None
+        self.frames_read = 0
+        self.frame_count = 0  # what a file's header promises (0: unknown, or not a file)
+
+    def open(self) -> None:
+        # OpenCV logs a page per backend it tries on a missing camera; our one-line error says it better
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            if isinstance(self.spec, str) and ("!" in self.spec):
+                cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
+            else:
+                cap = cv2.VideoCapture(self.spec)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        if isinstance(self.spec, int) and self.size is not None:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if not cap.isOpened():
+            cap.release()
+            if isinstance(self.spec, int):
+                raise SourceError(f"no camera at index {self.spec}: try --source FILE or --demo")
+            if not self.live:
+                raise SourceError(
+                    f"cannot open {self.spec}: not a video OpenCV can decode here; convert it "
+                    "(ffmpeg -i IN -c:v libx264 OUT.mp4) or pass a folder of images"
+                )
+            raise SourceError(f"cannot open {self.spec}: check the address, or try --source FILE or --demo")
+        self._cap = cap
+        if not self.live:
+            self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        if ok:
+            self.frames_read += 1
+        return frame if ok else None
+
+    def end_note(self) -> str:
+        """Why a file ended early, if it did (its header promised more frames than decoded)."""
+        if self.live or not self.frame_count or self.frames_read >= self.frame_count - 1:
+            return ""
+        return f"; the file stopped decoding after {self.frames_read} of {self.frame_count} frames (truncated?)"
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    @property
+    def fps(self) -> float:
+        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
+
+
+class FolderSource:
+    """The images of a folder in name order; unreadable files are skipped."""
+
+    live = False
+    fps = 0.0  # no natural rate
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.name = str(folder)
+        self._files: list[Path] = []
+        self._index = 0
+        self.skipped: list[Path] = []
+
+    def open(self) -> None:
+        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {self.folder}")
+        self._index = 0
+
+    def read(self) -> np.ndarray | None:
+        while self._index < len(self._files):
+            path = self._files[self._index]
+            self._index += 1
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if image is not None:
+                return image
+            self.skipped.append(path)
+        return None
+
+    def end_note(self) -> str:
+        if not self.skipped:
+            return ""
+        names = ", ".join(p.name for p in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+        return f"; skipped {len(self.skipped)} unreadable file(s): {names}"
+
+    def close(self) -> None:
+        self._files = []
+
+
+def open_source(spec: str, camera_size: tuple[int, int] | None = None) -> FrameSource:
+    """A source from a --source value: camera index, folder, video file, URL or GStreamer pipeline."""
+    if spec.isdigit():
+        return VideoCaptureSource(int(spec), live=True, size=camera_size)
+    if "://" in spec or "!" in spec:
+        return VideoCaptureSource(spec, live=True)
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path)
+    if path.is_file():
+        return VideoCaptureSource(str(path), live=False)
+    raise SourceError(f"--source {spec}: no such file, folder or camera index; try --source FILE or --demo")

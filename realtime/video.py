@@ -1,0 +1,125 @@
+"""Video files that play: a browser codec where this OpenCV has one, encoded off the loop's thread."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from realtime.files import discard, finish, partial_path, remove_stale
+
+
+class SinkError(RuntimeError):
+    """An output cannot be opened or written; the message says what to do."""
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+CODECS = {".avi": ("MJPG",), ".mp4": ("avc1", "mp4v"), ".mkv": ("avc1", "mp4v"), ".webm": ("VP80",)}
+BROWSER_CODECS = {"avc1", "VP80"}
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr: FFmpeg prints a page for each encoder it cannot open (no H.264 here)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.VideoWriter, str]:
+    """The first codec for this suffix that this OpenCV can write; browsers play H.264 and VP8."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        with quiet_stderr():
+            for codec in CODECS.get(path.suffix.lower(), ("mp4v",)):
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*codec), fps, size)
+                if writer.isOpened():
+                    return writer, codec
+                writer.release()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    raise SinkError(f"cannot write video {path}; try a .avi path")
+
+
+class VideoRecorder:
+    """A video file written on its own thread, under a partial name moved into place on close.
+
+    It opens on the first frame, so its size follows what is drawn; a recording cut short by
+    a kill never replaces a good one with a broken file. Encoding VP8 costs ~18 ms a frame at
+    1280x480, so the loop only hands frames over (it waits only if 8 are queued).
+    """
+
+    def __init__(self, path: Path, fps: float = 15.0, log: Callable[[str], None] = stderr) -> None:
+        self.path, self.fps, self.log = path, fps, log
+        self.partial = partial_path(path)
+        self.frames = 0
+        self.codec = ""
+        self._size: tuple[int, int] | None = None
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=8)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _open(self, size: tuple[int, int]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot write video {self.path}: {exc.strerror or exc}") from exc
+        remove_stale(self.path.parent)
+        writer, self.codec = open_writer(self.partial, self.fps, size)
+        if self.codec not in BROWSER_CODECS:
+            self.log(
+                f"note: this OpenCV has no H.264 encoder, so {self.path.name} is MPEG-4 Part 2, which browsers "
+                f"do not play; record to a .webm file for a browser, or convert: "
+                f"ffmpeg -i {self.path.name} -c:v libx264 {self.path.stem}_h264.mp4"
+            )
+        self._size = size
+        self._thread = threading.Thread(target=self._encode, args=(writer,), name="recorder", daemon=True)
+        self._thread.start()
+
+    def _encode(self, writer: cv2.VideoWriter) -> None:
+        try:
+            while (frame := self._queue.get()) is not None:
+                writer.write(frame)
+        except BaseException as exc:  # reported by the next write or close
+            self._error = exc
+        finally:
+            writer.release()
+
+    def write(self, frame: np.ndarray) -> None:
+        size = (frame.shape[1], frame.shape[0])
+        if self._thread is None:
+            self._open(size)
+        if self._error is not None:
+            raise SinkError(f"cannot write video {self.path}: {self._error}")
+        if size != self._size:
+            assert self._size is not None
+            frame = cv2.resize(frame, self._size)
+        self._queue.put(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file and move it into place (a recording with no frames leaves nothing)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+            if self.frames and self._error is None:
+                finish(self.partial, self.path)
+        discard(self.partial)

@@ -1,0 +1,81 @@
+"""The Python API: `from realtime import GradCam` (issue: Side by side)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime import GradCam, cam
+from realtime.controls import ClassNameError
+from realtime.frames import fit
+from tests.conftest import LABELS
+
+
+def test_gradcam_explains_a_frame_like_the_graph_and_the_numpy_methods(small_models) -> None:
+    explainer = GradCam(small_models["full"], providers="cpu")
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    result = explainer(frame, method="gradcam++", top_k=3)
+    raw = explainer.engine.run(fit(frame, (64, 64))[None], [[-1, -1, -1]])  # the graph, by hand
+    assert result.classes == tuple(int(c) for c in raw.classes[0])
+    assert result.labels == tuple(LABELS[c] for c in result.classes)
+    assert result.probabilities[0] == pytest.approx(float(raw.probabilities[0].max()), rel=1e-5)
+    assert raw.activations is not None and raw.gradients is not None
+    expected = cam.normalise(cam.grad_cam_pp(raw.activations[0], raw.gradients[0]))
+    np.testing.assert_allclose(result.maps, expected, atol=1e-5)
+    assert result.maps.shape == raw.cam[0].shape and result.method == "gradcam++"
+
+
+def test_overlay_is_a_new_array_and_the_result_is_frozen(small_models) -> None:
+    explainer = GradCam(small_models["pooled"], providers="cpu")
+    frame = np.full((50, 70, 3), 90, np.uint8)
+    before = frame.copy()
+    result = explainer(frame)
+    shown = result.overlay(frame, alpha=0.4)
+    assert shown.shape == frame.shape and not np.shares_memory(shown, frame)
+    np.testing.assert_array_equal(frame, before)
+    with pytest.raises(AttributeError):
+        result.method = "x"  # type: ignore[misc]
+
+
+def test_a_target_by_name_and_clear_errors(small_models) -> None:
+    explainer = GradCam(small_models["pooled"], providers="cpu")
+    frame = np.zeros((64, 64, 3), np.uint8)
+    assert explainer(frame, target="snow leopard").classes == (3,)
+    assert explainer(frame, target=2).labels == ("bird",)
+    with pytest.raises(ClassNameError, match="did you mean"):
+        explainer(frame, target="snow leopar")
+    with pytest.raises(cam.MethodNeedsGradientsError, match="--gradients full"):
+        explainer(frame, method="layercam")
+    assert explainer.methods == ["gradcam"]
+
+
+def test_a_batch_is_one_call_with_the_same_answers(small_models) -> None:
+    explainer = GradCam(small_models["full"], providers="cpu")
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    together = explainer.batch(frames, method="layercam")
+    for frame, result in zip(frames, together, strict=True):
+        alone = explainer(frame, method="layercam")
+        assert alone.classes == result.classes
+        np.testing.assert_allclose(alone.maps, result.maps, atol=1e-5)
+
+
+def test_the_readme_api_example_runs_as_written(small_models, tmp_path: Path, monkeypatch) -> None:
+    """The README's Python block, with its model and photo put where it expects them."""
+    import cv2
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "models").mkdir()
+    shutil.copy(small_models["full"], tmp_path / "models" / "resnet50_gradcam_full.onnx")
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.random.default_rng(0).integers(0, 256, (90, 120, 3), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    code = code.replace('target="tabby" / target=281', "")  # a comment in the README
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["maps"].shape[0] == 3  # type: ignore[attr-defined]
+    assert scope["shown"].shape == (90, 120, 3)  # type: ignore[attr-defined]
+    assert len(scope["results"]) == 2  # type: ignore[arg-type]
