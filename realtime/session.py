@@ -23,7 +23,7 @@ from realtime.sources import FrameSource, open_source
 from realtime.sourceset import SourceSet
 
 DEFAULT_MODELS = (Path("models/vgg16_gradcam_full.onnx"), Path("models/vgg16_gradcam_pooled.onnx"))
-DEFAULT_DEMO_VIDEO = Path("gradcam_demo.mp4")
+DEFAULT_DEMO_VIDEO = Path("gradcam_demo.webm")  # VP8: plays in any browser
 DEMO_HEADLESS_FRAMES = 240
 DISPLAY_MODES = {
     "auto": "camera when the model is slower than the source, else model",
