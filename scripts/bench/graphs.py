@@ -179,6 +179,8 @@ def weight_read_floor(
     rng = np.random.default_rng(0)
     runs: dict[str, Callable[[], object]] = {"forward": forward}
     for graph, shapes in weights.items():
+        if not shapes:  # nothing to re-read (a backward that starts with a row of the last Dense)
+            continue
         product, feeds = _product_graph(shapes, rng)
         products, empty = session(product), session(_empty_graph(feeds))
         runs[graph] = lambda s=products, f=feeds: s.run(None, f)
@@ -187,12 +189,12 @@ def weight_read_floor(
     report: dict[str, Any] = {"forward_ms": ms["forward"]}
     for graph, shapes in weights.items():
         megabytes = sum(r * c * 4 for r, c in shapes) / 2**20
-        floor = max(0.0, ms[graph] - ms[f"{graph}_call"])
+        floor = max(0.0, ms[graph] - ms[f"{graph}_call"]) if shapes else 0.0
         report[graph] = {
             "weights": [list(w) for w in shapes],
             "weight_mb": megabytes,
             "floor_ms": floor,
-            "call_ms": ms[f"{graph}_call"],
+            "call_ms": ms.get(f"{graph}_call", 0.0),
             "gb_per_s": megabytes / 1024 / (floor / 1000) if floor > 0 else float("inf"),
             "ratio_floor": 1.0 + floor / ms["forward"],
         }
