@@ -10,9 +10,9 @@ from pathlib import Path
 from realtime import cam, overlay
 from realtime.cam import SMOOTH_MAX
 from realtime.controls import KEYS, ClassNameError
-from realtime.engine import PROVIDER_CHAINS
 from realtime.files import VIDEO_SUFFIXES, OutputPathError, check_output_file, check_output_folder
 from realtime.frames import FIT_MODES
+from realtime.providers import PROVIDER_CHAINS
 from realtime.session import DISPLAY_MODES, LiveConfig, SessionResult
 
 
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--demo", action="store_true", help="offline demo: the synthetic scene and the two bundled models")
     add("--method", choices=list(cam.METHODS), default="gradcam")
+    add("--layer", help="the explained layer to show first, by name or index (graphs exported with several --layer)")
     add("--class", dest="class_", metavar="ID|NAME", help="explain this class (by name: in every model's labels)")
     add("--top-k", type=positive, default=1, help="show the maps of the top K classes side by side")
     add("--smooth", type=smoothing, default=0.0, help=f"temporal EMA of the map, 0 (off) .. {SMOOTH_MAX}")

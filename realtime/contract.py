@@ -10,7 +10,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "1"  # what a graph with one layer and no input gradients is written as
+CONTRACT_VERSION_2 = "2"  # several layers and/or input gradients; version 1's outputs describe layer 0
+READABLE_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_2)
 
 INPUT_IMAGE = "image"
 INPUT_TARGETS = "targets"
@@ -22,6 +24,18 @@ OUT_ACTIVATIONS = "activations"
 OUT_WEIGHTS = "weights"
 OUT_CAM = "cam"
 OUT_GRADIENTS = "gradients"
+OUT_SALIENCY = "saliency"  # v2: [N,K,H,W,3] d logit / d model input, at the input's resolution
+OUT_GUIDED = "guided"  # v2: [N,K,H,W,3] guided backpropagation to the model input
+LAYER_OUTPUTS = (OUT_ACTIVATIONS, OUT_WEIGHTS, OUT_CAM, OUT_GRADIENTS)
+
+
+def layer_output(name: str, layer: int) -> str:
+    """A per-layer output's name: layer 0 keeps version 1's name, layer i > 0 adds _i."""
+    return name if layer == 0 else f"{name}_{layer}"
+
+
+# what a graph provides beyond Grad-CAM at one layer: the CAM methods declare which of these they need
+GRADIENTS, SALIENCY, GUIDED, LAYERS = "gradients", "saliency", "guided", "layers"
 
 REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
 MAX_TARGETS = 16  # columns of `targets`: the graph ranks this many classes (a small TopK, constant for TensorRT)
@@ -36,6 +50,7 @@ META_PREPROCESSING = "gradcam.preprocessing"
 META_GRADIENTS = "gradcam.gradients"
 META_MODEL_NAME = "gradcam.model_name"
 META_PRECISION = "gradcam.precision"
+META_LAYERS = "gradcam.layers"  # v2: JSON list of the explained layers, layer 0 first
 
 GRADIENTS_FULL = "full"
 GRADIENTS_POOLED = "pooled"
@@ -56,6 +71,17 @@ class ContractError(ValueError):
 
 
 @dataclass(frozen=True)
+class LayerInfo:
+    """One explained layer of a graph: its name and its map's size."""
+
+    name: str
+    map_height: int
+    map_width: int
+    channels: int
+    has_gradients: bool
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the runtime needs to know about a loaded Grad-CAM graph."""
 
@@ -72,6 +98,8 @@ class ModelInfo:
     precision: str
     model_name: str
     has_gradients_output: bool
+    layers: tuple[LayerInfo, ...] = ()
+    provides: frozenset[str] = frozenset()
 
 
 def _static(dim: object) -> int | None:
@@ -121,9 +149,9 @@ def validate(
         if got != wanted:
             raise ContractError(f"{source}: input {name} is {got}, the contract needs {wanted}; {hint}")
     version = metadata.get(META_CONTRACT)
-    if version != CONTRACT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ContractError(
-            f"{source} has contract version {version!r}, this runtime reads {CONTRACT_VERSION!r}; {hint}"
+            f"{source} has contract version {version!r}, this runtime reads {' and '.join(READABLE_VERSIONS)}; {hint}"
         )
 
     image = list(inputs[INPUT_IMAGE])
@@ -141,6 +169,11 @@ def validate(
     if len(activations) != 4 or any(_static(d) is None for d in activations[1:]):
         raise ContractError(f"{source}: output {OUT_ACTIVATIONS} must be [N,h,w,k], got {activations}")
     map_h, map_w, channels = (int(d) for d in activations[1:])  # type: ignore[call-overload]
+    layers = _layers(outputs, metadata, source)
+    provides = {GRADIENTS} if OUT_GRADIENTS in outputs else set()
+    provides |= {name for name in (OUT_SALIENCY, OUT_GUIDED) if name in outputs}
+    if len(layers) > 1 and all(layer.has_gradients for layer in layers):
+        provides.add(LAYERS)
 
     return ModelInfo(
         input_height=height,
@@ -156,4 +189,27 @@ def validate(
         precision=metadata.get(META_PRECISION, "fp32"),
         model_name=metadata.get(META_MODEL_NAME, source),
         has_gradients_output=OUT_GRADIENTS in outputs,
+        layers=layers,
+        provides=frozenset(provides),
     )
+
+
+def _layers(outputs: Mapping[str, Sequence[object]], metadata: Mapping[str, str], source: str) -> tuple[LayerInfo, ...]:
+    """Every explained layer: version 1's outputs are layer 0, `activations_i` and the rest layer i."""
+    try:
+        names = json.loads(metadata[META_LAYERS]) if META_LAYERS in metadata else [metadata.get(META_LAYER, "?")]
+    except (ValueError, RecursionError) as exc:
+        raise ContractError(f"{source}: metadata {META_LAYERS} is not a JSON list: {str(exc)[:80]}") from exc
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ContractError(f"{source}: metadata {META_LAYERS} must list the layer names")
+    layers = []
+    for i, name in enumerate(names):
+        missing = [layer_output(o, i) for o in LAYER_OUTPUTS[:3] if layer_output(o, i) not in outputs]
+        if missing:
+            raise ContractError(f"{source}: layer {name!r} lacks output(s) {', '.join(missing)}; re-export it")
+        dims = list(outputs[layer_output(OUT_ACTIVATIONS, i)])
+        if len(dims) != 4 or any(_static(d) is None for d in dims[1:]):
+            raise ContractError(f"{source}: output {layer_output(OUT_ACTIVATIONS, i)} must be [N,h,w,k], got {dims}")
+        h, w, c = (int(d) for d in dims[1:])  # type: ignore[call-overload]
+        layers.append(LayerInfo(name, h, w, c, layer_output(OUT_GRADIENTS, i) in outputs))
+    return tuple(layers)

@@ -7,9 +7,7 @@ returns a frozen CamResult.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,18 +18,7 @@ import numpy as np
 
 from realtime import contract
 from realtime.contract import ContractError, ModelInfo
-
-TRT = "TensorrtExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-
-# One registry: the CLI builds its choices from it, auto tries the chain in order.
-PROVIDER_CHAINS: Mapping[str, tuple[str, ...]] = {
-    "auto": (TRT, CUDA, CPU),
-    "tensorrt": (TRT, CUDA, CPU),
-    "cuda": (CUDA, CPU),
-    "cpu": (CPU,),
-}
+from realtime.providers import CPU, CUDA, TRT, EngineOptions, cpu_session_options, describe_providers, provider_chain
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -39,14 +26,13 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class EngineOptions:
-    providers: str = "auto"
-    fp16: bool = False
-    tf32: bool = True  # CUDA: TF32 matrix units (onnxruntime's default); False gives CPU-equal maps
-    trt_cache: Path | None = None
-    threads: int | None = None  # intra-op threads on CPU; None: one per core
-    warmup: int = 2
-    io_binding: bool = True
+class LayerMaps:
+    """One explained layer's outputs for a batch (see contract.layer_output)."""
+
+    activations: np.ndarray  # [N,h,w,k]
+    weights: np.ndarray  # [N,K,k]
+    cam: np.ndarray  # [N,K,h,w]
+    gradients: np.ndarray | None  # [N,K,h,w,k]
 
 
 @dataclass(frozen=True)
@@ -63,114 +49,26 @@ class CamResult:
     seconds: float
     provider: str
     labels: Sequence[str] = field(repr=False, default=())
+    more_layers: tuple[LayerMaps, ...] = field(repr=False, default=())  # layers 1.. of a version 2 graph
+    saliency: np.ndarray | None = field(repr=False, default=None)  # [N,K,H,W,3] at the model input
+    guided: np.ndarray | None = field(repr=False, default=None)  # [N,K,H,W,3] guided backpropagation
+
+    @property
+    def layer_count(self) -> int:
+        return 1 + len(self.more_layers)
+
+    def layer(self, index: int) -> LayerMaps:
+        """Layer `index`'s outputs; 0 is the version 1 outputs above."""
+        if index == 0:
+            assert self.activations is not None
+            return LayerMaps(self.activations, self.weights, self.cam, self.gradients)
+        return self.more_layers[index - 1]
 
     def top(self, index: int = 0, k: int = 5) -> list[tuple[int, str, float]]:
         """The k most probable classes of image `index`: (id, name, probability)."""
         probs = self.probabilities[index]
         order = np.argsort(-probs, kind="stable")[:k]
         return [(int(c), self.labels[c] if c < len(self.labels) else str(c), float(probs[c])) for c in order]
-
-
-def provider_options(name: str, options: EngineOptions) -> dict[str, str]:
-    if name == TRT:
-        cache = options.trt_cache or Path(os.environ.get("GRADCAM_TRT_CACHE", Path.home() / ".cache/gradcam/trt"))
-        return {
-            "trt_engine_cache_enable": "True",
-            "trt_engine_cache_path": str(cache),
-            "trt_timing_cache_enable": "True",
-            "trt_fp16_enable": "True" if options.fp16 else "False",
-        }
-    if name == CUDA:
-        return {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "1" if options.tf32 else "0"}
-    return {}
-
-
-def explain_missing_gpu(asked: str, got: str) -> str:
-    return (
-        f"providers={asked}: running on {got}. The GPU providers need an NVIDIA driver with CUDA 13 and cuDNN 9 "
-        "(onnxruntime-gpu 1.31); on Jetson install NVIDIA's onnxruntime-gpu wheel. Use --providers cpu to "
-        "skip this probe."
-    )
-
-
-def gpu_present() -> bool:
-    """An NVIDIA driver's device nodes exist (desktop GPUs, or a Jetson's integrated one)."""
-    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/nvhost-ctrl-gpu"))
-
-
-def describe_providers(asked: str, first: str, got: str, precision: str = "fp32", gpu_here: bool | None = None) -> str:
-    """One line for the user: where the graph runs, and why not where they asked.
-
-    The CUDA / cuDNN advice is for people who asked for a GPU or have one that did not load;
-    `auto` on a laptop without one just says so.
-    """
-    if got == CPU and first != CPU:
-        if asked == "auto" and not (gpu_present() if gpu_here is None else gpu_here):
-            return f"providers={asked}: no GPU here, running on {got}"
-        return explain_missing_gpu(asked, got)
-    line = f"providers={asked}: running on {got}"
-    if first == TRT and got == CUDA:
-        line = f"providers={asked}: TensorRT did not load (libnvinfer.so.10 missing?), running on {got}"
-    if got != CPU and precision.startswith("int8"):
-        # measured on an H200: VGG16 pooled int8 2.1 ms against fp32 1.3 ms (docs/gpu.md)
-        line += "; int8 graphs are made for CPUs, the fp32 graph runs faster on a GPU"
-    return line
-
-
-def cpu_session_options(threads: int | None = None, prepack: bool = False) -> Any:
-    """The session settings every graph here runs with (benchmarks use them too, for like-with-like).
-
-    fp32 graphs run without weight prepacking: it would keep a second copy of fc1 for the
-    backward pass (+400 MB RSS) and buys no speed. int8 graphs need it: QLinearConv runs
-    2.3x faster on prepacked weights.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.disable_prepacking", "0" if prepack else "1")
-    # no spin-waiting between runs: the same speed for one session (91.8 against 91.9 ms, VGG16 pooled),
-    # but spinning pool threads steal the cores from the drawing thread, and from other sessions
-    # (three alternating VGG16 sessions ran 25% slower with spinning on)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    return options
-
-
-@functools.cache
-def preload_gpu_libraries() -> None:
-    """Load CUDA and cuDNN from pip's nvidia packages, once, before the first GPU session.
-
-    `pip install onnxruntime-gpu[cuda,cudnn]` puts the libraries in site-packages/nvidia, where
-    the dynamic loader does not look: without this the CUDA provider fails to load unless the
-    user sets LD_LIBRARY_PATH. onnxruntime's preload_dlls prints one line per library it cannot
-    find; a system-wide CUDA makes those lines noise, so they are dropped.
-    """
-    import onnxruntime as ort
-
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None or CUDA not in ort.get_available_providers():
-        return
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
-        preload()
-
-
-def provider_chain(options: EngineOptions) -> list[tuple[str, dict[str, str]]]:
-    """The providers `options.providers` names that this onnxruntime has (the CPU always), with their options.
-
-    When the chain starts on a GPU provider, pip's CUDA libraries are loaded first.
-    """
-    import onnxruntime as ort
-
-    if options.providers not in PROVIDER_CHAINS:
-        raise ValueError(f"unknown providers {options.providers!r}; choose one of {', '.join(PROVIDER_CHAINS)}")
-    available = set(ort.get_available_providers())
-    chain = [p for p in PROVIDER_CHAINS[options.providers] if p in available or p == CPU]
-    if chain[0] != CPU:
-        preload_gpu_libraries()
-    return [(name, provider_options(name, options)) for name in chain]
 
 
 class Engine:
@@ -199,6 +97,9 @@ class Engine:
         types = {i.name: i.type for i in self.session.get_inputs()}
         self.info: ModelInfo = contract.validate(inputs, outputs, metadata, str(path), types)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        gradient_like = {contract.OUT_SALIENCY, contract.OUT_GUIDED}
+        gradient_like |= {contract.layer_output(contract.OUT_GRADIENTS, i) for i in range(len(self.info.layers))}
+        self._gradient_outputs = frozenset(gradient_like)  # left out of calls that do not need them
         self.path = path
         self._on_gpu = self.provider in (TRT, CUDA)
         self.warmup_ms = 0.0  # the last warm-up call: what a frame will cost, known before the first one
@@ -229,6 +130,11 @@ class Engine:
     def has_gradients(self) -> bool:
         return self.info.has_gradients_output
 
+    @property
+    def provides(self) -> frozenset[str]:
+        """What the graph gives besides Grad-CAM at its first layer (contract.GRADIENTS, SALIENCY, ...)."""
+        return self.info.provides
+
     def check_targets(self, targets: np.ndarray) -> None:
         bad = targets[(targets < -1) | (targets >= self.info.num_classes)]
         if bad.size:
@@ -253,7 +159,7 @@ class Engine:
             target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[0]))
         target_array = np.ascontiguousarray(target_array)
         self.check_targets(target_array)
-        wanted = [n for n in self.output_names if need_gradients or n != contract.OUT_GRADIENTS]
+        wanted = [n for n in self.output_names if need_gradients or n not in self._gradient_outputs]
         feeds = {contract.INPUT_IMAGE: images, contract.INPUT_TARGETS: target_array}
         start = time.perf_counter()
         if self._on_gpu and self.options.io_binding:
@@ -261,6 +167,15 @@ class Engine:
         else:
             values = dict(zip(wanted, self.session.run(wanted, feeds), strict=True))
         seconds = time.perf_counter() - start
+        more = tuple(
+            LayerMaps(
+                values[contract.layer_output(contract.OUT_ACTIVATIONS, i)],
+                values[contract.layer_output(contract.OUT_WEIGHTS, i)],
+                values[contract.layer_output(contract.OUT_CAM, i)],
+                values.get(contract.layer_output(contract.OUT_GRADIENTS, i)),
+            )
+            for i in range(1, len(self.info.layers))
+        )
         return CamResult(
             logits=values[contract.OUT_LOGITS],
             probabilities=values[contract.OUT_PROBABILITIES],
@@ -272,6 +187,9 @@ class Engine:
             seconds=seconds,
             provider=self.provider,
             labels=self.info.labels,
+            more_layers=more,
+            saliency=values.get(contract.OUT_SALIENCY),
+            guided=values.get(contract.OUT_GUIDED),
         )
 
     def _run_bound(self, feeds: Mapping[str, np.ndarray], wanted: Sequence[str]) -> dict[str, np.ndarray]:

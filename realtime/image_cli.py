@@ -12,9 +12,9 @@ import cv2
 
 from realtime import cam, overlay
 from realtime.cli import fraction
-from realtime.engine import PROVIDER_CHAINS
 from realtime.files import IMAGE_SUFFIXES, OutputPathError, check_output_file, write_image
 from realtime.frames import FIT_MODES
+from realtime.providers import PROVIDER_CHAINS
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,8 @@ def compare(cpu: Any, gpu: Any) -> dict[str, float]:
 
 def parity(paths: dict[str, str], images: np.ndarray) -> dict[str, Any]:
     """CPU against CUDA (TF32 on, the default, and off) on the same inputs, top-3 maps."""
-    from realtime.engine import CUDA, Engine, EngineOptions
+    from realtime.engine import Engine, EngineOptions
+    from realtime.providers import CUDA
 
     report: dict[str, Any] = {}
     for name, path in paths.items():
@@ -202,7 +203,7 @@ class ForwardOnly:
     def __init__(self, path: str, options: Any) -> None:
         import onnxruntime as ort
 
-        from realtime.engine import cpu_session_options, provider_chain
+        from realtime.providers import cpu_session_options, provider_chain
 
         self.session = ort.InferenceSession(path, cpu_session_options(), providers=provider_chain(options))
         self.provider = self.session.get_providers()[0]

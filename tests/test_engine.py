@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from realtime.contract import ContractError
-from realtime.engine import Engine, EngineOptions, ModelNotFoundError, describe_providers, gpu_present
+from realtime.engine import Engine, EngineOptions, ModelNotFoundError
+from realtime.providers import describe_providers, gpu_present
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -130,7 +131,7 @@ def test_auto_and_tensorrt_stay_on_the_gpu() -> None:
 
 
 def test_provider_notice_says_why_not_where_asked() -> None:
-    from realtime.engine import CPU, CUDA, TRT, describe_providers, provider_options
+    from realtime.providers import CPU, CUDA, TRT, describe_providers, provider_options
 
     assert describe_providers("cpu", CPU, CPU) == "providers=cpu: running on CPUExecutionProvider"
     assert "CUDA 13" in describe_providers("auto", TRT, CPU, gpu_here=True)

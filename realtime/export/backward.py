@@ -10,11 +10,12 @@ kernel (49x smaller than VGG16's fc1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import onnx
 
-from realtime.export import spatial  # noqa: F401  (importing it registers the pool, reshape and norm rules)
+from realtime.export import body, spatial  # noqa: F401  (importing them registers their rules)
 from realtime.export.builder import GraphBuilder
 from realtime.export.derivatives import RULES, Context, Grad, RuleError, attrs, pooled_dense
 from realtime.export.head import NCHW, Head
@@ -80,23 +81,35 @@ def _axes(node: onnx.NodeProto) -> list[int]:
 
 @dataclass(frozen=True)
 class Backward:
-    """Names of what the builder added: the full gradient [N,K,*target dims] or the pooled sum [N,K,C]."""
+    """Names of what the builder added: the full gradient [N,K,*target dims] or the pooled sum [N,K,C],
+    and the full gradients at the other tensors asked for on the way down."""
 
     gradients: str | None
     spatial_sum: str
+    captured: dict[str, str] = field(default_factory=dict)
 
 
-def build_backward(builder: GraphBuilder, head: Head, classes: str, pooled: bool) -> Backward:
-    """Append the head's backward for `classes` [N, K]; with `pooled`, stop as early as the sum allows."""
-    ctx = Context(builder, head.shapes, classes, head.num_classes)
+def build_backward(
+    builder: GraphBuilder, head: Head, classes: str, pooled: bool, capture: Sequence[str] = (), guided: bool = False
+) -> Backward:
+    """Append the head's backward for `classes` [N, K]; with `pooled`, stop as early as the sum allows.
+
+    `capture` names tensors between the target and the logits whose gradients are wanted too (one
+    backward serves every layer); `guided` makes it guided backpropagation (ReLUs pass positive
+    gradients only).
+    """
+    ctx = Context(builder, head.shapes, classes, head.num_classes, guided)
     stop = pooled_stop(head) if pooled else None
     pending: dict[str, list[Grad]] = {head.logits: [Grad("", onehot=True)]}
     carried_by = _carried_positions(head)
+    captured: dict[str, str] = {}
     for node in reversed(head.nodes):
         contributions = pending.pop(node.output[0], None)
         if not contributions:
             continue
         g = _sum(ctx, contributions)
+        if node.output[0] in capture:
+            captured[node.output[0]] = ctx.normal(g)
         if stop is not None and node.name == stop.node:
             return Backward(None, _spatial_sum_at(ctx, node, g, stop, carried_by[node.name], head))
         apply = RULES.get(node.op_type)
@@ -110,7 +123,10 @@ def build_backward(builder: GraphBuilder, head: Head, classes: str, pooled: bool
     gradients = ctx.normal(_sum(ctx, target))
     spatial_axes = [a + 1 for a in head.spatial_axes()]
     total = builder.reduce("ReduceSum", gradients, spatial_axes, keepdims=False)
-    return Backward(gradients, total)
+    missing = [name for name in capture if name not in captured and name != head.target]
+    if missing:
+        raise RuleError(f"no gradient reached {', '.join(missing)} on the way to {head.target!r}")
+    return Backward(gradients, total, {**captured, head.target: gradients})
 
 
 def _spatial_sum_at(

@@ -56,17 +56,16 @@ def list_layers(forward: ForwardGraph) -> list[Layer]:
     ]
 
 
-def find_head(forward: ForwardGraph, target: str | None) -> Head:
+def find_head(forward: ForwardGraph, target: str | None, target_layout: str | None = None) -> Head:
     """The head after `target` (default: the last feature map before the pooling), or advice on what works."""
     model = forward.model
     shapes = static_shapes(model)
     index = GraphIndex.of(model.graph)
-    keras_layer = target is None and forward.layer is not None
+    if target is None and forward.layer is not None:
+        target_layout = forward.layer_layout
     target = target or forward.layer or default_target(model, index, shapes)
     try:
-        return extract(
-            model, target, forward.layout, shapes, SUPPORTED_OPS, forward.layer_layout if keras_layer else None
-        )
+        return extract(model, target, forward.layout, shapes, SUPPORTED_OPS, target_layout)
     except HeadError as exc:
         raise HeadError(f"{exc}. {_suggestion(forward, target, shapes, index)}") from exc
 
@@ -85,11 +84,15 @@ def _suggestion(forward: ForwardGraph, failed: str, shapes: Any, index: GraphInd
     return f"No later feature map has a supported head; supported head ops: {', '.join(SUPPORTED_OPS)}"
 
 
-def metadata(labels: Sequence[str], layer: str, preprocessing: str, gradients: str, name: str) -> dict[str, str]:
+def metadata(
+    labels: Sequence[str], layers: Sequence[str], preprocessing: str, gradients: str, name: str, version: str
+) -> dict[str, str]:
+    more = {contract.META_LAYERS: json.dumps(list(layers))} if version != contract.CONTRACT_VERSION else {}
     return {
-        contract.META_CONTRACT: contract.CONTRACT_VERSION,
+        contract.META_CONTRACT: version,
+        **more,
         contract.META_LABELS: json.dumps(list(labels)),
-        contract.META_LAYER: layer,
+        contract.META_LAYER: layers[0],
         contract.META_PREPROCESSING: preprocessing,
         contract.META_GRADIENTS: gradients,
         contract.META_MODEL_NAME: name,
@@ -97,24 +100,40 @@ def metadata(labels: Sequence[str], layer: str, preprocessing: str, gradients: s
     }
 
 
+def _heads(forward: ForwardGraph, config: ExportConfig) -> tuple[list[Head], Head | None]:
+    """The head of every layer asked for (the first one gives version 1's outputs), and the input's."""
+    keras = config.onnx is None
+    try:
+        heads = [find_head(forward, None if keras else config.layer)]
+        heads += [find_head(forward, name, forward.layer_layout if keras else None) for name in config.more_layers]
+        input_head = find_head(forward, forward.input_name, forward.layout) if config.input_gradients else None
+        # the plain backward reaches the input only for saliency; guided backpropagation is its own pass
+    except HeadError as exc:
+        raise ExportError(str(exc)) from exc
+    return heads, input_head
+
+
 def build_and_write(forward: ForwardGraph, config: ExportConfig, output: Path, progress: Progress) -> Built:
     """Build the contract graph for `config`, check it, and move it to `output`."""
     with progress.step(f"building the Grad-CAM graph ({config.gradients} gradients)"):
         passes.noop_pools_to_identity(forward.model)
-        try:
-            head = find_head(forward, config.layer if config.onnx is not None else None)
-        except HeadError as exc:
-            raise ExportError(str(exc)) from exc
+        heads, input_head = _heads(forward, config)
+        head = heads[0]
         labels = resolve_labels(config, head.num_classes)
         layer = config.layer or forward.layer or head.target
+        layers = [layer, *config.more_layers]
         prep_name, prep = preprocess_spec(config)
-        meta = metadata(labels, layer, prep_name, config.gradients, forward.name)
+        version = contract.CONTRACT_VERSION_2 if len(heads) > 1 or input_head else contract.CONTRACT_VERSION
+        meta = metadata(labels, layers, prep_name, config.gradients, forward.name, version)
         model = forward.model
         # a rule can still refuse a node's settings (an overlapping pool); the advice must come from the
         # graph as imported, since building rewrites it in place
         advice = _suggestion(forward, head.target, head.shapes, GraphIndex.of(model.graph))
         try:
-            contract_graph.build(model, head, forward.input_name, forward.layout, prep, config.gradients, meta)
+            contract_graph.build(
+                model, heads, forward.input_name, forward.layout, prep, config.gradients, meta, input_head,
+                config.input_gradients,
+            )  # fmt: skip
         except RuleError as exc:
             raise ExportError(f"{exc}. {advice}") from exc
         passes.finish(model)
@@ -130,13 +149,18 @@ def build_and_write(forward: ForwardGraph, config: ExportConfig, output: Path, p
         with progress.step("self-check: the backward against float64 finite differences of the head"):
             image, targets = self_check_inputs(len(labels), size)
             outputs = checks.run_onnx(path, image, targets)
-            try:
-                report = selfcheck.self_check(model, head, outputs)
-            except checks.GraphCheckError as exc:
-                raise SelfCheckError(str(exc)) from exc
-            if not report.ok():
-                raise SelfCheckError(f"the graph disagrees with finite differences: {report.describe()}")
-            return report
+            reports = []
+            for i, layer_head in enumerate(heads):  # every layer's outputs against its own head
+                named = {k: outputs[contract.layer_output(k, i)] for k in contract.LAYER_OUTPUTS if k in outputs}
+                try:
+                    report = selfcheck.self_check(model, layer_head, {**outputs, **named})
+                except checks.GraphCheckError as exc:
+                    raise SelfCheckError(str(exc)) from exc
+                if not report.ok():
+                    where = f" at {layers[i]!r}" if len(heads) > 1 else ""
+                    raise SelfCheckError(f"the graph disagrees with finite differences{where}: {report.describe()}")
+                reports.append(report)
+            return reports[0]
 
     report = save_checked(model, output, check)
     return Built(report, head.num_classes, layer, size)

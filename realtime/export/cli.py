@@ -47,8 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="another Keras CNN saved as .keras (default: VGG16)")
     parser.add_argument(
         "--layer",
+        action="append",
         help="what to explain: a Keras layer name, or an ONNX tensor name (see --list-layers); default: the last "
-        "feature map before the head's pooling (block5_conv3 for VGG16)",
+        "feature map before the head's pooling (block5_conv3 for VGG16). Repeat it to explain several layers "
+        "from one run (the first is the default view)",
+    )
+    parser.add_argument(
+        "--input-gradients",
+        nargs="?",
+        const="both",
+        default="",
+        choices=("saliency", "guided", "both"),
+        help="also gradients at the input: saliency (plain), guided (guided backpropagation, for Guided "
+        "Grad-CAM) or both (the default when the flag has no value)",
     )
     parser.add_argument("--list-layers", action="store_true", help="print the tensors --layer can name, and stop")
     parser.add_argument(
@@ -159,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         gradients=args.gradients,
         output=args.output,
         model=args.model,
-        layer=args.layer,
+        layer=args.layer[0] if args.layer else None,
+        more_layers=tuple(args.layer[1:]) if args.layer else (),
+        input_gradients=args.input_gradients,
         labels=args.labels,
         preprocessing=args.preprocess,
         self_check=not args.no_check,

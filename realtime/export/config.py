@@ -19,6 +19,7 @@ from realtime.labels import imagenet_labels
 VGG16_LAYER = "block5_conv3"
 DEFAULT_MODELS_DIR = Path("models")
 LAYOUTS = ("NCHW", "NHWC")
+INPUT_GRADIENTS = ("", "saliency", "guided", "both")  # saliency: d logit / d input; guided: guided backprop
 
 
 class ExportError(RuntimeError):
@@ -34,6 +35,8 @@ class ExportConfig:
     model: Path | None = None  # another Keras CNN (.keras); None means VGG16
     onnx: Path | None = None  # any ONNX image classifier instead of a Keras model
     layer: str | None = None
+    more_layers: tuple[str, ...] = ()  # further layers to explain in the same graph (contract version 2)
+    input_gradients: str = ""  # "", saliency, guided or both: gradients at the input (contract version 2)
     labels: Path | None = None
     preprocessing: str | None = None  # a preset; None: caffe for Keras VGG16, torch for ONNX
     mean: tuple[float, float, float] | None = None  # 0-255 scale, the model's channel order
@@ -102,6 +105,12 @@ def validate(config: ExportConfig) -> None:
         raise ExportError(f"--std {config.std}: every value must be positive")
     if config.onnx is not None and config.model is not None:
         raise ExportError("--onnx and --model are two different sources; give one")
+    if (config.more_layers or config.input_gradients) and config.gradients != contract.GRADIENTS_FULL:
+        raise ExportError("several layers and --input-gradients need --gradients full (one backward serves them all)")
+    if config.int8 and (config.more_layers or config.input_gradients):
+        raise ExportError("--int8 takes graphs with one layer and no input gradients")
+    if config.input_gradients not in INPUT_GRADIENTS:
+        raise ExportError(f"--input-gradients {config.input_gradients!r}: choose {', '.join(INPUT_GRADIENTS[1:])}")
     if config.model is not None and not config.layer:
         raise ExportError("--model needs --layer NAME (the conv layer to explain)")
     if config.layout is not None and config.layout not in LAYOUTS:

@@ -8,7 +8,7 @@ and `targets` int64 [N,K] in; logits, probabilities, classes, activations
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,6 +18,7 @@ from onnx import TensorProto
 from realtime import contract
 from realtime.export.backward import build_backward
 from realtime.export.builder import GraphBuilder
+from realtime.export.derivatives import RuleError
 from realtime.export.head import NCHW, Head
 
 
@@ -88,7 +89,7 @@ def _classes(b: GraphBuilder, logits: str, num_classes: int) -> str:
     return b.op("Where", [wanted, contract.INPUT_TARGETS, top])
 
 
-def _cam(b: GraphBuilder, activations_nchw: str, weights: str, head: Head) -> None:
+def _cam(b: GraphBuilder, activations_nchw: str, weights: str, head: Head, output: str) -> None:
     """ReLU(sum_c w_c A_c) over its max per map; an all-zero map stays zero."""
     h, w, c = head.map_shape
     flat = b.reshape(activations_nchw, [0, c, h * w])
@@ -96,7 +97,7 @@ def _cam(b: GraphBuilder, activations_nchw: str, weights: str, head: Head) -> No
     maps = b.reshape(raw, [0, 0, h, w])
     peak = b.reduce("ReduceMax", maps, [2, 3])
     safe = b.op("Max", [peak, b.const(np.float32(1e-30), "tiny")])  # ReLU'd maps: a zero peak means a zero map
-    b.named("Div", [maps, safe], contract.OUT_CAM)
+    b.named("Div", [maps, safe], output)
 
 
 CONTRACT_NAMES = frozenset(
@@ -104,35 +105,86 @@ CONTRACT_NAMES = frozenset(
 )
 
 
-def _free_contract_names(b: GraphBuilder, head: Head, input_name: str) -> tuple[Head, str]:
-    """Rename the model's own tensors that carry a contract name ('logits', 'image', often)."""
-    names = {name for node in b.graph.node for name in node.output} | {input_name}
-    for name in sorted(names & CONTRACT_NAMES):
+def _free_contract_names(b: GraphBuilder, taken: set[str]) -> dict[str, str]:
+    """Rename the model's own tensors that carry a contract name ('logits', 'image', often); old -> new."""
+    renamed = {}
+    for name in sorted(taken & CONTRACT_NAMES):
         internal = b.fresh(f"model_{name}")
         for node in b.graph.node:
             node.input[:] = [internal if n == name else n for n in node.input]
             node.output[:] = [internal if n == name else n for n in node.output]
-        shapes = {**head.shapes, internal: head.shapes[name]} if name in head.shapes else head.shapes
-        head = replace(
-            head,
-            target=internal if head.target == name else head.target,
-            logits=internal if head.logits == name else head.logits,
-            shapes=shapes,
-        )
-        input_name = internal if input_name == name else input_name
-    return head, input_name
+        renamed[name] = internal
+    return renamed
+
+
+def _renamed(head: Head, renamed: dict[str, str]) -> Head:
+    shapes = {**head.shapes, **{new: head.shapes[old] for old, new in renamed.items() if old in head.shapes}}
+    return replace(
+        head, target=renamed.get(head.target, head.target), logits=renamed.get(head.logits, head.logits), shapes=shapes
+    )
+
+
+def _layer_outputs(b: GraphBuilder, head: Head, gradients: str | None, spatial_sum: str, layer: int) -> list:
+    """activations, weights, cam (and gradients) of one explained layer, under that layer's names."""
+    h, w, c = head.map_shape
+    nchw = head.layout == NCHW
+    name = lambda output: contract.layer_output(output, layer)  # noqa: E731
+    activations_nchw = head.target if nchw else b.transpose(head.target, [0, 3, 1, 2])
+    if nchw:
+        b.named("Transpose", [head.target], name(contract.OUT_ACTIVATIONS), perm=[0, 2, 3, 1])
+    else:
+        b.named("Identity", [head.target], name(contract.OUT_ACTIVATIONS))
+    weights = b.op("Mul", [spatial_sum, b.const(np.float32(1.0 / (h * w)))])
+    b.named("Identity", [weights], name(contract.OUT_WEIGHTS))
+    _cam(b, activations_nchw, weights, head, name(contract.OUT_CAM))
+    outputs = [
+        _value(name(contract.OUT_ACTIVATIONS), TensorProto.FLOAT, ["N", h, w, c]),
+        _value(name(contract.OUT_WEIGHTS), TensorProto.FLOAT, ["N", "K", c]),
+        _value(name(contract.OUT_CAM), TensorProto.FLOAT, ["N", "K", h, w]),
+    ]
+    if gradients is not None:
+        perm = [0, 1, 3, 4, 2] if nchw else [0, 1, 2, 3, 4]
+        b.named("Transpose", [gradients], name(contract.OUT_GRADIENTS), perm=perm)
+        outputs.append(_value(name(contract.OUT_GRADIENTS), TensorProto.FLOAT, ["N", "K", h, w, c]))
+    return outputs
+
+
+def _input_output(b: GraphBuilder, head: Head, gradient: str, output: str) -> list:
+    """saliency or guided: a gradient at the model input, [N,K,H,W,channels] in the model's channel order."""
+    h, w, c = head.map_shape
+    perm = [0, 1, 3, 4, 2] if head.layout == NCHW else [0, 1, 2, 3, 4]
+    b.named("Transpose", [gradient], output, perm=perm)
+    return [_value(output, TensorProto.FLOAT, ["N", "K", h, w, c])]
+
+
+def lowest(heads: Sequence[Head]) -> Head:
+    """The head that reaches down to every other head's target (the one with the most nodes)."""
+    deepest = max(heads, key=lambda h: len(h.nodes))
+    reached = {deepest.target} | {n.output[0] for n in deepest.nodes}
+    for head in heads:
+        if head.target not in reached:
+            raise RuleError(
+                f"{head.target!r} is not on the way from {deepest.target!r} to the logits; pick layers on one path"
+            )
+    return deepest
 
 
 def build(
     model: onnx.ModelProto,
-    head: Head,
+    heads: Sequence[Head],
     input_name: str,
     input_layout: str,
     preprocess: Preprocess,
     gradients: str,
     metadata: Mapping[str, str],
+    input_head: Head | None = None,
+    input_gradients: str = "",
 ) -> onnx.ModelProto:
-    """Rewrite `model` in place into the contract graph (nodes are appended; sort them afterwards)."""
+    """Rewrite `model` in place into the contract graph (nodes are appended; sort them afterwards).
+
+    heads[0] gives version 1's outputs; further heads (several --layer) and `input_head`
+    (--input-gradients) add version 2's. One backward pass serves every layer.
+    """
     graph = model.graph
     model_input = next(v for v in graph.input if v.name == input_name)
     dims = [d.dim_value for d in model_input.type.tensor_type.shape.dim]
@@ -145,44 +197,51 @@ def build(
         ]
     )
     b = GraphBuilder(model)
-    head, input_name = _free_contract_names(b, head, input_name)
+    renamed = _free_contract_names(b, {name for node in graph.node for name in node.output} | {input_name})
+    heads = [_renamed(h, renamed) for h in heads]
+    input_head = _renamed(input_head, renamed) if input_head is not None else None
+    input_name = renamed.get(input_name, input_name)
     _prepend_preprocessing(b, input_name, input_layout, preprocess)
     # graph outputs are leaves (Identity copies) so that no node reads an output: converters that
     # cast outputs (fp16 with fp32 outputs, say) would otherwise feed the cast value back into the graph
-    b.named("Identity", [head.logits], contract.OUT_LOGITS)
-    h, w, c = head.map_shape
-    nchw = head.layout == NCHW
-    activations_nchw = head.target if nchw else b.transpose(head.target, [0, 3, 1, 2])
-    if nchw:
-        b.named("Transpose", [head.target], contract.OUT_ACTIVATIONS, perm=[0, 2, 3, 1])
-    else:
-        b.named("Identity", [head.target], contract.OUT_ACTIVATIONS)
-    b.named("Softmax", [head.logits], contract.OUT_PROBABILITIES, axis=-1)
+    first = heads[0]
+    b.named("Identity", [first.logits], contract.OUT_LOGITS)
+    b.named("Softmax", [first.logits], contract.OUT_PROBABILITIES, axis=-1)
     outputs = [
-        _value(contract.OUT_LOGITS, TensorProto.FLOAT, ["N", head.num_classes]),
-        _value(contract.OUT_PROBABILITIES, TensorProto.FLOAT, ["N", head.num_classes]),
+        _value(contract.OUT_LOGITS, TensorProto.FLOAT, ["N", first.num_classes]),
+        _value(contract.OUT_PROBABILITIES, TensorProto.FLOAT, ["N", first.num_classes]),
     ]
     if gradients == contract.GRADIENTS_NONE:
+        h, w, c = first.map_shape
+        if first.layout == NCHW:
+            b.named("Transpose", [first.target], contract.OUT_ACTIVATIONS, perm=[0, 2, 3, 1])
+        else:
+            b.named("Identity", [first.target], contract.OUT_ACTIVATIONS)
         outputs.append(_value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]))
     else:
-        classes = _classes(b, head.logits, head.num_classes)
+        classes = _classes(b, first.logits, first.num_classes)
         b.named("Identity", [classes], contract.OUT_CLASSES)
-        backward = build_backward(b, head, classes, pooled=gradients == contract.GRADIENTS_POOLED)
-        weights = b.op("Mul", [backward.spatial_sum, b.const(np.float32(1.0 / (h * w)))])
-        b.named("Identity", [weights], contract.OUT_WEIGHTS)
-        _cam(b, activations_nchw, weights, head)
-        outputs += [
-            _value(contract.OUT_CLASSES, TensorProto.INT64, ["N", "K"]),
-            _value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]),
-            _value(contract.OUT_WEIGHTS, TensorProto.FLOAT, ["N", "K", c]),
-            _value(contract.OUT_CAM, TensorProto.FLOAT, ["N", "K", h, w]),
-        ]
-        if gradients == contract.GRADIENTS_FULL:
-            if backward.gradients is None:
-                raise RuntimeError("the full backward stopped early")
-            perm = [0, 1, 3, 4, 2] if nchw else [0, 1, 2, 3, 4]
-            b.named("Transpose", [backward.gradients], contract.OUT_GRADIENTS, perm=perm)
-            outputs.append(_value(contract.OUT_GRADIENTS, TensorProto.FLOAT, ["N", "K", h, w, c]))
+        outputs.append(_value(contract.OUT_CLASSES, TensorProto.INT64, ["N", "K"]))
+        saliency = input_head if input_gradients in ("saliency", "both") else None
+        guided = input_head if input_gradients in ("guided", "both") else None
+        if len(heads) == 1 and input_head is None:
+            backward = build_backward(b, first, classes, pooled=gradients == contract.GRADIENTS_POOLED)
+            full = backward.gradients if gradients == contract.GRADIENTS_FULL else None
+            outputs += _layer_outputs(b, first, full, backward.spatial_sum, 0)
+        else:
+            deepest = lowest([*heads, *([saliency] if saliency else [])])
+            wanted = [h.target for h in heads] + ([saliency.target] if saliency else [])
+            backward = build_backward(b, deepest, classes, pooled=False, capture=wanted)
+            for i, head in enumerate(heads):
+                grad = backward.captured[head.target]
+                total = b.reduce("ReduceSum", grad, [a + 1 for a in head.spatial_axes()], keepdims=False)
+                outputs += _layer_outputs(b, head, grad, total, i)
+            if saliency is not None:
+                outputs += _input_output(b, saliency, backward.captured[saliency.target], contract.OUT_SALIENCY)
+            if guided is not None:
+                guided_pass = build_backward(b, guided, classes, pooled=False, guided=True)
+                assert guided_pass.gradients is not None
+                outputs += _input_output(b, guided, guided_pass.gradients, contract.OUT_GUIDED)
     graph.output.extend(outputs)
     del model.metadata_props[:]
     for key, value in metadata.items():

@@ -46,18 +46,23 @@ class Context:
         shapes: Mapping[str, tuple[int, ...]],
         classes: str,
         num_classes: int,
+        guided: bool = False,
     ) -> None:
         self.b = builder
+        self.guided = guided  # guided backpropagation: ReLUs pass only positive gradients
         self.shapes = shapes
         self.classes = classes
         self.num_classes = num_classes
         self.nk = builder.op("Shape", [classes], hint="nk")
         self._inits = {init.name: init for init in builder.graph.initializer}
         self._constant_nodes = {n.output[0]: n for n in builder.graph.node if n.op_type == "Constant"}
+        self._copies = {n.output[0]: n.input[0] for n in builder.graph.node if n.op_type == "Identity"}
         self._lifted: dict[tuple[str, bool], str] = {}
 
     def value(self, name: str) -> np.ndarray | None:
-        """The value of a constant input, or None for a computed tensor."""
+        """The value of a constant input (also through Identity copies), or None for a computed tensor."""
+        while name in self._copies and name not in self._inits:
+            name = self._copies[name]
         if name in self._inits:
             return numpy_helper.to_array(self._inits[name])
         node = self._constant_nodes.get(name)
@@ -159,7 +164,8 @@ def _factor(ctx: Context, node: onnx.NodeProto) -> str:
 def _activation(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
     g = ctx.materialize(g)
     factor = ctx.lift(_factor(ctx, node), g.features_first)
-    return {node.input[0]: Grad(ctx.b.mul(g.name, factor), g.features_first)}
+    incoming = ctx.b.op("Relu", [g.name]) if ctx.guided and node.op_type == "Relu" else g.name
+    return {node.input[0]: Grad(ctx.b.mul(incoming, factor), g.features_first)}
 
 
 @rule("Identity", "Dropout")

@@ -107,7 +107,7 @@ def _keras_forward(model: Any, config: ExportConfig, progress: Progress) -> Any:
     layer = config.layer or VGG16_LAYER
     with progress.step("converting the forward pass with tf2onnx"):
         try:
-            return importers.keras_forward(model, layer, model_name(config))
+            return importers.keras_forward(model, [layer, *config.more_layers], model_name(config))
         except importers.ModelImportError as exc:
             raise ExportError(str(exc)) from exc
 

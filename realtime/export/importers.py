@@ -8,6 +8,7 @@ way for both. Only `keras_forward` imports TensorFlow, and only when called.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class ForwardGraph:
     name: str
     layer: str | None = None  # the tensor a Keras layer name resolved to
     layer_layout: str | None = None  # its layout, when the framework says (Keras: NHWC)
+    more_layers: tuple[str, ...] = ()  # further Keras layers, exposed as tensors of the same names
 
 
 def _image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
@@ -99,8 +101,12 @@ def load_onnx(
     return ForwardGraph(model, value.name, chosen, name or path.stem)
 
 
-def keras_forward(model: Any, layer: str, name: str) -> ForwardGraph:
-    """tf2onnx of the forward pass with the weights as inputs (nothing big is frozen), then bound."""
+def keras_forward(model: Any, layers: str | Sequence[str], name: str) -> ForwardGraph:
+    """tf2onnx of the forward pass with the weights as inputs (nothing big is frozen), then bound.
+
+    Every named layer's output stays a tensor of the layer's name, for the backward to reach.
+    """
+    wanted = [layers] if isinstance(layers, str) else list(layers)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
@@ -109,18 +115,17 @@ def keras_forward(model: Any, layer: str, name: str) -> ForwardGraph:
     from realtime.export.passes import fold_initializer_ops, fold_initializer_transposes
 
     names = [layer_.name for layer_ in model.layers]
-    if layer not in names:
-        raise ModelImportError(f"model has no layer {layer!r}; its layers are: {', '.join(names)}")
-    twin = keras.Model(model.inputs, [model.output, model.get_layer(layer).output])
+    for layer in wanted:
+        if layer not in names:
+            raise ModelImportError(f"model has no layer {layer!r}; its layers are: {', '.join(names)}")
+    twin = keras.Model(model.inputs, [model.output, *(model.get_layer(layer).output for layer in wanted)])
     trainable = [np.asarray(v.numpy()) for v in twin.trainable_variables]
     frozen = [np.asarray(v.numpy()) for v in twin.non_trainable_variables]
     height, width = (int(d) for d in model.input_shape[1:3])
 
-    def forward(x: tf.Tensor, *ws: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        (logits, feature), _ = twin.stateless_call(
-            list(ws[: len(trainable)]), list(ws[len(trainable) :]), x, training=False
-        )
-        return logits, feature
+    def forward(x: tf.Tensor, *ws: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        outputs, _ = twin.stateless_call(list(ws[: len(trainable)]), list(ws[len(trainable) :]), x, training=False)
+        return tuple(outputs)
 
     arrays = trainable + frozen
     weight_names = tuple(f"gradcam_w{i}" for i in range(len(arrays)))
@@ -132,12 +137,16 @@ def keras_forward(model: Any, layer: str, name: str) -> ForwardGraph:
     # tensors a layer holds outside its variables (EfficientNet's Normalization) become captured inputs
     captured = [(i.name, np.asarray(e.numpy())) for e, i in fn.get_concrete_function(*signature).graph.captures]
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=list(signature), opset=OPSET)
-    _name_outputs(proto, ("keras_logits", layer))
+    _name_outputs(proto, ("keras_logits", *wanted))
     _bind_weights(proto, weight_names + tuple(n for n, _ in captured), tuple(arrays) + tuple(v for _, v in captured))
-    fold_initializer_transposes(proto)
-    fold_initializer_ops(proto)
+    while fold_initializer_transposes(proto) + fold_initializer_ops(
+        proto
+    ):  # a depthwise kernel: reshape, then transpose
+        pass
     input_name = next(v.name for v in proto.graph.input)
-    return ForwardGraph(proto, input_name, NHWC, name, layer=layer, layer_layout=NHWC)
+    return ForwardGraph(
+        proto, input_name, NHWC, name, layer=wanted[0], layer_layout=NHWC, more_layers=tuple(wanted[1:])
+    )
 
 
 def _name_outputs(model: onnx.ModelProto, names: tuple[str, ...]) -> None:

@@ -110,7 +110,7 @@ def fold_initializer_transposes(model: onnx.ModelProto) -> int:
     return folded
 
 
-FOLDABLE = {"Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity"}
+FOLDABLE = {"Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity", "Mul", "Add", "Sub", "Div", "Sqrt", "Reciprocal", "Neg"}
 
 
 def fold_initializer_ops(model: onnx.ModelProto) -> int:

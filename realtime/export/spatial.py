@@ -89,7 +89,10 @@ def _geometry(ctx: Context, node: onnx.NodeProto) -> tuple[int, int, int, int, i
 @rule("MaxPool")
 def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
     b, x = ctx.b, node.input[0]
-    channels, height, width, ph, pw, ho, wo = _geometry(ctx, node)
+    try:
+        channels, height, width, ph, pw, ho, wo = _geometry(ctx, node)
+    except RuleError:
+        return {x: Grad(_overlapping_maxpool(ctx, node, g))}
     if (ph, pw) == (1, 1):
         return {x: g}
     xc = x if (ho * ph, wo * pw) == (height, width) else b.slice(x, [0, 0], [ho * ph, wo * pw], [2, 3])
@@ -101,6 +104,46 @@ def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ..
     spread = b.transpose(b.reshape(routed, [0, 0, channels, ho, wo, ph, pw]), [0, 1, 2, 3, 5, 4, 6])
     back = b.reshape(spread, [0, 0, channels, ho * ph, wo * pw])
     return {x: Grad(_pad_back(ctx, back, (ho * ph, wo * pw), (height, width)))}
+
+
+def _overlapping_maxpool(ctx: Context, node: onnx.NodeProto, g: Grad) -> str:
+    """Windows that overlap or pad (a ResNet stem's 3x3, stride 2): each kernel offset is a strided
+    slice of the padded input; the first maximum over offsets takes the window's gradient, and each
+    offset's share is spread back to its strided positions and summed."""
+    b, x = ctx.b, node.input[0]
+    a = attrs(node)
+    channels, height, width = ctx.dims(x)
+    _, ho, wo = ctx.dims(node.output[0])
+    kernel = [int(k) for k in a.get("kernel_shape", [])]
+    strides = [int(s) for s in a.get("strides", [1, 1])]
+    pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    if len(kernel) != 2 or list(a.get("dilations", [1, 1])) != [1, 1] or auto_pad not in (b"NOTSET", "NOTSET"):
+        raise RuleError(f"node {node.name!r} (MaxPool {kernel}, auto_pad {auto_pad!r}): 2-D pools with explicit pads")
+    top, left = pads[0], pads[1]
+    hp = max(height + pads[0] + pads[2], (ho - 1) * strides[0] + kernel[0])
+    wp = max(width + pads[1] + pads[3], (wo - 1) * strides[1] + kernel[1])
+    lowest = b.const(np.float32(-3.0e38), "lowest")
+    padded = b.op("Pad", [x, b.ints([0, 0, top, left, 0, 0, hp - height - top, wp - width - left]), lowest])
+    offsets = [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
+    span = ((ho - 1) * strides[0] + 1, (wo - 1) * strides[1] + 1)
+    taken = [
+        b.unsqueeze(b.op("Slice", [padded, b.ints([i, j]), b.ints([i + span[0], j + span[1]]), b.ints([2, 3]),
+                                    b.ints(strides)]), [4])
+        for i, j in offsets
+    ]  # fmt: skip
+    onehot = first_maximum(ctx, b.concat(taken, axis=4), axis=4)  # [N,C,ho,wo,P]
+    routed = b.mul(b.unsqueeze(onehot, [1]), b.unsqueeze(ctx.normal(g), [5]))  # [N,K,C,ho,wo,P]
+    total = None
+    for p, (i, j) in enumerate(offsets):
+        share = b.reshape(b.slice(routed, [p], [p + 1], [5]), [0, 0, channels, ho, 1, wo, 1])
+        gaps = b.op("Pad", [share, b.ints([0] * 7 + [0, 0, 0, 0, strides[0] - 1, 0, strides[1] - 1])])
+        grid = b.reshape(gaps, [0, 0, channels, ho * strides[0], wo * strides[1]])
+        after = (hp - i - ho * strides[0], wp - j - wo * strides[1])
+        placed = b.op("Pad", [grid, b.ints([0, 0, 0, i, j, 0, 0, 0, after[0], after[1]])])
+        total = placed if total is None else b.op("Add", [total, placed])
+    assert total is not None
+    return b.slice(total, [top, left], [top + height, left + width], [3, 4])
 
 
 @rule("AveragePool")

@@ -83,7 +83,7 @@ def int8_cost(fp32: dict[str, str], int8: dict[str, str], size: int, rounds: int
 def sessions(paths: dict[str, str]) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from realtime.engine import cpu_session_options
+    from realtime.providers import cpu_session_options
 
     return {
         name: ort.InferenceSession(path, cpu_session_options(), providers=["CPUExecutionProvider"])
@@ -169,7 +169,7 @@ def weight_read_floor(
     """
     import onnxruntime as ort
 
-    from realtime.engine import cpu_session_options
+    from realtime.providers import cpu_session_options
 
     def session(model: Any) -> Any:
         return ort.InferenceSession(
@@ -223,8 +223,8 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
     import onnxruntime as ort
     import tensorflow as tf
 
-    from realtime.engine import cpu_session_options
     from realtime.export.keras_reference import reference_gradcam
+    from realtime.providers import cpu_session_options
 
     if subject.name == "vgg16":
         keras.utils.set_random_seed(0)
