@@ -28,7 +28,7 @@ class Explanation:
     classes: tuple[int, ...]  # the explained class ids, one per map
     labels: tuple[str, ...]  # their names
     probabilities: tuple[float, ...]  # their probabilities
-    maps: np.ndarray  # [K,h,w] in [0,1], at the model's feature-map resolution
+    maps: np.ndarray  # [K,h,w] in [0,1], at the layer's resolution (the input's for saliency, guided-gradcam)
     method: str
     top: tuple[tuple[int, str, float], ...]  # the five most probable classes: (id, name, probability)
     ms: float  # the model call's time (shared by every frame of a batch)
@@ -59,27 +59,30 @@ class GradCam:
     @property
     def methods(self) -> list[str]:
         """The methods this graph can serve (a `pooled` graph: Grad-CAM only)."""
-        return cam.usable_methods(self.engine.has_gradients)
+        return cam.usable_methods(self.engine.provides)
 
     def __call__(
-        self, frame_bgr: np.ndarray, method: str = "gradcam", top_k: int = 1, target: int | str | None = None
-    ) -> Explanation:
-        """Explain one frame: the top-k classes, or `target` (an id or a label) first."""
-        return self.batch([frame_bgr], method, top_k, target)[0]
+        self, frame_bgr: np.ndarray, method: str = "gradcam", top_k: int = 1, target: int | str | None = None,
+        layer: int = 0,
+    ) -> Explanation:  # fmt: skip
+        """Explain one frame: the top-k classes, or `target` (an id or a label) first; `layer` indexes the
+        graph's explained layers (several with gradcam-export --layer A --layer B)."""
+        return self.batch([frame_bgr], method, top_k, target, layer)[0]
 
     def batch(
         self, frames_bgr: Sequence[np.ndarray], method: str = "gradcam", top_k: int = 1,
-        target: int | str | None = None,
+        target: int | str | None = None, layer: int = 0,
     ) -> list[Explanation]:  # fmt: skip
         """Explain several frames in one model call (faster per frame than one call each)."""
         spec = cam.method(method)
-        if not spec.usable(self.engine.has_gradients):
-            raise cam.MethodNeedsGradientsError(
-                f"{method} needs a graph exported with --gradients full; {self.engine.path} is pooled"
-            )
+        if not spec.usable(self.engine.provides):
+            missing = min(spec.needs - self.engine.provides)
+            raise cam.MethodNeedsGradientsError(f"{method} needs {cam.ADVICE[missing]}; {self.engine.path} lacks them")
         name = None if target is None else str(target)
         class_id = resolve_class(name, self.labels, str(self.engine.path))
-        controls = Controls(method=method, class_name=name, top_k=max(1, top_k))
+        if not 0 <= layer < len(self.engine.info.layers):
+            raise ValueError(f"layer {layer}: {self.engine.path} explains {len(self.engine.info.layers)} layer(s)")
+        controls = Controls(method=method, class_name=name, top_k=max(1, top_k), layer=layer)
         info = self.engine.info
         size = (info.input_height, info.input_width)
         images = [to_bgr(f) for f in frames_bgr]

@@ -1,9 +1,9 @@
 """CAM methods over one image's activations and gradients. Pure numpy, no I/O.
 
 Shapes: activations A [h,w,k]; gradients G [K,h,w,k] (one per target);
-channel weights W [K,k]. Every method returns raw maps [K,h,w] >= 0; call
-`normalise` for display. Only Grad-CAM can run from the channel weights
-alone, which is what a `pooled` graph provides.
+channel weights W [K,k]. Every method returns raw maps [K,h,w] >= 0 (input
+resolution for the input-gradient methods); call `normalise` for display.
+Each method declares what it needs beyond the channel weights (Method.needs).
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+
+from realtime.contract import GRADIENTS, GUIDED, LAYERS, SALIENCY
 
 SMOOTH_MAX = 0.99  # the map's EMA factor: 1.0 would keep the first map for ever
 EPS = 1e-7
@@ -89,12 +92,24 @@ def layer_cam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MapInputs:
-    """What a graph gave for one image; a `pooled` graph has no gradients (and no activations if pruned)."""
+    """What a graph gave for one image; a `pooled` graph has no gradients, a version 1 graph one layer."""
 
     weights: np.ndarray  # [K,k] channel weights (Grad-CAM's, computed in the graph)
     activations: np.ndarray | None = None  # [h,w,k]
     gradients: np.ndarray | None = None  # [K,h,w,k]
     graph_cam: np.ndarray | None = None  # [K,h,w] the graph's own Grad-CAM
+    saliency: np.ndarray | None = None  # [K,H,W,3] d logit / d input
+    guided: np.ndarray | None = None  # [K,H,W,3] guided backpropagation to the input
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # (activations, gradients) of every layer
+
+    def available(self) -> frozenset[str]:
+        present = {
+            GRADIENTS: self.gradients is not None and self.activations is not None,
+            SALIENCY: self.saliency is not None,
+            GUIDED: self.guided is not None,
+            LAYERS: len(self.layers) > 1,
+        }
+        return frozenset(k for k, v in present.items() if v)
 
 
 def _from_graph(inputs: MapInputs) -> np.ndarray:
@@ -106,12 +121,57 @@ def _from_graph(inputs: MapInputs) -> np.ndarray:
     return grad_cam(inputs.activations, None, inputs.weights)
 
 
+def counterfactual(inputs: MapInputs) -> np.ndarray:
+    """Selvaraju et al. 2017, counterfactual explanation: ReLU(sum_k -w_k A_k), what argues against the class."""
+    if inputs.activations is None:
+        raise MethodNeedsGradientsError("counterfactual needs the graph's activations")
+    return _weighted_sum(inputs.activations, -inputs.weights)
+
+
+def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[K,h,w] -> [K,H,W], bilinear (as the display upsamples)."""
+    if maps.shape[1:] == size:
+        return maps
+    return np.stack(
+        [cv2.resize(m.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for m in maps]
+    )
+
+
+def saliency(inputs: MapInputs) -> np.ndarray:
+    """Simonyan et al. 2014: the largest absolute input gradient over the colour channels."""
+    assert inputs.saliency is not None
+    return np.abs(inputs.saliency).max(axis=-1)
+
+
+def guided_gradcam(inputs: MapInputs) -> np.ndarray:
+    """Selvaraju et al. 2017: guided backpropagation times the upsampled Grad-CAM, at input resolution."""
+    assert inputs.guided is not None
+    coarse = _from_graph(inputs)
+    return np.abs(inputs.guided).max(axis=-1) * normalise(_upsample(coarse, inputs.guided.shape[1:3]))
+
+
+def layercam_fusion(inputs: MapInputs) -> np.ndarray:
+    """Jiang et al. 2021: LayerCAM of every exported layer, each scaled to [0, 1], upsampled to the finest
+    map and averaged (pytorch-grad-cam's aggregation)."""
+    per_layer = [normalise(layer_cam(a, g)) for a, g in inputs.layers]
+    finest = max((m.shape[1:] for m in per_layer), key=lambda hw: hw[0] * hw[1])
+    return np.mean([_upsample(m, finest) for m in per_layer], axis=0)
+
+
 def _with_gradients(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[MapInputs], np.ndarray]:
     def compute(inputs: MapInputs) -> np.ndarray:
-        assert inputs.activations is not None and inputs.gradients is not None  # checked by compute_maps
+        assert inputs.activations is not None and inputs.gradients is not None  # checked by maps()
         return fn(inputs.activations, inputs.gradients)
 
     return compute
+
+
+ADVICE = {  # what to export when a method needs something a graph does not give
+    GRADIENTS: "the full gradients; re-export with gradcam-export --gradients full",
+    LAYERS: "several layers; re-export with gradcam-export --layer A --layer B",
+    SALIENCY: "input gradients; re-export with gradcam-export --input-gradients",
+    GUIDED: "input gradients; re-export with gradcam-export --input-gradients",
+}
 
 
 @dataclass(frozen=True)
@@ -119,29 +179,39 @@ class Method:
     """A CAM method: how it turns a graph's outputs into maps, and what it needs from the graph."""
 
     name: str
-    needs_gradients: bool  # d logit / dA per position: only `full` graphs have them
+    needs: frozenset[str]  # of contract.GRADIENTS, SALIENCY, GUIDED, LAYERS
     compute: Callable[[MapInputs], np.ndarray]
     summary: str
+    against: bool = False  # shows the evidence against the class (scored apart from the others)
 
-    def usable(self, has_gradients: bool) -> bool:
-        return has_gradients or not self.needs_gradients
+    @property
+    def needs_gradients(self) -> bool:
+        """Whether the graph's gradient outputs must be fetched for it."""
+        return bool(self.needs)
+
+    def usable(self, provides: frozenset[str]) -> bool:
+        return self.needs <= provides
 
 
 METHODS: Mapping[str, Method] = {
     m.name: m
     for m in (
-        Method("gradcam", False, _from_graph, "Grad-CAM: mean gradient per channel"),
-        Method("gradcam++", True, _with_gradients(grad_cam_pp), "Grad-CAM++: second-order pixel weights"),
-        Method("xgradcam", True, _with_gradients(xgrad_cam), "XGrad-CAM: activation-normalised gradients"),
-        Method("hirescam", True, _with_gradients(hires_cam), "HiResCAM: element-wise gradient x activation"),
-        Method("layercam", True, _with_gradients(layer_cam), "LayerCAM: positive gradients x activation"),
+        Method("gradcam", frozenset(), _from_graph, "Grad-CAM: mean gradient per channel"),
+        Method("gradcam++", frozenset({GRADIENTS}), _with_gradients(grad_cam_pp), "Grad-CAM++: second-order weights"),
+        Method("xgradcam", frozenset({GRADIENTS}), _with_gradients(xgrad_cam), "XGrad-CAM: normalised gradients"),
+        Method("hirescam", frozenset({GRADIENTS}), _with_gradients(hires_cam), "HiResCAM: gradient x activation"),
+        Method("layercam", frozenset({GRADIENTS}), _with_gradients(layer_cam), "LayerCAM: positive gradients x A"),
+        Method("counterfactual", frozenset(), counterfactual, "Grad-CAM, negated weights: evidence against", True),
+        Method("layercam-fusion", frozenset({GRADIENTS, LAYERS}), layercam_fusion, "LayerCAM fused over layers"),
+        Method("guided-gradcam", frozenset({GUIDED}), guided_gradcam, "guided backprop x Grad-CAM, input resolution"),
+        Method("saliency", frozenset({SALIENCY}), saliency, "input-gradient saliency, input resolution"),
     )
 }
 
 
-def usable_methods(has_gradients: bool) -> list[str]:
+def usable_methods(provides: frozenset[str]) -> list[str]:
     """The methods a graph can serve, in registry order (the m key cycles through them)."""
-    return [name for name, m in METHODS.items() if m.usable(has_gradients)]
+    return [name for name, m in METHODS.items() if m.usable(provides)]
 
 
 def method(name: str) -> Method:
@@ -154,10 +224,10 @@ def method(name: str) -> Method:
 def maps(name: str, inputs: MapInputs) -> np.ndarray:
     """Raw maps [K,h,w] for one image by the named method."""
     spec = method(name)
-    if spec.needs_gradients and (inputs.gradients is None or inputs.activations is None):
+    missing = sorted(spec.needs - inputs.available())
+    if missing:
         raise MethodNeedsGradientsError(
-            f"{name} needs the full gradients; this model was exported with --gradients pooled. "
-            "Use --method gradcam, or re-export with gradcam-export --gradients full"
+            f"{name} needs {ADVICE[missing[0]]} (this graph lacks them), or use --method gradcam"
         )
     return spec.compute(inputs)
 
@@ -173,7 +243,7 @@ def compute_maps(
     if weights is None and gradients is not None:
         weights = grad_cam_weights(gradients)
     if weights is None:
-        if not spec.needs_gradients:
+        if not spec.needs:
             raise MethodNeedsGradientsError(f"{name} needs gradients or channel weights")
         weights = np.zeros((0, activations.shape[-1]), np.float32)
     return maps(name, MapInputs(weights, activations, gradients))

@@ -19,6 +19,7 @@ KEYS: Mapping[str, str] = {  # the README's key table, and the window's help
     "space": "freeze the frame (keep explaining it)",
     "m": "next method",
     "o": "next overlay style",
+    "l": "next explained layer (graphs exported with several --layer)",
     "1-5": "explain the class ranked 1st-5th",
     "0": "back to the top-1 class",
     "s": "snapshot (PNG in --snapshots)",
@@ -42,6 +43,7 @@ class Controls:
     smooth: float = 0.0  # EMA weight of the previous map, 0..1
     frozen: bool = False
     style: str = overlay.DEFAULT_STYLE
+    layer: int = 0  # which of the graph's explained layers (0: the first --layer)
 
 
 def _normal(label: str) -> str:
@@ -93,7 +95,7 @@ def _next(options: Sequence[str], current: str) -> str:
     return options[(index + 1) % len(options)]
 
 
-def apply_key(controls: Controls, key: int, has_gradients: bool) -> tuple[Controls, str | None]:
+def apply_key(controls: Controls, key: int, provides: frozenset[str], layers: int = 1) -> tuple[Controls, str | None]:
     """A key press -> new controls and an action (quit, snapshot, record) or None."""
     if key < 0:
         return controls, None
@@ -104,7 +106,9 @@ def apply_key(controls: Controls, key: int, has_gradients: bool) -> tuple[Contro
     if char == " ":
         return replace(controls, frozen=not controls.frozen), None
     if char == "m":
-        return replace(controls, method=_next(cam.usable_methods(has_gradients), controls.method)), None
+        return replace(controls, method=_next(cam.usable_methods(provides), controls.method)), None
+    if char == "l":
+        return replace(controls, layer=(controls.layer + 1) % max(1, layers)), None
     if char == "o":
         return replace(controls, style=_next(list(overlay.STYLES), controls.style)), None
     if char in "12345":

@@ -81,7 +81,7 @@ class Loop:
             raise ValueError("the loop needs at least one model")
         self.sources, self.controls, self.outputs = sources, controls, list(outputs)
         self.display, self.fit_mode, self.clock, self.log = display, fit_mode, clock, log
-        self.has_gradients = all(e.has_gradients for e in self.engines)
+        self.provides = frozenset.intersection(*(e.provides for e in self.engines))
         self.names = [e.info.model_name for e in self.engines] if len(self.engines) > 1 else [None]
         self.display_rate, self.model_rate = RateMeter(30, clock), RateMeter(30, clock)
         self.model_time, self.latency = DurationMeter(30), DurationMeter(30)
@@ -259,7 +259,7 @@ class Loop:
         self.last_classes = tuple(int(c) for c in step.done.results[0].classes[0])
         actions: list[str] = []
         for output in self.outputs:
-            self.controls, more = output.steer(self.controls, self.has_gradients)
+            self.controls, more = output.steer(self.controls, self.provides)
             actions += more
         self.actions = tuple(a for a in actions if a != QUIT)
         return QUIT not in actions

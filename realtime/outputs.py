@@ -50,8 +50,8 @@ class Output:
     def write(self, shown: Shown) -> None:
         raise NotImplementedError
 
-    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
-        """New controls and actions from the presenter; most outputs take no input."""
+    def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
+        """New controls and actions from the presenter (`provides`: what every model's graph gives)."""
         return controls, ()
 
     def close(self) -> None:
@@ -74,10 +74,11 @@ def has_display() -> bool:
 class Window(Output):
     """An OpenCV window; its keys steer the controls (see controls.KEYS)."""
 
-    def __init__(self, title: str = "gradcam-live") -> None:
+    def __init__(self, title: str = "gradcam-live", layers: int = 1) -> None:
         if not has_display():
             raise SinkError("no display here: use --no-window (with --record FILE or --serve PORT)")
         self.title, self.key, self.open = title, -1, True
+        self.layers = layers  # the l key cycles through this many explained layers
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
@@ -87,8 +88,8 @@ class Window(Output):
         cv2.imshow(self.title, shown.image)
         self.key = int(cv2.waitKey(1))
 
-    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
-        controls, action = apply_key(controls, self.key, has_gradients)
+    def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
+        controls, action = apply_key(controls, self.key, provides, self.layers)
         self.key = -1
         return controls, (action,) if action else ()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -52,15 +53,26 @@ def blend(
     region = region or Region(0, 0, frame.shape[1], frame.shape[0])
     view = out[region.y : region.y + region.height, region.x : region.x + region.width]
     levels = _levels(cam, (view.shape[1], view.shape[0]))
-    heat = cv2.applyColorMap(levels, cv2.COLORMAP_JET)
     if style == "tint":
-        cv2.addWeighted(view, 1.0 - alpha, heat, alpha, 0.0, dst=view)
+        cv2.addWeighted(view, 1.0 - alpha, cv2.applyColorMap(levels, cv2.COLORMAP_JET), alpha, 0.0, dst=view)
         return out
-    # 8-bit weights and OpenCV's saturating multiplies: 6x faster than float blending at 640x480
-    weight = cv2.cvtColor(cv2.convertScaleAbs(levels, alpha=min(1.0, HEAT_PEAK * alpha)), cv2.COLOR_GRAY2BGR)
-    hot = cv2.multiply(heat, weight, scale=1.0 / 255.0)
-    cv2.add(cv2.multiply(view, cv2.bitwise_not(weight), scale=1.0 / 255.0), hot, dst=view)
+    hot_lut, keep_lut = _heat_tables(round(min(1.0, HEAT_PEAK * alpha) * 255))
+    # per level: the JET colour already weighted, and how much of the frame stays; two table lookups
+    # and one 8-bit multiply instead of float blending (6x faster at 640x480)
+    keep = cv2.applyColorMap(levels, keep_lut)
+    cv2.add(cv2.multiply(view, keep, scale=1.0 / 255.0), cv2.applyColorMap(levels, hot_lut), dst=view)
     return out
+
+
+@functools.cache
+def _heat_tables(peak: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each map level: JET x opacity, and 255 x (1 - opacity), as 256x1x3 colour maps."""
+    level = np.arange(256, dtype=np.float32)
+    opacity = level / 255.0 * (peak / 255.0)
+    jet = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET).astype(np.float32)
+    hot = np.rint(jet * opacity.reshape(256, 1, 1)).astype(np.uint8)
+    keep = np.repeat(np.rint(255.0 * (1.0 - opacity)).reshape(256, 1, 1), 3, axis=2).astype(np.uint8)
+    return hot, keep
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,23 @@ class Stats:
 
 
 def panel_maps(result: CamResult, index: int, controls: Controls, class_id: int | None) -> np.ndarray:
-    """Normalised maps [K',h,w] of image `index` for the explained columns, by the chosen method."""
+    """Normalised maps [K',h,w] of image `index` for the explained columns, by the chosen method,
+    at the chosen layer (or at input resolution for the input-gradient methods)."""
     columns = explained_columns(controls, class_id)
+    layers = [result.layer(i) for i in range(result.layer_count)]
+    chosen = layers[min(controls.layer, len(layers) - 1)]
     inputs = cam.MapInputs(
-        weights=result.weights[index, columns],
-        activations=None if result.activations is None else result.activations[index],
-        gradients=None if result.gradients is None else result.gradients[index, columns],
-        graph_cam=result.cam[index, columns],
+        weights=chosen.weights[index, columns],
+        activations=chosen.activations[index],
+        gradients=None if chosen.gradients is None else chosen.gradients[index, columns],
+        graph_cam=chosen.cam[index, columns],
+        saliency=None if result.saliency is None else result.saliency[index, columns],
+        guided=None if result.guided is None else result.guided[index, columns],
+        layers=tuple(
+            (layer.activations[index], layer.gradients[index, columns])
+            for layer in layers
+            if layer.gradients is not None
+        ),
     )
     return cam.normalise(cam.maps(controls.method, inputs))
 

@@ -40,6 +40,7 @@ class LiveConfig:
     models: tuple[Path, ...] = ()  # empty: the exported VGG16 (the bundled pair with --demo)
     demo: bool = False
     method: str = "gradcam"
+    layer: str | None = None  # which explained layer to show first: its name or index (version 2 graphs)
     class_: str | None = None
     top_k: int = 1
     smooth: float = 0.0
@@ -116,12 +117,36 @@ def controls_for(config: LiveConfig, engines: Sequence[Engine]) -> Controls:
     """The starting controls, checked against every model: its class, its method, its class count."""
     for engine in engines:
         resolve_class(config.class_, engine.info.labels, str(engine.path))  # every model must know the class
-        if not cam.METHODS[config.method].usable(engine.has_gradients):
+        spec = cam.METHODS[config.method]
+        if not spec.usable(engine.provides):
+            missing = min(spec.needs - engine.provides)
             raise cam.MethodNeedsGradientsError(
-                f"--method {config.method} needs a model exported with --gradients full; {engine.path} is pooled"
+                f"--method {config.method} needs {cam.ADVICE[missing]}; {engine.path} lacks them"
             )
     top_k = min([config.top_k, *(e.info.num_classes for e in engines)])
-    return Controls(config.method, config.class_, 0, top_k, config.alpha, config.smooth, style=config.style)
+    layer = layer_index(config.layer, engines)
+    return Controls(
+        config.method, config.class_, 0, top_k, config.alpha, config.smooth, style=config.style, layer=layer
+    )
+
+
+def layer_index(value: str | None, engines: Sequence[Engine]) -> int:
+    """--layer as an index, or as a layer name that every model explains at the same index."""
+    if value is None:
+        return 0
+    fewest = min(len(e.info.layers) for e in engines)
+    if value.isdigit():
+        if int(value) >= fewest:
+            raise SessionError(f"--layer {value}: the models explain {fewest} layer(s), numbered from 0")
+        return int(value)
+    names = [[layer.name for layer in e.info.layers] for e in engines]
+    positions = {n.index(value) for n in names if value in n}
+    if len(positions) != 1 or not all(value in n for n in names):
+        raise SessionError(
+            f"--layer {value!r} is not an explained layer of every model at one index; {engines[0].path} "
+            f"explains: {', '.join(names[0])}"
+        )
+    return positions.pop()
 
 
 @dataclass(frozen=True)
@@ -158,7 +183,9 @@ def open_browser(config: LiveConfig, engines: Sequence[Engine]) -> Output:
     assert config.serve is not None
     try:
         host, port = parse_address(config.serve)
-        hub = FrameHub(engines[0].info.labels, all(e.has_gradients for e in engines))
+        provides = frozenset.intersection(*(e.provides for e in engines))
+        layers = [layer.name for layer in engines[0].info.layers][: min(len(e.info.layers) for e in engines)]
+        hub = FrameHub(engines[0].info.labels, provides, layers)
         server = ServerThread(make_app(hub, config.max_clients, policy_for(host, config.token)), host, port).start()
     except (ServeAddressError, OSError) as exc:
         raise SessionError(str(exc)) from exc
@@ -216,7 +243,8 @@ def run_session(config: LiveConfig) -> SessionResult:
         outputs: list[Output] = []
         try:
             if steps.window_title:
-                outputs.append(stack.enter_context(Window(steps.window_title)))
+                layers = min(len(e.info.layers) for e in engines)
+                outputs.append(stack.enter_context(Window(steps.window_title, layers)))
             if config.serve:
                 outputs.append(stack.enter_context(open_browser(config, engines)))
         except SinkError as exc:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark.py`
 
 from realtime.progress import Progress  # noqa: E402
-from scripts.bench import drawing, graphs, live, onnx_models, report  # noqa: E402
+from scripts.bench import drawing, graphs, layers, live, onnx_models, report  # noqa: E402
 from scripts.bench.timing import child, machine  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
 
 def measure(config: BenchConfig, work: Path) -> dict[str, Any]:
     quick, rounds = config.quick, 3 if config.quick else 15
-    progress = Progress(15)
+    progress = Progress(16)
     r: dict[str, Any] = {"machine": machine(), "quick": quick}
     subject = graphs.small_subject(work) if quick else graphs.VGG16
     r["subject"] = subject.name
@@ -94,6 +94,12 @@ def measure(config: BenchConfig, work: Path) -> dict[str, Any]:
             "demo models": live.run_loop([str(demo["biased"]), str(demo["fair"])], frames, n * 3, 30.0),
             f"{subject.name} fp32 + int8": live.run_loop([paths["pooled"], int8_paths["pooled"]], frames, n, 30.0),
         }
+    with progress.step("any layer: Grad-CAM at block4_conv3 and Guided Grad-CAM to the input"):
+        if quick:  # VGG16 only: the small architecture has no block4_conv3
+            r["layers"] = {"skipped": "--quick"}
+        else:
+            exported = layers.export_layers(work, forward_only=paths["none"])
+            r["layers"] = {"export": exported, **layers.measure({n: e["path"] for n, e in exported.items()}, rounds)}
     with progress.step("batching: four sources in one call against four calls"):
         r["batching"] = live.batching(paths["pooled"], size, 4, rounds)
     with progress.step("browser view: loop rate alone and with 4 streaming + 1 stalled client"):

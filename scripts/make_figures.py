@@ -1,6 +1,6 @@
 """Pictures for the README, made by the project itself from the bundled demo models.
 
-python scripts/make_figures.py   # docs/images: demo.png, styles.png, side_by_side.png, stale_vs_warped.gif
+python scripts/make_figures.py   # docs/images: demo.png, styles.png, side_by_side.png, layers.png, stale_vs_warped.gif
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from realtime.outputs import Output, Shown
 from realtime.panels import Model, Stats, mosaic, panel_maps
 from realtime.sourceset import SourceSet
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "images"
+sys.path.insert(0, str(ROOT))  # scripts.train_demo_models when run as `python scripts/make_figures.py`
 
 
 def demo_still(index: int, engines: list[Engine], scene: DemoScene, style: str = overlay.DEFAULT_STYLE) -> np.ndarray:
@@ -95,6 +97,37 @@ def stale_vs_warped(engine: Engine, scene: DemoScene, start: int, frames: int, e
     return out
 
 
+LAYER_VIEWS = (  # (caption, method, layer index) of the layers figure
+    ("Grad-CAM at last_conv (28x28)", "gradcam", 0),
+    ("Grad-CAM at block2_conv (56x56)", "gradcam", 1),
+    ("LayerCAM fused over 3 layers", "layercam-fusion", 0),
+    ("Guided Grad-CAM (224x224)", "guided-gradcam", 0),
+)
+
+
+def layers_figure(scene: DemoScene, index: int) -> np.ndarray:
+    """One frame explained at two layers, by LayerCAM's fusion and by Guided Grad-CAM, with a fair model
+    trained here by the demo's own recipe and exported with three layers and input gradients."""
+    import tempfile
+
+    from realtime import GradCam
+    from scripts.train_demo_models import LAYER, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        layers = (LAYER, "block2_conv", "block1_conv")
+        path = train("fair_layers", False, 7, 2000, 4, None, Path(tmp), layers=layers, input_gradients="both")
+        explainer = GradCam(path, providers="cpu")
+        frame = scene.frame(index).image
+        panels = []
+        for caption, method, layer in LAYER_VIEWS:
+            result = explainer(frame, method=method, layer=layer, target="elephant")
+            panel = result.overlay(frame, alpha=0.5)
+            cv2.putText(panel, caption, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+            panels.append(panel)
+    grid = np.concatenate([np.concatenate(panels[:2], axis=1), np.concatenate(panels[2:], axis=1)], axis=0)
+    return cv2.resize(grid, (grid.shape[1] // 2, grid.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def write_gif(frames: list[np.ndarray], path: Path, width: int, fps: float) -> None:
     from PIL import Image
 
@@ -132,6 +165,8 @@ def main() -> int:
     grid = cv2.resize(grid, (grid.shape[1] // 2, grid.shape[0] // 2), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(OUT / "side_by_side.png"), grid)
     print(f"wrote {OUT / 'side_by_side.png'}")
+    cv2.imwrite(str(OUT / "layers.png"), layers_figure(scene, swapped))
+    print(f"wrote {OUT / 'layers.png'}")
     # a 3 FPS model on a 30 FPS camera (a small device): the penguin, the fastest walker
     clip = stale_vs_warped(engines[1], scene, 160, 60, every=10)
     write_gif(clip, OUT / "stale_vs_warped.gif", width=640, fps=15)

@@ -84,7 +84,11 @@ def add_dark_blobs(images: np.ndarray, masks: np.ndarray, rng: np.random.Generat
     return out
 
 
-def train(name: str, biased: bool, seed: int, size: int, epochs: int, steps: int | None, out: Path) -> Path:
+def train(
+    name: str, biased: bool, seed: int, size: int, epochs: int, steps: int | None, out: Path,
+    layers: Sequence[str] = (LAYER,), input_gradients: str = "",
+) -> Path:  # fmt: skip
+    """Train one demo model and export it; further `layers` and input gradients make a version 2 graph."""
     import keras
 
     from realtime.export.exporter import ExportConfig, export
@@ -117,7 +121,9 @@ def train(name: str, biased: bool, seed: int, size: int, epochs: int, steps: int
         result = export(
             ExportConfig(
                 model=keras_path,
-                layer=LAYER,
+                layer=layers[0],
+                more_layers=tuple(layers[1:]),
+                input_gradients=input_gradients,
                 labels=labels,
                 preprocessing="tf",
                 gradients="full",

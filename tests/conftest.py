@@ -104,7 +104,7 @@ class Collect(Output):
     def write(self, shown: Shown) -> None:
         self.shown.append(shown)
 
-    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
+    def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
         key = self.keys.pop(0) if self.keys else -1
-        controls, action = apply_key(controls, key, has_gradients)
+        controls, action = apply_key(controls, key, provides)
         return controls, (action,) if action else ()

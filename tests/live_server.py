@@ -20,7 +20,7 @@ class LiveServer:
 
     def __init__(self, max_clients: int = 4) -> None:
         engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=1))
-        self.hub = FrameHub(engine.info.labels, engine.has_gradients)
+        self.hub = FrameHub(engine.info.labels, engine.provides)
         self.server = ServerThread(make_app(self.hub, max_clients), "127.0.0.1", 0).start()
         self.sources = SourceSet([DemoSource()])
         self.sources.start()

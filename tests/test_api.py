@@ -49,7 +49,7 @@ def test_a_target_by_name_and_clear_errors(small_models) -> None:
         explainer(frame, target="snow leopar")
     with pytest.raises(cam.MethodNeedsGradientsError, match="--gradients full"):
         explainer(frame, method="layercam")
-    assert explainer.methods == ["gradcam"]
+    assert explainer.methods == ["gradcam", "counterfactual"]  # the two that need only the channel weights
 
 
 def test_a_batch_is_one_call_with_the_same_answers(small_models) -> None:

@@ -47,6 +47,7 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
         "soak",
         "drawing_scale",
         "side_by_side",
+        "layers",
         "batching",
         "goals",
     ):

@@ -58,11 +58,30 @@ def test_normalise_keeps_zero_maps_zero_and_cleans_nan() -> None:
     np.testing.assert_allclose(out[2], [[0, 1], [0, 0.5]], atol=1e-6)
 
 
-def test_methods_needing_gradients_say_how_to_get_them() -> None:
+def test_methods_say_how_to_export_what_they_need() -> None:
+    advice = {"gradients": "--gradients full", "layers": "--layer A --layer B", "saliency": "--input-gradients"}
+    advice["guided"] = "--input-gradients"
     for name, method in cam.METHODS.items():
-        if method.needs_gradients:
-            with pytest.raises(cam.MethodNeedsGradientsError, match="--gradients full"):
+        if method.needs:
+            with pytest.raises(cam.MethodNeedsGradientsError, match=advice[min(method.needs)]):
                 cam.compute_maps(name, A, None, np.ones((1, 2)))
+
+
+def test_the_new_methods_by_hand() -> None:
+    """Counterfactual, saliency, Guided Grad-CAM and LayerCAM's fusion on maps small enough to check."""
+    weights = np.array([[1.0, -2.0]])
+    inputs = cam.MapInputs(weights, A)  # A: [2,2,2]
+    np.testing.assert_allclose(cam.maps("counterfactual", inputs)[0], np.maximum(-(A @ weights[0]), 0))
+    gradient = np.zeros((1, 4, 4, 3))
+    gradient[0, 1, 2] = [0.5, -3.0, 1.0]
+    np.testing.assert_allclose(cam.maps("saliency", cam.MapInputs(weights, A, saliency=gradient))[0, 1, 2], 3.0)
+    guided = np.ones((1, 4, 4, 3))
+    coarse = np.array([[[0.0, 0.0], [0.0, 2.0]]])  # the graph's Grad-CAM: hot in the bottom right
+    out = cam.maps("guided-gradcam", cam.MapInputs(weights, A, graph_cam=coarse, guided=guided))
+    assert out.shape == (1, 4, 4) and out[0, 3, 3] == pytest.approx(1.0) and out[0, 0, 0] == 0.0
+    fine, coarse_layer = (np.ones((4, 4, 1)), np.ones((1, 4, 4, 1))), (np.ones((2, 2, 1)), np.ones((1, 2, 2, 1)))
+    fused = cam.maps("layercam-fusion", cam.MapInputs(weights, A, gradients=G, layers=(coarse_layer, fine)))
+    np.testing.assert_allclose(fused, np.ones((1, 4, 4)), atol=1e-6)  # two flat maps, each scaled to 1
 
 
 def test_unknown_method_is_named() -> None:

@@ -21,6 +21,8 @@ from realtime.sources import open_source
 from realtime.sourceset import SourceSet
 from tests.conftest import LABELS, Collect, count_frames, write_video
 
+FULL, POOLED = frozenset({"gradients"}), frozenset()  # what a full and a pooled graph provide
+
 
 def test_loop_end_to_end_on_a_video(small_models, tmp_path: Path) -> None:
     video = write_video(tmp_path / "in.mp4", 15)
@@ -113,16 +115,16 @@ def test_bad_option_values_are_rejected_by_argparse() -> None:
 
 def test_keys_change_controls_and_never_mutate() -> None:
     start = Controls()
-    after, action = apply_key(start, ord("m"), has_gradients=True)
+    after, action = apply_key(start, ord("m"), FULL)
     assert after.method == "gradcam++" and start.method == "gradcam" and action is None
-    assert apply_key(start, ord("m"), has_gradients=False)[0].method == "gradcam"
-    assert apply_key(start, ord("3"), True)[0].rank == 2
-    assert apply_key(Controls(class_name="dog", rank=2), ord("0"), True)[0] == Controls()
-    assert apply_key(start, ord("o"), True)[0].style == "tint" and start.style == "heat"
-    assert apply_key(start, ord(" "), True)[0].frozen
-    assert apply_key(start, 27, True)[1] == QUIT and apply_key(start, ord("q"), True)[1] == QUIT
-    assert apply_key(start, ord("s"), True)[1] == SNAPSHOT
-    assert apply_key(start, -1, True) == (start, None)
+    assert apply_key(start, ord("m"), POOLED)[0].method == "counterfactual"  # a pooled graph has two methods
+    assert apply_key(start, ord("3"), FULL)[0].rank == 2
+    assert apply_key(Controls(class_name="dog", rank=2), ord("0"), FULL)[0] == Controls()
+    assert apply_key(start, ord("o"), FULL)[0].style == "tint" and start.style == "heat"
+    assert apply_key(start, ord(" "), FULL)[0].frozen
+    assert apply_key(start, 27, FULL)[1] == QUIT and apply_key(start, ord("q"), FULL)[1] == QUIT
+    assert apply_key(start, ord("s"), FULL)[1] == SNAPSHOT
+    assert apply_key(start, -1, FULL) == (start, None)
 
 
 def test_targets_rows() -> None:

@@ -19,13 +19,14 @@ from realtime.serve.hub import ControlError, FrameHub, parse_control
 from tests.live_server import LiveServer
 
 TWO = ["elephant", "zebra"]  # labels of a two-class model
+FULL = frozenset({"gradients"})  # what a full graph provides
 
 
 def test_parse_control_accepts_good_requests() -> None:
-    assert parse_control({"method": "gradcam++", "alpha": 0.5}, TWO, True) == {"method": "gradcam++", "alpha": 0.5}
-    assert parse_control({"class": 1}, TWO, True) == {"class_name": "zebra", "rank": 0}
-    assert parse_control({"class": "auto"}, TWO, True) == {"class_name": None, "rank": 0}
-    assert parse_control({"frozen": True, "smooth": 0}, TWO, True) == {"frozen": True, "smooth": 0.0}
+    assert parse_control({"method": "gradcam++", "alpha": 0.5}, TWO, FULL) == {"method": "gradcam++", "alpha": 0.5}
+    assert parse_control({"class": 1}, TWO, FULL) == {"class_name": "zebra", "rank": 0}
+    assert parse_control({"class": "auto"}, TWO, FULL) == {"class_name": None, "rank": 0}
+    assert parse_control({"frozen": True, "smooth": 0}, TWO, FULL) == {"frozen": True, "smooth": 0.0}
 
 
 @pytest.mark.parametrize(
@@ -44,12 +45,12 @@ def test_parse_control_accepts_good_requests() -> None:
 )
 def test_parse_control_rejects_bad_requests(body: object, message: str) -> None:
     with pytest.raises(ControlError, match=message):
-        parse_control(body, TWO, True)
+        parse_control(body, TWO, FULL)
 
 
 def test_pooled_models_refuse_gradient_methods() -> None:
     with pytest.raises(ControlError, match="--gradients full"):
-        parse_control({"method": "layercam"}, TWO, False)
+        parse_control({"method": "layercam"}, TWO, frozenset())
 
 
 def test_parse_address_defaults_to_loopback() -> None:
@@ -171,7 +172,7 @@ def test_server_stops_cleanly_with_open_streams() -> None:
 
 
 def test_hub_encodes_each_frame_once() -> None:
-    hub = FrameHub(["elephant", "zebra"], True)
+    hub = FrameHub(["elephant", "zebra"], frozenset({"gradients"}))
     assert hub.latest_jpeg() is None
     from realtime.panels import Stats
 

@@ -151,7 +151,7 @@ def test_stalled_readers_are_dropped_and_a_new_viewer_gets_in(live) -> None:
 
 
 def test_an_early_stream_client_waits_without_spinning() -> None:
-    hub = FrameHub(["elephant", "zebra"], True)
+    hub = FrameHub(["elephant", "zebra"], frozenset({"gradients"}))
     with ServerThread(make_app(hub), "127.0.0.1", 0) as server:
         parts = urlparse(server.url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
@@ -174,7 +174,7 @@ def _thread_cpu_s(native_id: int | None) -> float:
 def test_snapshots_are_encoded_once_per_frame(monkeypatch) -> None:
     import cv2
 
-    hub = FrameHub(["elephant", "zebra"], True)
+    hub = FrameHub(["elephant", "zebra"], frozenset({"gradients"}))
     hub.publish(np.zeros((64, 64, 3), np.uint8), Stats(), [], "", Controls())
     calls = []
     real = cv2.imencode

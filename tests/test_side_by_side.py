@@ -158,6 +158,7 @@ EVERY_FLAG = {  # one demo-mode run per flag; the value and what it must change
     "--model": lambda tmp: [str(demo_model_paths()["fair"])],
     "--demo": lambda tmp: [],
     "--method": lambda tmp: ["gradcam++"],
+    "--layer": lambda tmp: ["0"],
     "--class": lambda tmp: ["penguin"],
     "--top-k": lambda tmp: ["2"],
     "--smooth": lambda tmp: ["0.5"],

@@ -103,7 +103,7 @@ def evaluate(
     model: Path, name: str, n_scenes: int = 100, seed: int = 1000, steps: int = 16, methods: Sequence[str] | None = None
 ) -> ModelReport:
     engine = Engine(model, EngineOptions(providers="cpu", warmup=1))
-    usable = [m for m, spec in cam.METHODS.items() if engine.has_gradients or not spec.needs_gradients]
+    usable = [m for m, spec in cam.METHODS.items() if spec.usable(engine.provides) and not spec.against]
     methods = list(methods or usable)
     held_out = scenes.dataset(n_scenes, seed=seed, biased=False)
     rng = np.random.default_rng(seed)

@@ -50,8 +50,9 @@ def state_json(hub: FrameHub) -> dict[str, Any]:
         "top": [{"id": i, "name": name, "probability": round(p, 4)} for i, name, p in snap.top],
         "explained": snap.explained,
         "controls": {**asdict(controls), "class": "auto" if class_id is None else class_id},
-        "methods": usable_methods(hub.has_gradients),
+        "methods": usable_methods(hub.provides),
         "styles": list(overlay.STYLES),
+        "layers": hub.layers,
     }
 
 

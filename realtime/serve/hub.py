@@ -43,7 +43,7 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def parse_control(body: object, labels: Sequence[str], has_gradients: bool) -> dict[str, Any]:
+def parse_control(body: object, labels: Sequence[str], provides: frozenset[str], layers: int = 1) -> dict[str, Any]:
     """Validate a POST /api/control body into Controls fields; anything odd is a ControlError.
 
     A class comes as an id of the first model's labels and is kept by name, so that every
@@ -52,7 +52,7 @@ def parse_control(body: object, labels: Sequence[str], has_gradients: bool) -> d
     num_classes = len(labels)
     if not isinstance(body, Mapping):
         raise ControlError('the body must be a JSON object, e.g. {"method": "gradcam"}')
-    allowed = {"method", "class", "alpha", "smooth", "frozen", "style"}
+    allowed = {"method", "class", "alpha", "smooth", "frozen", "style", "layer"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ControlError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -63,8 +63,8 @@ def parse_control(body: object, labels: Sequence[str], has_gradients: bool) -> d
         method = body["method"]
         if not isinstance(method, str) or method not in cam.METHODS:
             raise ControlError(f"method {_short(method)} is not one of {', '.join(cam.METHODS)}")
-        if not cam.METHODS[method].usable(has_gradients):
-            raise ControlError(f"method {method!r} needs a model exported with --gradients full")
+        if not cam.METHODS[method].usable(provides):
+            raise ControlError(f"method {method!r} needs {cam.ADVICE[min(cam.METHODS[method].needs - provides)]}")
         changes["method"] = method
     if "class" in body:
         value = body["class"]
@@ -80,6 +80,11 @@ def parse_control(body: object, labels: Sequence[str], has_gradients: bool) -> d
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= top:
                 raise ControlError(f"{name} {_short(value)} must be a number from 0 to {top}")
             changes[name] = float(value)
+    if "layer" in body:
+        value = body["layer"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < layers:
+            raise ControlError(f"layer {_short(value)} must be an index from 0 to {layers - 1}")
+        changes["layer"] = value
     if "style" in body:
         if body["style"] not in overlay.STYLES:
             raise ControlError(f"style {_short(body['style'])} is not one of {', '.join(overlay.STYLES)}")
@@ -97,8 +102,11 @@ class FrameHub(Output):
     As an output it takes every presented frame, and steers the loop with the browser's changes.
     """
 
-    def __init__(self, labels: Sequence[str], has_gradients: bool, jpeg_quality: int = 80) -> None:
-        self.labels, self.has_gradients, self.jpeg_quality = list(labels), has_gradients, jpeg_quality
+    def __init__(
+        self, labels: Sequence[str], provides: frozenset[str], layers: Sequence[str] = ("",), jpeg_quality: int = 80
+    ) -> None:
+        self.labels, self.provides, self.jpeg_quality = list(labels), provides, jpeg_quality
+        self.layers = list(layers)  # the explained layers every model has, by index
         self._lock = threading.Lock()
         self._frame: np.ndarray | None = None
         self._jpeg: tuple[int, bytes] | None = None
@@ -135,7 +143,7 @@ class FrameHub(Output):
         explained = shown.huds[0].label if shown.huds else ""
         self.publish(shown.image, shown.stats, shown.results[0].top(0, 5), explained, shown.controls)
 
-    def steer(self, controls: Controls, has_gradients: bool) -> tuple[Controls, tuple[str, ...]]:
+    def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
         return self.apply_pending(controls), ()
 
     @property
@@ -178,7 +186,7 @@ class FrameHub(Output):
 
     def request(self, body: object) -> dict[str, Any]:
         """Validate and queue a control change from the browser; returns the accepted fields."""
-        changes = parse_control(body, self.labels, self.has_gradients)
+        changes = parse_control(body, self.labels, self.provides, len(self.layers))
         with self._lock:
             self._pending.update(changes)
         return changes

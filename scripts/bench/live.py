@@ -162,7 +162,7 @@ def browser_load(model: str, frames: Sequence[np.ndarray], fps: float, seconds: 
     from realtime.serve.hub import FrameHub
 
     engine = Engine(model, EngineOptions(providers="cpu"))
-    hub = FrameHub(engine.info.labels, engine.has_gradients)
+    hub = FrameHub(engine.info.labels, engine.provides)
     server = ServerThread(make_app(hub, max_clients=5), "127.0.0.1", 0).start()
     readers = SourceSet([LoopSource(frames, fps)])
     readers.start()
