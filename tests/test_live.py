@@ -183,3 +183,28 @@ def test_runtime_never_imports_tensorflow() -> None:
 def test_no_tf32_reaches_the_engine_options() -> None:
     assert cli.parse_config([]).tf32 is True
     assert cli.parse_config(["--no-tf32"]).tf32 is False
+
+
+def test_guided_gradcam_live_end_to_end_at_both_display_rates(tmp_path: Path, capsys) -> None:
+    """gradcam-live --method guided-gradcam --source clip.mp4 --no-window --record out.mp4, at model rate
+    and at camera rate (where the 64x64 map is carried by flow like any other)."""
+    from realtime.export.exporter import ExportConfig, export_model
+    from tests.conftest import _small_classifier
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(LABELS) + "\n")
+    config = ExportConfig(
+        layer="last_conv", input_gradients="both", labels=labels, output=tmp_path / "guided.onnx", quiet=True
+    )
+    model = export_model(_small_classifier(), config).output
+    clip = write_video(tmp_path / "clip.mp4", 10)
+    for display in ("model", "camera"):
+        out = tmp_path / f"{display}.mp4"
+        argv = ["--model", str(model), "--source", str(clip), "--method", "guided-gradcam", "--no-window"]
+        assert cli.main([*argv, "--record", str(out), "--display", display, "--providers", "cpu"]) == 0
+        assert count_frames(out) == 10
+    assert cli.main(["--model", str(model), "--source", str(clip), "--method", "saliency", "--no-window"]) == 0
+    engine = Engine(model, EngineOptions(providers="cpu", warmup=0))
+    result = engine.run(np.zeros((1, 64, 64, 3), np.uint8), [[-1]])
+    assert result.guided is not None and result.guided.shape == (1, 1, 64, 64, 3)
+    assert panel_maps(result, 0, Controls(method="guided-gradcam"), None).shape == (1, 64, 64)

@@ -153,33 +153,14 @@ def test_gradcam_live_with_two_models_and_two_sources(tmp_path: Path, capsys) ->
     assert ok and frame.shape[1] == 2 * 640 and frame.shape[0] > 2 * 480
 
 
-EVERY_FLAG = {  # one demo-mode run per flag; the value and what it must change
-    "--source": lambda tmp: [str(write_video(tmp / "v.mp4", 4))],
-    "--model": lambda tmp: [str(demo_model_paths()["fair"])],
-    "--demo": lambda tmp: [],
-    "--method": lambda tmp: ["gradcam++"],
-    "--layer": lambda tmp: ["0"],
-    "--class": lambda tmp: ["penguin"],
-    "--top-k": lambda tmp: ["2"],
-    "--smooth": lambda tmp: ["0.5"],
-    "--alpha": lambda tmp: ["0.7"],
-    "--style": lambda tmp: ["tint"],
-    "--providers": lambda tmp: ["cpu"],
-    "--fp16": lambda tmp: [],
-    "--no-tf32": lambda tmp: [],
-    "--threads": lambda tmp: ["1"],
-    "--crop": lambda tmp: ["center"],
-    "--record": lambda tmp: [str(tmp / "out.avi")],
-    "--snapshots": lambda tmp: [str(tmp / "snaps")],
-    "--no-window": lambda tmp: [],
-    "--max-frames": lambda tmp: ["3"],
-    "--serve": lambda tmp: ["0"],
-    "--max-clients": lambda tmp: ["2"],
-    "--token": lambda tmp: ["secret"],
-    "--display": lambda tmp: ["camera"],
-    "--no-warp": lambda tmp: [],
-    "--save-frames": lambda tmp: [str(tmp / "frames")],
-}
+EVERY_FLAG = {  # one demo-mode run per flag, with this value ({tmp}: the test's folder)
+    "--source": ["{tmp}/v.mp4"], "--model": ["{fair}"], "--demo": [], "--method": ["gradcam++"], "--layer": ["0"],
+    "--class": ["penguin"], "--top-k": ["2"], "--smooth": ["0.5"], "--alpha": ["0.7"], "--style": ["tint"],
+    "--providers": ["cpu"], "--fp16": [], "--no-tf32": [], "--threads": ["1"], "--crop": ["center"],
+    "--record": ["{tmp}/out.avi"], "--snapshots": ["{tmp}/snaps"], "--no-window": [], "--max-frames": ["3"],
+    "--serve": ["0"], "--max-clients": ["2"], "--token": ["secret"], "--display": ["camera"], "--no-warp": [],
+    "--save-frames": ["{tmp}/frames"],
+}  # fmt: skip
 
 
 def test_the_flag_table_covers_every_flag() -> None:
@@ -224,7 +205,9 @@ def test_every_flag_works_in_demo_mode(flag: str, tmp_path: Path, monkeypatch) -
             port = s.getsockname()[1]
         argv += ["--serve", str(port)]
     elif flag not in ("--demo", "--no-window", "--providers", "--max-frames", "--record"):
-        argv += [flag, *EVERY_FLAG[flag](tmp_path)]
+        write_video(tmp_path / "v.mp4", 4)
+        values = [v.format(tmp=tmp_path, fair=demo_model_paths()["fair"]) for v in EVERY_FLAG[flag]]
+        argv += [flag, *values]
     config = cli.parse_config(argv)
     result = run_session(config)
     assert result.summary.displayed == 3

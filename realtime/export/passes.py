@@ -110,11 +110,12 @@ def fold_initializer_transposes(model: onnx.ModelProto) -> int:
     return folded
 
 
-FOLDABLE = {"Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity", "Mul", "Add", "Sub", "Div", "Sqrt", "Reciprocal", "Neg"}
+# shape ops, and the arithmetic tf2onnx leaves on constants (a batch norm's gamma / sqrt(var + eps))
+FOLDABLE = {"Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity", "Mul", "Add", "Sub", "Div", "Sqrt", "Reciprocal"}
 
 
 def fold_initializer_ops(model: onnx.ModelProto) -> int:
-    """Evaluate shape-only ops whose inputs are all initializers (tf2onnx's bias Squeeze, mostly).
+    """Evaluate ops whose inputs are all initializers (tf2onnx's bias Squeeze, its batch-norm constants).
 
     The int8 quantizer reads the file as it is and needs Conv biases as initializers.
     """
