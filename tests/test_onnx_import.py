@@ -193,9 +193,9 @@ def test_list_layers_marks_the_default(tmp_path: Path, capsys) -> None:
 
 
 def test_unsupported_head_op_is_named_with_a_layer_that_works(tmp_path: Path, capsys) -> None:
-    """A conv after the chosen map is refused by name, and the suggested --layer exports."""
+    """An op without a derivative rule (ELU) after the chosen map is refused by name; the suggested --layer exports."""
     torch.manual_seed(0)
-    head = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    head = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
     source = to_onnx(Net(head).eval(), tmp_path / "m.onnx")
     layers = [line.split("\t")[0] for line in _list(source, capsys)]
     first_relu = next(name for name in layers if "body" in name and "Relu" in name)
@@ -203,22 +203,27 @@ def test_unsupported_head_op_is_named_with_a_layer_that_works(tmp_path: Path, ca
     code = export_cli.main(["--onnx", str(source), "--layer", first_relu, "--output", str(out), "--quiet"])
     message = capsys.readouterr().err
     assert code == 2 and not out.exists()
-    assert "(Conv)" in message and "not supported in the head" in message
+    assert "(Elu)" in message and "not supported in the head" in message
     suggested = message.split("--layer ")[1].split(" ")[0]
     assert export_cli.main(["--onnx", str(source), "--layer", suggested, "--output", str(out), "--quiet"]) == 0
     assert out.exists()
 
 
-def test_an_overlapping_pool_in_the_head_is_refused_with_a_layer_that_works(tmp_path: Path) -> None:
+def test_an_overlapping_pool_and_a_conv_in_the_head_match_torch(tmp_path: Path, capsys) -> None:
+    """A 3x3, stride-2 max pool and a convolution after the map: differentiated, not refused (any layer)."""
     torch.manual_seed(0)
-    head = nn.Sequential(nn.MaxPool2d(3, stride=2), nn.Flatten(), nn.Linear(8 * 7 * 7, 3))
-    source = to_onnx(Net(head).eval(), tmp_path / "m.onnx")
-    with pytest.raises(ExportError, match=r"non-overlapping.*--layer (\S+) works") as refused:
-        export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", quiet=True))
-    assert not (tmp_path / "g.onnx").exists()
-    suggested = str(refused.value).split("--layer ")[1].split(" ")[0]
-    config = ExportConfig(onnx=source, layer=suggested, output=tmp_path / "g.onnx", quiet=True)
-    assert export(config).output.exists()
+    head = nn.Sequential(nn.MaxPool2d(3, stride=2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten())
+    model = Net(nn.Sequential(*head, nn.Linear(8 * 7 * 7, 3))).eval()
+    source = to_onnx(model, tmp_path / "m.onnx")
+    layers = [line.split("\t")[0] for line in _list(source, capsys)]
+    body = [name for name in layers if "body" in name and "Relu" in name][-1]  # the map before the pool
+    graph = export(ExportConfig(onnx=source, layer=body, output=tmp_path / "g.onnx", quiet=True)).output
+    image = np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    targets = np.array([[-1], [2]], np.int64)
+    got = run_onnx(graph, image, targets)
+    ref = reference(model, preprocess_numpy(image, PRESETS["torch"], "NCHW"), got["classes"])
+    peak = np.abs(ref["gradients"]).max()
+    assert np.abs(got["gradients"] - ref["gradients"]).max() <= 1e-4 * peak
 
 
 def _list(source: Path, capsys) -> list[str]:

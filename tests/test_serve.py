@@ -27,6 +27,7 @@ def test_parse_control_accepts_good_requests() -> None:
     assert parse_control({"class": 1}, TWO, FULL) == {"class_name": "zebra", "rank": 0}
     assert parse_control({"class": "auto"}, TWO, FULL) == {"class_name": None, "rank": 0}
     assert parse_control({"frozen": True, "smooth": 0}, TWO, FULL) == {"frozen": True, "smooth": 0.0}
+    assert parse_control({"layer": 1, "style": "tint"}, TWO, FULL, layers=2) == {"layer": 1, "style": "tint"}
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,8 @@ def test_parse_control_accepts_good_requests() -> None:
         ([1, 2], "JSON object"),
         ({}, "empty"),
         ({"colour": 1}, "unknown field"),
+        ({"layer": 1}, "index from 0 to 0"),
+        ({"style": "plaid"}, "style 'plaid' is not one of"),
         ({"method": "scorecam"}, "scorecam"),
         ({"class": 2}, "from 0 to 1"),
         ({"class": True}, "from 0 to 1"),
