@@ -50,7 +50,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
 
 def measure(config: BenchConfig, work: Path) -> dict[str, Any]:
     quick, rounds = config.quick, 3 if config.quick else 15
-    progress = Progress(16)
+    progress = Progress(18)
     r: dict[str, Any] = {"machine": machine(), "quick": quick}
     subject = graphs.small_subject(work) if quick else graphs.VGG16
     r["subject"] = subject.name
