@@ -128,7 +128,8 @@ def test_a_lost_source_is_shown_as_lost_and_comes_back_while_the_other_goes_on(e
         runner.join(timeout=30)
     assert len(seen.shown) == 60
     present = [s.frames[1] is not None for s in seen.shown]
-    assert all(s.frames[0] is not None for s in seen.shown)  # the demo went on throughout
+    started = next(i for i, s in enumerate(seen.shown) if s.frames[0] is not None)  # either may deliver first
+    assert all(s.frames[0] is not None for s in seen.shown[started:])  # then the demo went on throughout
     first_loss = present.index(False, present.index(True))
     assert True in present[first_loss:], "the flaky source never came back"
     lost_frame = seen.shown[first_loss]
