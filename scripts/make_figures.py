@@ -17,6 +17,7 @@ from realtime.demo import scenes
 from realtime.demo.live import DemoScene, DemoSource, Timeline
 from realtime.demo.models import demo_model_paths
 from realtime.engine import Engine, EngineOptions
+from realtime.files import finish, partial_path, write_image
 from realtime.frames import model_region
 from realtime.loop import Loop
 from realtime.outputs import Output, Shown
@@ -138,7 +139,9 @@ def write_gif(frames: list[np.ndarray], path: Path, width: int, fps: float) -> N
         ).quantize(colors=96)
         for f in frames
     ]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True)
+    partial = partial_path(path)  # written whole, then moved into place
+    images[0].save(partial, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True)
+    finish(partial, path)
 
 
 def main() -> int:
@@ -155,17 +158,17 @@ def main() -> int:
     image = np.concatenate(rows, axis=0)
     image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     OUT.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(OUT / "demo.png"), image)
+    write_image(OUT / "demo.png", image)
     print(f"wrote {OUT / 'demo.png'} (frames {matching} and {swapped})")
     styles = np.concatenate([demo_still(swapped, engines[1:], scene, style) for style in overlay.STYLES], axis=1)
     styles = cv2.resize(styles, (styles.shape[1] // 2, styles.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(OUT / "styles.png"), styles)
+    write_image(OUT / "styles.png", styles)
     print(f"wrote {OUT / 'styles.png'} ({', '.join(overlay.STYLES)})")
     grid = live_mosaic(engines, 40)
     grid = cv2.resize(grid, (grid.shape[1] // 2, grid.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(OUT / "side_by_side.png"), grid)
+    write_image(OUT / "side_by_side.png", grid)
     print(f"wrote {OUT / 'side_by_side.png'}")
-    cv2.imwrite(str(OUT / "layers.png"), layers_figure(scene, swapped))
+    write_image(OUT / "layers.png", layers_figure(scene, swapped))
     print(f"wrote {OUT / 'layers.png'}")
     # a 3 FPS model on a 30 FPS camera (a small device): the penguin, the fastest walker
     clip = stale_vs_warped(engines[1], scene, 160, 60, every=10)
