@@ -18,7 +18,7 @@ from realtime import cam, overlay
 from realtime.controls import Controls, explained_columns, resolve_class, targets_for
 from realtime.engine import Engine, EngineOptions
 from realtime.frames import Region, fit, model_region, to_bgr
-from realtime.panels import panel_maps
+from realtime.panels import label_of, panel_maps
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,9 @@ class GradCam:
     ) -> list[Explanation]:  # fmt: skip
         """Explain several frames in one model call (faster per frame than one call each)."""
         spec = cam.method(method)
-        if not spec.usable(self.engine.provides):
-            missing = min(spec.needs - self.engine.provides)
-            raise cam.MethodNeedsGradientsError(f"{method} needs {cam.ADVICE[missing]}; {self.engine.path} lacks them")
+        lacking = spec.lacking(self.engine.provides)
+        if lacking:
+            raise cam.MethodNeedsGradientsError(f"{method} needs {lacking}; {self.engine.path} lacks them")
         name = None if target is None else str(target)
         class_id = resolve_class(name, self.labels, str(self.engine.path))
         if not 0 <= layer < len(self.engine.info.layers):
@@ -95,7 +95,7 @@ class GradCam:
             explained.append(
                 Explanation(
                     classes=ids,
-                    labels=tuple(result.labels[c] if c < len(result.labels) else str(c) for c in ids),
+                    labels=tuple(label_of(result, c) for c in ids),
                     probabilities=tuple(float(result.probabilities[i, c]) for c in ids),
                     maps=panel_maps(result, i, controls, class_id),
                     method=method,

@@ -192,6 +192,11 @@ class Method:
     def usable(self, provides: frozenset[str]) -> bool:
         return self.needs <= provides
 
+    def lacking(self, provides: frozenset[str]) -> str | None:
+        """What a graph providing `provides` must be re-exported with for this method; None if it can run."""
+        missing = self.needs - provides
+        return ADVICE[min(missing)] if missing else None
+
 
 METHODS: Mapping[str, Method] = {
     m.name: m
@@ -224,11 +229,9 @@ def method(name: str) -> Method:
 def maps(name: str, inputs: MapInputs) -> np.ndarray:
     """Raw maps [K,h,w] for one image by the named method."""
     spec = method(name)
-    missing = sorted(spec.needs - inputs.available())
-    if missing:
-        raise MethodNeedsGradientsError(
-            f"{name} needs {ADVICE[missing[0]]} (this graph lacks them), or use --method gradcam"
-        )
+    lacking = spec.lacking(inputs.available())
+    if lacking:
+        raise MethodNeedsGradientsError(f"{name} needs {lacking} (this graph lacks them), or use --method gradcam")
     return spec.compute(inputs)
 
 

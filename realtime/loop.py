@@ -202,9 +202,8 @@ class Loop:
             self.pacer.wait(frames[0].index)  # a file plays at its own rate, as a camera would deliver it
         if self._pending is not None and self._pending.done():
             self._adopt(self._take())
-        if self._pending is None:  # the model is free: give it the newest frames
-            frozen = self.controls.frozen and self._latest is not None
-            self._submit(pool, self._latest.frames if frozen and self._latest else frames)
+        if self._pending is None:  # the model is free: give it the newest frames (frozen: the same again)
+            self._submit(pool, self._latest.frames if self.controls.frozen and self._latest else frames)
         if self._latest is None:  # the very first maps: wait for them once
             self._adopt(self._take())
         assert self._latest is not None
@@ -220,7 +219,7 @@ class Loop:
         if shown[0] is not None:
             self._map_age = shown[0].index - self.carriers[0].index
         self._timed("flow", start)
-        done = replace(self._latest, indices=self._latest.indices, frames=shown)
+        done = replace(self._latest, frames=shown)
         return Step(done, shown, maps, on_model_region=False)
 
     # -- presenting
@@ -241,12 +240,13 @@ class Loop:
         reference = next(im for im in images if im is not None)
         models = self._models(step, reference.shape)
         names = [s.name for s in self.sources.sources]
+        stats = self.stats()
         image, huds = mosaic(
-            images, step.done.indices, step.done.results, step.maps, models, view, self.stats(),
+            images, step.done.indices, step.done.results, step.maps, models, view, stats,
             lost=self.sources.lost(), source_names=names,
         )  # fmt: skip
         t = self._timed("overlay", start)
-        shown = Shown(image, huds, self.stats(), step.done.results, view, step.frames, self.actions)
+        shown = Shown(image, huds, stats, step.done.results, view, step.frames, self.actions)
         for output in self.outputs:
             output.write(shown)
         now = self.clock()

@@ -32,11 +32,6 @@ def _levels(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(cv2.resize(levels, size, interpolation=cv2.INTER_LINEAR))
 
 
-def colorize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A [h,w] map in [0,1] -> a JET heat image of `size` (width, height), BGR uint8."""
-    return np.asarray(cv2.applyColorMap(_levels(cam, size), cv2.COLORMAP_JET))
-
-
 def blend(
     frame: np.ndarray,
     cam: np.ndarray,

@@ -117,12 +117,9 @@ def controls_for(config: LiveConfig, engines: Sequence[Engine]) -> Controls:
     """The starting controls, checked against every model: its class, its method, its class count."""
     for engine in engines:
         resolve_class(config.class_, engine.info.labels, str(engine.path))  # every model must know the class
-        spec = cam.METHODS[config.method]
-        if not spec.usable(engine.provides):
-            missing = min(spec.needs - engine.provides)
-            raise cam.MethodNeedsGradientsError(
-                f"--method {config.method} needs {cam.ADVICE[missing]}; {engine.path} lacks them"
-            )
+        lacking = cam.METHODS[config.method].lacking(engine.provides)
+        if lacking:
+            raise cam.MethodNeedsGradientsError(f"--method {config.method} needs {lacking}; {engine.path} lacks them")
     top_k = min([config.top_k, *(e.info.num_classes for e in engines)])
     layer = layer_index(config.layer, engines)
     return Controls(

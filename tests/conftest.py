@@ -108,3 +108,23 @@ class Collect(Output):
         key = self.keys.pop(0) if self.keys else -1
         controls, action = apply_key(controls, key, provides)
         return controls, (action,) if action else ()
+
+
+def forward_values(graph: Path, image: np.ndarray, targets: np.ndarray, tensor_of) -> list[tuple[str, np.ndarray]]:
+    """The graph's own values for its forward nodes (not the backward's `gradcam/...` ones), in graph order:
+    `tensor_of(node)` names the tensor wanted from a node, or None to skip it. Returns (op type, value) pairs.
+    The references of the any-layer tests take their ReLU and max-pool decisions from these."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(graph))
+    picked = [(n.op_type, t) for n in model.graph.node if not n.name.startswith("gradcam") and (t := tensor_of(n))]
+    if not picked:
+        return []
+    names = [t for _, t in picked]
+    model.graph.output.extend([onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in names])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    values = session.run(names, {"image": image, "targets": targets})
+    return [(op, v) for (op, _), v in zip(picked, values, strict=True)]

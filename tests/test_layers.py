@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import needs
+from tests.conftest import forward_values, needs
 from tests.torch_models import build_model, export_onnx
 
 torch = needs("torch")
@@ -92,26 +92,15 @@ class RoutedMaxPool(torch.nn.Module):  # type: ignore[misc,name-defined]
         return torch.gather(flat, 2, indices.flatten(2)).view(indices.shape)
 
 
-def _run_with_outputs(graph: Path, image: np.ndarray, targets: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """The graph's own values of some inner tensors (the same session options as run_onnx)."""
-    import onnxruntime as ort
-
-    if not names:
-        return {}
-    model = onnx.load(str(graph))
-    model.graph.output.extend([onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return dict(zip(names, session.run(names, {"image": image, "targets": targets}), strict=True))
+def _relu_output(node: onnx.NodeProto) -> str | None:
+    return node.output[0] if node.op_type == "Relu" else None
 
 
 @contextlib.contextmanager
 def _relu_masks_from(graph: Path, image: np.ndarray, targets: np.ndarray) -> Any:
     """Within the block, torch's ReLUs keep exactly the units the graph's forward ReLUs kept, in order."""
-    nodes = [n for n in onnx.load(str(graph)).graph.node if n.op_type == "Relu" and not n.name.startswith("gradcam")]
-    values = _run_with_outputs(graph, image, targets, [n.output[0] for n in nodes])
-    masks = [torch.from_numpy(values[n.output[0]] > 0) for n in nodes]
+    relus = forward_values(graph, image, targets, _relu_output)
+    masks = [torch.from_numpy(value > 0) for _, value in relus]
     original = torch.nn.functional.relu
     calls = iter(masks)
 
@@ -133,13 +122,12 @@ def _route_pools(model: Any, graph: Path, image: np.ndarray, targets: np.ndarray
     pools = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.MaxPool2d)]
     if not pools:
         return model
-    pool_inputs = [n.input[0] for n in onnx.load(str(graph)).graph.node if n.op_type == "MaxPool"]
-    assert len(pool_inputs) == len(pools), (pool_inputs, [p for p, _ in pools])
-    values = _run_with_outputs(graph, image, targets, pool_inputs)
-    for (name, pool), tensor in zip(pools, pool_inputs, strict=True):
+    pool_inputs = forward_values(graph, image, targets, lambda n: n.input[0] if n.op_type == "MaxPool" else None)
+    assert len(pool_inputs) == len(pools), (len(pool_inputs), [p for p, _ in pools])
+    for (name, pool), (_, value) in zip(pools, pool_inputs, strict=True):
         owner, _, last = name.rpartition(".")
         parent = _module(model, owner) if owner else model
-        routed = RoutedMaxPool(pool, torch.from_numpy(values[tensor]))
+        routed = RoutedMaxPool(pool, torch.from_numpy(value))
         if last.isdigit():
             parent[int(last)] = routed
         else:
@@ -234,9 +222,7 @@ def test_guided_backprop_matches_pytorch_grad_cam_on_vgg16(tmp_path: Path) -> No
 def _guided_relu_masks_from(graph: Path, image: np.ndarray, targets: np.ndarray, grad_cam: Any) -> Any:
     """pytorch-grad-cam's guided ReLUs, each fed an input whose sign is the graph's forward decision
     (a straight-through nudge of the units the two runtimes put on opposite sides of zero)."""
-    nodes = [n for n in onnx.load(str(graph)).graph.node if n.op_type == "Relu" and not n.name.startswith("gradcam")]
-    values = _run_with_outputs(graph, image, targets, [n.output[0] for n in nodes])
-    masks = iter([torch.from_numpy(values[n.output[0]] > 0) for n in nodes])
+    masks = iter([torch.from_numpy(value > 0) for _, value in forward_values(graph, image, targets, _relu_output)])
     module = grad_cam.guided_backprop.GuidedBackpropReLUasModule
     original = module.forward
 

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import needs
+from tests.conftest import forward_values, needs
 
 keras = needs("keras")
 tf = needs("tensorflow")
@@ -38,25 +38,17 @@ class GraphValues:
     """The graph's own values of its forward ReLUs, ReLU6s (Clip) and max-pool inputs, looked up by value."""
 
     def __init__(self, graph: Path, image: np.ndarray, targets: np.ndarray) -> None:
-        import onnxruntime as ort
-
-        model = onnx.load(str(graph))
         kinds = {"Relu": "relu", "Clip": "relu6", "MaxPool": "pool"}
-        wanted = [
-            (kinds[n.op_type], n.input[0] if n.op_type == "MaxPool" else n.output[0])
-            for n in model.graph.node
-            if n.op_type in kinds and not n.name.startswith("gradcam")
-        ]
-        model.graph.output.extend(
-            [onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for _, t in wanted]
-        )
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        values = session.run([t for _, t in wanted], {"image": image, "targets": targets})
+
+        def tensor(node: onnx.NodeProto) -> str | None:
+            if node.op_type not in kinds:
+                return None
+            return node.input[0] if node.op_type == "MaxPool" else node.output[0]
+
+        values = forward_values(graph, image, targets, tensor)
         # tf2onnx computes convolutions NCHW inside, Keras tensors are NHWC: keep both views
         self.values = [
-            (kind, view)
-            for (kind, _), v in zip(wanted, values, strict=True)
-            for view in ((v, v.transpose(0, 2, 3, 1)) if v.ndim == 4 else (v,))
+            (kinds[op], view) for op, v in values for view in ((v, v.transpose(0, 2, 3, 1)) if v.ndim == 4 else (v,))
         ]
 
     def find(self, kind: str, reference: np.ndarray) -> np.ndarray:

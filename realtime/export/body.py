@@ -1,10 +1,11 @@
-"""Derivatives of the convolutional body: convolutions (backward-data as ConvTranspose) and Concat.
+"""Derivatives of the convolutional body: convolutions, Concat and Pad.
 
 With these the in-graph backward reaches any layer, not only the last map. A convolution's
 gradient with respect to its input is the transposed convolution of the output gradient with
 the same weights, strides, padding, dilation and groups (depthwise included); the output
-padding restores input sizes that a stride rounded down. Batch and targets travel flattened
-together, [N*K, C, H, W], through the ConvTranspose.
+padding restores input sizes that a stride rounded down. At stride 1 it is written as a plain
+Conv with the kernel flipped and its channels swapped per group, which onnxruntime runs faster.
+Batch and targets travel flattened together, [N*K, C, H, W], through either.
 """
 
 from __future__ import annotations

@@ -124,16 +124,21 @@ def _renamed(head: Head, renamed: dict[str, str]) -> Head:
     )
 
 
+def _channels_last(b: GraphBuilder, x: str, output: str, nchw: bool, rank: int = 5) -> None:
+    """Name `x` as an output with its channel axis last ([N,h,w,C], or [N,K,h,w,C] for gradients)."""
+    if nchw:
+        b.named("Transpose", [x], output, perm=[*range(rank - 3), rank - 2, rank - 1, rank - 3])
+    else:
+        b.named("Identity", [x], output)
+
+
 def _layer_outputs(b: GraphBuilder, head: Head, gradients: str | None, spatial_sum: str, layer: int) -> list:
     """activations, weights, cam (and gradients) of one explained layer, under that layer's names."""
     h, w, c = head.map_shape
     nchw = head.layout == NCHW
     name = lambda output: contract.layer_output(output, layer)  # noqa: E731
     activations_nchw = head.target if nchw else b.transpose(head.target, [0, 3, 1, 2])
-    if nchw:
-        b.named("Transpose", [head.target], name(contract.OUT_ACTIVATIONS), perm=[0, 2, 3, 1])
-    else:
-        b.named("Identity", [head.target], name(contract.OUT_ACTIVATIONS))
+    _channels_last(b, head.target, name(contract.OUT_ACTIVATIONS), nchw, rank=4)
     weights = b.op("Mul", [spatial_sum, b.const(np.float32(1.0 / (h * w)))])
     b.named("Identity", [weights], name(contract.OUT_WEIGHTS))
     _cam(b, activations_nchw, weights, head, name(contract.OUT_CAM))
@@ -143,8 +148,7 @@ def _layer_outputs(b: GraphBuilder, head: Head, gradients: str | None, spatial_s
         _value(name(contract.OUT_CAM), TensorProto.FLOAT, ["N", "K", h, w]),
     ]
     if gradients is not None:
-        perm = [0, 1, 3, 4, 2] if nchw else [0, 1, 2, 3, 4]
-        b.named("Transpose", [gradients], name(contract.OUT_GRADIENTS), perm=perm)
+        _channels_last(b, gradients, name(contract.OUT_GRADIENTS), nchw)
         outputs.append(_value(name(contract.OUT_GRADIENTS), TensorProto.FLOAT, ["N", "K", h, w, c]))
     return outputs
 
@@ -152,8 +156,7 @@ def _layer_outputs(b: GraphBuilder, head: Head, gradients: str | None, spatial_s
 def _input_output(b: GraphBuilder, head: Head, gradient: str, output: str) -> list:
     """saliency or guided: a gradient at the model input, [N,K,H,W,channels] in the model's channel order."""
     h, w, c = head.map_shape
-    perm = [0, 1, 3, 4, 2] if head.layout == NCHW else [0, 1, 2, 3, 4]
-    b.named("Transpose", [gradient], output, perm=perm)
+    _channels_last(b, gradient, output, head.layout == NCHW)
     return [_value(output, TensorProto.FLOAT, ["N", "K", h, w, c])]
 
 
@@ -213,10 +216,7 @@ def build(
     ]
     if gradients == contract.GRADIENTS_NONE:
         h, w, c = first.map_shape
-        if first.layout == NCHW:
-            b.named("Transpose", [first.target], contract.OUT_ACTIVATIONS, perm=[0, 2, 3, 1])
-        else:
-            b.named("Identity", [first.target], contract.OUT_ACTIVATIONS)
+        _channels_last(b, first.target, contract.OUT_ACTIVATIONS, first.layout == NCHW, rank=4)
         outputs.append(_value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]))
     else:
         classes = _classes(b, first.logits, first.num_classes)

@@ -63,8 +63,9 @@ def parse_control(body: object, labels: Sequence[str], provides: frozenset[str],
         method = body["method"]
         if not isinstance(method, str) or method not in cam.METHODS:
             raise ControlError(f"method {_short(method)} is not one of {', '.join(cam.METHODS)}")
-        if not cam.METHODS[method].usable(provides):
-            raise ControlError(f"method {method!r} needs {cam.ADVICE[min(cam.METHODS[method].needs - provides)]}")
+        lacking = cam.METHODS[method].lacking(provides)
+        if lacking:
+            raise ControlError(f"method {method!r} needs {lacking}")
         changes["method"] = method
     if "class" in body:
         value = body["class"]
