@@ -71,7 +71,7 @@ def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
     group = int(a.get("group", 1))
     if strides == [1] * spatial and dilations == [1] * spatial:
         # stride 1: the backward-data is a plain convolution with the kernel flipped and its channels
-        # swapped per group, which onnxruntime runs on its fast Conv kernels (ConvTranspose was 1.7x slower)
+        # swapped per group, which onnxruntime runs on its fast Conv kernels (VGG16's guided graph: 2.85x -> 2.47x)
         m, per_group = weight.shape[0], weight.shape[1]
         swapped = weight.reshape(group, m // group, per_group, *kernel).swapaxes(1, 2)
         flipped = np.flip(swapped.reshape(group * per_group, m // group, *kernel), axis=tuple(range(2, 2 + spatial)))
