@@ -90,6 +90,68 @@ def test_maxpool_routes_to_first_maximum_like_tf(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ref["gradients"][0, 0, :, :, 0], expected)
 
 
+def test_a_relu_before_a_max_pool_is_taken_at_the_pool_with_ties_routed_first(tmp_path: Path) -> None:
+    """A ReLU that only a max pool reads is applied at the pool's output; by hand and against TF."""
+    import keras
+
+    inp = keras.Input((4, 4, 3))
+    feat = keras.layers.Conv2D(1, 1, activation="relu", name="feat")(inp)  # relu(R - 2)
+    pooled = keras.layers.MaxPooling2D(2)(feat)
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(pooled)))
+    kernel = np.zeros((1, 1, 3, 1), np.float32)
+    kernel[0, 0, 2, 0] = 1.0
+    model.get_layer("feat").set_weights([kernel, np.array([-2.0], np.float32)])
+    model.layers[-1].set_weights([np.ones((4, 1), np.float32), np.zeros(1, np.float32)])
+    # windows: a positive tie on the top row, all ReLU zeros, a positive tie on the bottom row, one maximum
+    r = np.array([[5, 5, 0, 1], [1, 0, 2, 2], [1, 4, 3, 9], [6, 6, 2, 3]], np.uint8)
+    image = np.zeros((1, 4, 4, 3), np.uint8)
+    image[0, :, :, 0] = r
+    config = ExportConfig(
+        output=tmp_path / "relu_pool.onnx", layer="feat", input_gradients="both", preprocessing="raw", quiet=True
+    )
+    got = run(export_model(model, config).output, image, np.array([[0]], np.int64))
+    at_feat = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(got["gradients"][0, 0, :, :, 0], at_feat)
+    ref = reference_gradcam(model, "feat", "raw", image, np.array([[0]], np.int64))
+    np.testing.assert_array_equal(ref["gradients"][0, 0, :, :, 0], at_feat)
+    # below the ReLU the all-zero window passes nothing; saliency takes the ReLU at its own place (its output
+    # is wanted for the layer), guided backpropagation at the pool's output
+    at_input = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], np.float32)
+    for name in (contract.OUT_SALIENCY, contract.OUT_GUIDED):  # in the model's order, R is channel 2
+        np.testing.assert_array_equal(got[name][0, 0, :, :, 2], at_input)
+        assert not got[name][0, 0, :, :, :2].any()
+
+
+def test_guided_with_pooled_weights_matches_tf_and_the_full_graph(tmp_path: Path) -> None:
+    """--gradients pooled --input-gradients guided: Grad-CAM's weights through the pooled kernel, and the same
+    guided backpropagation as the full graph, without the full gradients (Guided Grad-CAM needs none)."""
+    model = tiny_models.pooled_model()
+    image = np.random.default_rng(5).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    targets = np.array([[-1, 3], [2, -1]], np.int64)
+    got = {}
+    for gradients in ("pooled", "full"):
+        config = ExportConfig(
+            gradients=gradients, output=tmp_path / f"{gradients}.onnx", layer="last_conv",
+            input_gradients="guided", preprocessing="caffe", quiet=True,
+        )  # fmt: skip
+        got[gradients] = run(export_model(model, config).output, image, targets)
+    ref = reference_gradcam(model, "last_conv", "caffe", image, targets)
+    np.testing.assert_allclose(got["pooled"]["weights"], ref["weights"], atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(got["pooled"]["cam"], ref["cam"], atol=1e-4)
+    np.testing.assert_allclose(got["pooled"]["guided"], got["full"]["guided"], rtol=1e-5, atol=1e-7)
+    assert np.abs(got["pooled"]["guided"]).max() > 0
+    assert "gradients" not in got["pooled"] and "gradients" in got["full"]
+
+
+def test_saliency_and_several_layers_still_need_full_gradients(tmp_path: Path) -> None:
+    for extra in ({"input_gradients": "saliency"}, {"more_layers": ("a",)}):
+        config = ExportConfig(gradients="pooled", output=tmp_path / "x.onnx", layer="b", quiet=True, **extra)
+        with pytest.raises(ExportError, match="--gradients full"):
+            export(config)
+    with pytest.raises(ExportError, match="full or pooled"):
+        export(ExportConfig(gradients="none", output=tmp_path / "x.onnx", input_gradients="guided", quiet=True))
+
+
 @pytest.mark.parametrize("make", [tiny_models.pooled_model, tiny_models.gap_model])
 @pytest.mark.parametrize("gradients", ["full", "pooled"])
 def test_small_heads_match_gradient_tape(make, gradients: str, tmp_path: Path) -> None:

@@ -39,12 +39,6 @@ def _explicit_pads(node: onnx.NodeProto, x: tuple[int, ...], y: tuple[int, ...],
     return begin + end
 
 
-def unflat_targets(ctx: Context, x: str, dims: tuple[int, ...]) -> str:
-    """[N*K, *dims] -> [N, K, *dims], with N and K read from the classes."""
-    shape = ctx.b.concat([ctx.nk, ctx.b.ints(list(dims))])
-    return ctx.b.reshape(x, shape)
-
-
 @rule("Conv")
 def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
     if carried != (0,):
@@ -78,7 +72,7 @@ def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
         back_pads = [k - 1 - p for k, p in zip(kernel * 2, pads, strict=True)]
         kernel_const = b.const(np.ascontiguousarray(flipped), "conv_backward_kernel")
         back = b.op("Conv", [flat, kernel_const], pads=back_pads, group=group, kernel_shape=kernel)
-        return {node.input[0]: Grad(unflat_targets(ctx, back, x_dims))}
+        return {node.input[0]: Grad(ctx.unflat(back, x_dims))}
     options: dict[str, Any] = {
         "strides": strides, "pads": pads, "dilations": dilations, "group": group,
         "kernel_shape": kernel,
@@ -86,7 +80,7 @@ def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
     if any(output_padding):
         options["output_padding"] = output_padding
     back = b.op("ConvTranspose", [flat, node.input[1]], **options)
-    return {node.input[0]: Grad(unflat_targets(ctx, back, x_dims))}
+    return {node.input[0]: Grad(ctx.unflat(back, x_dims))}
 
 
 @rule("Concat")

@@ -105,8 +105,12 @@ def validate(config: ExportConfig) -> None:
         raise ExportError(f"--std {config.std}: every value must be positive")
     if config.onnx is not None and config.model is not None:
         raise ExportError("--onnx and --model are two different sources; give one")
-    if (config.more_layers or config.input_gradients) and config.gradients != contract.GRADIENTS_FULL:
-        raise ExportError("several layers and --input-gradients need --gradients full (one backward serves them all)")
+    if (config.more_layers or config.input_gradients in ("saliency", "both")) and (
+        config.gradients != contract.GRADIENTS_FULL
+    ):
+        raise ExportError("several layers and saliency need --gradients full (one backward serves them all)")
+    if config.input_gradients == "guided" and config.gradients == contract.GRADIENTS_NONE:
+        raise ExportError("--input-gradients guided needs Grad-CAM's weights: --gradients full or pooled")
     if config.int8 and (config.more_layers or config.input_gradients):
         raise ExportError("--int8 takes graphs with one layer and no input gradients")
     if config.input_gradients not in INPUT_GRADIENTS:

@@ -224,7 +224,8 @@ def build(
         outputs.append(_value(contract.OUT_CLASSES, TensorProto.INT64, ["N", "K"]))
         saliency = input_head if input_gradients in ("saliency", "both") else None
         guided = input_head if input_gradients in ("guided", "both") else None
-        if len(heads) == 1 and input_head is None:
+        if len(heads) == 1 and saliency is None:
+            # pooled stops at the first Dense through a 49x smaller kernel: enough for Guided Grad-CAM's weights
             backward = build_backward(b, first, classes, pooled=gradients == contract.GRADIENTS_POOLED)
             full = backward.gradients if gradients == contract.GRADIENTS_FULL else None
             outputs += _layer_outputs(b, first, full, backward.spatial_sum, 0)
@@ -238,10 +239,10 @@ def build(
                 outputs += _layer_outputs(b, head, grad, total, i)
             if saliency is not None:
                 outputs += _input_output(b, saliency, backward.captured[saliency.target], contract.OUT_SALIENCY)
-            if guided is not None:
-                guided_pass = build_backward(b, guided, classes, pooled=False, guided=True)
-                assert guided_pass.gradients is not None
-                outputs += _input_output(b, guided, guided_pass.gradients, contract.OUT_GUIDED)
+        if guided is not None:
+            guided_pass = build_backward(b, guided, classes, pooled=False, guided=True)
+            assert guided_pass.gradients is not None
+            outputs += _input_output(b, guided, guided_pass.gradients, contract.OUT_GUIDED)
     graph.output.extend(outputs)
     del model.metadata_props[:]
     for key, value in metadata.items():
