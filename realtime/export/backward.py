@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from realtime.export import body, spatial  # noqa: F401  (importing them registers their rules)
+from realtime.export import body, dense, spatial  # noqa: F401  (importing them registers their rules)
 from realtime.export.builder import GraphBuilder
-from realtime.export.derivatives import RULES, Context, Grad, RuleError, attrs, pooled_dense
+from realtime.export.dense import pooled_dense
+from realtime.export.derivatives import RULES, Context, Grad, RuleError, attrs
 from realtime.export.head import NCHW, Head
 
 SUPPORTED_OPS = tuple(sorted(RULES))

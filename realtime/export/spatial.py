@@ -78,10 +78,10 @@ def first_maximum(ctx: Context, values: str, axis: int) -> str:
 
 
 def first_true(ctx: Context, flags: str, axis: int) -> str:
-    """0/1 floats with only the first 1 along `axis` kept."""
+    """0/1 floats with only the first 1 along `axis` kept: relu(flag - how many came before)."""
     b = ctx.b
-    count = b.op("CumSum", [flags, b.const(np.int64(axis), "axis")])
-    return b.mul(flags, b.mask(b.op("Equal", [count, b.const(np.float32(1.0))])))
+    before = b.op("CumSum", [flags, b.const(np.int64(axis), "axis")], exclusive=1)
+    return b.op("Relu", [b.op("Sub", [flags, before])])
 
 
 def _geometry(ctx: Context, node: onnx.NodeProto) -> tuple[int, int, int, int, int, int, int]:
@@ -93,12 +93,14 @@ def _geometry(ctx: Context, node: onnx.NodeProto) -> tuple[int, int, int, int, i
 
 @rule("MaxPool")
 def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
-    """Each window's gradient to its first maximum, with the window offsets as a leading axis.
+    """Each window's gradient to its first maximum, in the input's own layout.
 
-    Offsets leading ([N, ph*pw, C, ho, wo], SpaceToDepth's order) keep every step a large
-    contiguous element-wise op; with them last, the running count ran along axes of 4 (VGG16's
-    guided graph spent 40 ms on its pools). A ReLU that only this pool reads is taken at the
-    pool's output: the maximum is where the gradient lands, and it is positive iff the ReLU was open.
+    The maxima are ranked by a constant that falls in row-major order within each window; a max
+    pool of the ranks picks the first, and nearest-neighbour Resize spreads values over windows.
+    Every step is a large element-wise op or a pool, which onnxruntime runs fast (window offsets as
+    an axis took 40 ms of VGG16's guided graph in transposes and DepthToSpace). A ReLU that only
+    this pool reads is taken at the pool's output: the maximum is where the gradient lands, and it
+    is positive iff the ReLU was open there.
     """
     b, x = ctx.b, node.input[0]
     try:
@@ -111,22 +113,21 @@ def _maxpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ..
     if relu is not None:
         g = relu_back(ctx, g, node.output[0])
     xc = x if (ho * ph, wo * pw) == (height, width) else b.slice(x, [0, 0], [ho * ph, wo * pw], [2, 3])
-    offsets = ph * pw
-    if ph == pw:
-        blocks = b.op("SpaceToDepth", [xc], blocksize=ph)
-    else:
-        blocks = b.transpose(b.reshape(xc, [0, channels, ho, ph, wo, pw]), [0, 3, 5, 1, 2, 4])
-    windows = b.reshape(blocks, [0, offsets, channels, ho, wo])
-    is_max = b.mask(b.op("Equal", [windows, b.unsqueeze(node.output[0], [1])]))
-    onehot = first_true(ctx, is_max, axis=1)  # [N,P,C,ho,wo]
-    routed = b.mul(b.unsqueeze(onehot, [1]), b.unsqueeze(ctx.normal(g), [2]))  # [N,K,P,C,ho,wo]
-    if ph == pw:
-        flat = b.op("DepthToSpace", [b.reshape(routed, [-1, offsets * channels, ho, wo])], blocksize=ph, mode="DCR")
-    else:
-        spread = b.transpose(b.reshape(routed, [-1, ph, pw, channels, ho, wo]), [0, 3, 4, 1, 5, 2])
-        flat = b.reshape(spread, [-1, channels, ho * ph, wo * pw])
-    back = ctx.unflat(flat, (channels, ho * ph, wo * pw))
-    return {(relu.input[0] if relu is not None else x): Grad(_pad_back(ctx, back, (ho * ph, wo * pw), (height, width)))}
+    scales = b.const(np.asarray([1, 1, ph, pw], np.float32), "scales")
+
+    def up(t: str) -> str:
+        return b.op("Resize", [t, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                    nearest_mode="floor")  # fmt: skip
+
+    rank = np.tile((ph * pw - np.arange(ph * pw, dtype=np.float32)).reshape(ph, pw), (ho, wo))[None, None]
+    score = b.mul(b.mask(b.op("Equal", [xc, up(node.output[0])])), b.const(rank, "first_rank"))
+    best = b.op("MaxPool", [score], kernel_shape=[ph, pw], strides=[ph, pw])
+    offset = b.op("Sub", [b.const(np.float32(1.0)), best])
+    onehot = b.op("Relu", [b.op("Add", [score, up(offset)])])  # 1 at the best-ranked maximum, <= 0 elsewhere
+    grads = up(b.reshape(ctx.normal(g), [-1, channels, ho, wo]))
+    routed = b.mul(ctx.unflat(grads, (channels, ho * ph, wo * pw)), b.unsqueeze(onehot, [1]))
+    back = Grad(_pad_back(ctx, routed, (ho * ph, wo * pw), (height, width)))
+    return {(relu.input[0] if relu is not None else x): back}
 
 
 def _overlapping_maxpool(ctx: Context, node: onnx.NodeProto, g: Grad) -> str:

@@ -1,6 +1,7 @@
-"""Any layer: Grad-CAM at VGG16's block4_conv3 and Guided Grad-CAM to the input, against forward-only.
+"""Any layer: Grad-CAM at VGG16's block4_conv3 and Guided Grad-CAM to the input (with full or pooled weights),
+against forward-only.
 
-python -m scripts.bench.layers [--rounds N]     # exports VGG16 (random weights) three ways, then times them
+python -m scripts.bench.layers [--rounds N]     # exports VGG16 (random weights) four ways, then times them
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from scripts.bench.timing import alternate, child
 VGG16_ARGS = ("--weights", "random", "--seed", "0")
 GRAPHS = {  # name: extra gradcam-export arguments
     "block4_conv3": ("--layer", "block4_conv3"),
-    "guided": ("--input-gradients", "guided"),
+    "guided": ("--input-gradients", "guided"),  # with the full gradients at block5_conv3
+    "guided_pooled": ("--input-gradients", "guided", "--gradients", "pooled"),  # what Guided Grad-CAM needs
 }
 
 
