@@ -109,7 +109,10 @@ def test_a_relu_before_a_max_pool_is_taken_at_the_pool_with_ties_routed_first(tm
     config = ExportConfig(
         output=tmp_path / "relu_pool.onnx", layer="feat", input_gradients="both", preprocessing="raw", quiet=True
     )
-    got = run(export_model(model, config).output, image, np.array([[0]], np.int64))
+    path = export_model(model, config).output
+    got = run(path, image, np.array([[0]], np.int64))
+    assert_valid_fp32_graph(path)  # the ranks, pools and Resizes are standard ops TensorRT's parser takes
+    assert_same_in_openvino(path, image, np.array([[0]], np.int64))  # and break ties alike in OpenVINO
     at_feat = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], np.float32)
     np.testing.assert_array_equal(got["gradients"][0, 0, :, :, 0], at_feat)
     ref = reference_gradcam(model, "feat", "raw", image, np.array([[0]], np.int64))

@@ -39,6 +39,9 @@ def _explicit_pads(node: onnx.NodeProto, x: tuple[int, ...], y: tuple[int, ...],
     return begin + end
 
 
+FEW_CHANNELS = 8  # below this many input channels, the backward stays a ConvTranspose (VGG16's first conv: 3)
+
+
 @rule("Conv")
 def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
     if carried != (0,):
@@ -63,9 +66,10 @@ def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
     b = ctx.b
     flat = b.reshape(ctx.normal(g), [-1, *y_dims])
     group = int(a.get("group", 1))
-    if strides == [1] * spatial and dilations == [1] * spatial:
+    if strides == [1] * spatial and dilations == [1] * spatial and x_dims[0] >= FEW_CHANNELS:
         # stride 1: the backward-data is a plain convolution with the kernel flipped and its channels
-        # swapped per group, which onnxruntime runs on its fast Conv kernels (VGG16's guided graph: 2.85x -> 2.47x)
+        # swapped per group, which onnxruntime runs on its fast Conv kernels (VGG16's guided graph: 2.85x -> 2.47x).
+        # Into a few channels (an RGB input) ConvTranspose is faster: the blocked Conv pads them to 16
         m, per_group = weight.shape[0], weight.shape[1]
         swapped = weight.reshape(group, m // group, per_group, *kernel).swapaxes(1, 2)
         flipped = np.flip(swapped.reshape(group * per_group, m // group, *kernel), axis=tuple(range(2, 2 + spatial)))

@@ -158,8 +158,31 @@ def noop_pools_to_identity(model: onnx.ModelProto) -> int:
     return changed
 
 
+def relu_before_reshape(model: onnx.ModelProto) -> int:
+    """Relu(Reshape(x)) -> Reshape(Relu(x)) where nothing else reads Reshape(x): the same values, and a
+    convolution that makes x then runs the ReLU as its fused activation (guided backpropagation's
+    positive part, after each backward convolution). Returns the nodes moved."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    uses = input_uses(graph)
+    graph_outputs = {o.name for o in graph.output}
+    moved = 0
+    for relu in graph.node:
+        reshape = producer.get(relu.input[0]) if relu.op_type == "Relu" else None
+        if reshape is None or reshape.op_type != "Reshape" or uses[reshape.output[0]] != 1:
+            continue
+        if reshape.output[0] in graph_outputs:
+            continue
+        data, shaped, out = reshape.input[0], reshape.output[0], relu.output[0]
+        relu.input[0], relu.output[0] = data, shaped  # Relu(x) under the reshape's old output name
+        reshape.input[0], reshape.output[0] = shaped, out
+        moved += 1
+    return moved
+
+
 def finish(model: onnx.ModelProto) -> onnx.ModelProto:
     """The passes every written graph goes through, in order."""
     drop_dead(model)
+    relu_before_reshape(model)
     topological_sort(model)
     return model
