@@ -99,7 +99,8 @@ def build_backward(
     backward serves every layer); `guided` makes it guided backpropagation (ReLUs pass positive
     gradients only).
     """
-    ctx = Context(builder, head.shapes, classes, head.num_classes, guided, frozenset((*capture, head.target)))
+    wanted = frozenset((*capture, head.target))
+    ctx = Context(builder, head.shapes, classes, head.num_classes, guided, wanted, head.nodes)
     stop = pooled_stop(head) if pooled else None
     pending: dict[str, list[Grad]] = {head.logits: [Grad("", onehot=True)]}
     carried_by = _carried_positions(head)

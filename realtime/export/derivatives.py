@@ -10,7 +10,7 @@ runs fastest and OpenVINO computes right when the forward shares that weight.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ class Context:
         num_classes: int,
         guided: bool = False,
         wanted: frozenset[str] = frozenset(),
+        head_nodes: Sequence[onnx.NodeProto] = (),
     ) -> None:
         self.b = builder
         self.guided = guided  # guided backpropagation: ReLUs pass only positive gradients
@@ -60,8 +61,9 @@ class Context:
         self._inits = {init.name: init for init in builder.graph.initializer}
         self._constant_nodes = {n.output[0]: n for n in builder.graph.node if n.op_type == "Constant"}
         self._copies = {n.output[0]: n.input[0] for n in builder.graph.node if n.op_type == "Identity"}
-        self._producers = {name: n for n in builder.graph.node for name in n.output}
-        self._readers = Counter(name for n in builder.graph.node for name in n.input)
+        # the forward nodes the gradient flows through: other readers (outputs, other passes) carry none
+        self._producers = {name: n for n in head_nodes for name in n.output}
+        self._readers = Counter(name for n in head_nodes for name in n.input)
         self._lifted: dict[tuple[str, bool], str] = {}
 
     def value(self, name: str) -> np.ndarray | None:
@@ -76,7 +78,7 @@ class Context:
         return None
 
     def relu_before(self, x: str) -> onnx.NodeProto | None:
-        """The ReLU that made `x`, when one node reads `x` and nobody wants x's own gradient.
+        """The ReLU that made `x`, when one head node reads `x` and nobody wants x's own gradient.
 
         Its derivative can then be taken where that reader is cheaper (a max pool's output: 4x smaller).
         """

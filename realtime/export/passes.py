@@ -171,7 +171,7 @@ def relu_before_reshape(model: onnx.ModelProto) -> int:
         reshape = producer.get(relu.input[0]) if relu.op_type == "Relu" else None
         if reshape is None or reshape.op_type != "Reshape" or uses[reshape.output[0]] != 1:
             continue
-        if reshape.output[0] in graph_outputs:
+        if reshape.output[0] in graph_outputs:  # a graph output keeps its shape
             continue
         data, shaped, out = reshape.input[0], reshape.output[0], relu.output[0]
         relu.input[0], relu.output[0] = data, shaped  # Relu(x) under the reshape's old output name

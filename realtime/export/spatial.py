@@ -67,21 +67,16 @@ def _pad_back(ctx: Context, g: str, cropped: tuple[int, int], full: tuple[int, i
 
 
 def first_maximum(ctx: Context, values: str, axis: int) -> str:
-    """1.0 at the first maximum along `axis`, 0.0 elsewhere.
+    """1.0 at the first maximum along `axis`, 0.0 elsewhere: relu(is-max - how many maxima came before).
 
-    Written as equal-to-max times a running count of 1, not as ArgMax: runtimes
-    break ArgMax ties differently (OpenVINO's CPU plugin does not take the
-    first), and a window of ReLU zeros is all ties.
+    Written with a running count, not as ArgMax: runtimes break ArgMax ties
+    differently (OpenVINO's CPU plugin does not take the first), and a window of
+    ReLU zeros is all ties.
     """
     b = ctx.b
-    return first_true(ctx, b.mask(b.op("Equal", [values, b.reduce("ReduceMax", values, [axis])])), axis)
-
-
-def first_true(ctx: Context, flags: str, axis: int) -> str:
-    """0/1 floats with only the first 1 along `axis` kept: relu(flag - how many came before)."""
-    b = ctx.b
-    before = b.op("CumSum", [flags, b.const(np.int64(axis), "axis")], exclusive=1)
-    return b.op("Relu", [b.op("Sub", [flags, before])])
+    is_max = b.mask(b.op("Equal", [values, b.reduce("ReduceMax", values, [axis])]))
+    before = b.op("CumSum", [is_max, b.const(np.int64(axis), "axis")], exclusive=1)
+    return b.op("Relu", [b.op("Sub", [is_max, before])])
 
 
 def _geometry(ctx: Context, node: onnx.NodeProto) -> tuple[int, int, int, int, int, int, int]:
