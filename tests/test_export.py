@@ -90,39 +90,91 @@ def test_maxpool_routes_to_first_maximum_like_tf(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ref["gradients"][0, 0, :, :, 0], expected)
 
 
-def test_a_relu_before_a_max_pool_is_taken_at_the_pool_with_ties_routed_first(tmp_path: Path) -> None:
-    """A ReLU that only a max pool reads is applied at the pool's output; by hand and against TF."""
+# relu(R - 2) over 2x2 windows: a positive tie on the top row, all ReLU zeros, a positive tie on the
+# bottom row, one maximum; a Dense of ones after the pool sends gradient 1 to each window
+RELU_POOL_R = np.array([[5, 5, 0, 1], [1, 0, 2, 2], [1, 4, 3, 9], [6, 6, 2, 3]], np.uint8)
+AT_RELU_OUTPUT = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], np.float32)
+AT_INPUT = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], np.float32)  # the zero window: nothing
+
+
+def relu_pool_image() -> np.ndarray:
+    image = np.zeros((1, 4, 4, 3), np.uint8)
+    image[0, :, :, 0] = RELU_POOL_R  # BGR's B, the model's channel 2 after raw preprocessing
+    return image
+
+
+def assert_relu_pool_gradients(path: Path) -> dict[str, np.ndarray]:
+    """The layer gradient, saliency and guided backpropagation of the relu(R - 2) -> pool -> ones model, by hand."""
+    image, targets = relu_pool_image(), np.array([[0]], np.int64)
+    got = run(path, image, targets)
+    assert_valid_fp32_graph(path)  # the ranks, pools and Resizes are standard ops TensorRT's parser takes
+    assert_same_in_openvino(path, image, targets)  # and break ties alike in OpenVINO
+    np.testing.assert_array_equal(got["gradients"][0, 0, :, :, 0], AT_RELU_OUTPUT)
+    for name in (contract.OUT_SALIENCY, contract.OUT_GUIDED):  # in the model's order the kernel reads channel 2
+        np.testing.assert_array_equal(got[name][0, 0, :, :, 2], AT_INPUT)
+        assert not got[name][0, 0, :, :, :2].any()
+    return got
+
+
+def test_max_pool_ties_after_a_relu_by_hand_and_against_tf(tmp_path: Path) -> None:
+    """First-maximum routing of ties and all-zero windows, and the ReLU below it, against GradientTape."""
     import keras
 
     inp = keras.Input((4, 4, 3))
-    feat = keras.layers.Conv2D(1, 1, activation="relu", name="feat")(inp)  # relu(R - 2)
-    pooled = keras.layers.MaxPooling2D(2)(feat)
-    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(pooled)))
+    feat = keras.layers.Conv2D(1, 1, activation="relu", name="feat")(inp)
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(feat))))
     kernel = np.zeros((1, 1, 3, 1), np.float32)
     kernel[0, 0, 2, 0] = 1.0
     model.get_layer("feat").set_weights([kernel, np.array([-2.0], np.float32)])
     model.layers[-1].set_weights([np.ones((4, 1), np.float32), np.zeros(1, np.float32)])
-    # windows: a positive tie on the top row, all ReLU zeros, a positive tie on the bottom row, one maximum
-    r = np.array([[5, 5, 0, 1], [1, 0, 2, 2], [1, 4, 3, 9], [6, 6, 2, 3]], np.uint8)
-    image = np.zeros((1, 4, 4, 3), np.uint8)
-    image[0, :, :, 0] = r
     config = ExportConfig(
         output=tmp_path / "relu_pool.onnx", layer="feat", input_gradients="both", preprocessing="raw", quiet=True
     )
-    path = export_model(model, config).output
-    got = run(path, image, np.array([[0]], np.int64))
-    assert_valid_fp32_graph(path)  # the ranks, pools and Resizes are standard ops TensorRT's parser takes
-    assert_same_in_openvino(path, image, np.array([[0]], np.int64))  # and break ties alike in OpenVINO
-    at_feat = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], np.float32)
-    np.testing.assert_array_equal(got["gradients"][0, 0, :, :, 0], at_feat)
-    ref = reference_gradcam(model, "feat", "raw", image, np.array([[0]], np.int64))
-    np.testing.assert_array_equal(ref["gradients"][0, 0, :, :, 0], at_feat)
-    # below the ReLU the all-zero window passes nothing; saliency takes the ReLU at its own place (its output
-    # is wanted for the layer), guided backpropagation at the pool's output
-    at_input = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], np.float32)
-    for name in (contract.OUT_SALIENCY, contract.OUT_GUIDED):  # in the model's order, R is channel 2
-        np.testing.assert_array_equal(got[name][0, 0, :, :, 2], at_input)
-        assert not got[name][0, 0, :, :, :2].any()
+    assert_relu_pool_gradients(export_model(model, config).output)
+    ref = reference_gradcam(model, "feat", "raw", relu_pool_image(), np.array([[0]], np.int64))
+    np.testing.assert_array_equal(ref["gradients"][0, 0, :, :, 0], AT_RELU_OUTPUT)
+
+
+def test_a_relu_only_a_max_pool_reads_is_taken_at_the_pool_output(tmp_path: Path) -> None:
+    """Conv -> Relu -> MaxPool with nothing between (tf2onnx puts a Transpose there; torch exports do not):
+    guided backpropagation takes the ReLU at the pool's 4x smaller output, saliency (whose layer wants the
+    ReLU's output) at the ReLU itself, and both give the hand-computed gradients."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    kernel = np.zeros((1, 3, 1, 1), np.float32)
+    kernel[0, 2] = 1.0
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "bias"], ["conv"]),
+        helper.make_node("Relu", ["conv"], ["feat"]),
+        helper.make_node("MaxPool", ["feat"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "ones", "zero"], ["logits"]),
+    ]
+    inits = [
+        numpy_helper.from_array(kernel, "w"),
+        numpy_helper.from_array(np.array([-2.0], np.float32), "bias"),
+        numpy_helper.from_array(np.ones((4, 1), np.float32), "ones"),
+        numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+    ]
+    graph = helper.make_graph(
+        nodes, "relu_pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1])], inits,
+    )  # fmt: skip
+    source = tmp_path / "relu_pool_source.onnx"
+    source.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    )
+    config = ExportConfig(
+        onnx=source, output=tmp_path / "g.onnx", layer="feat", input_gradients="both", preprocessing="raw", quiet=True
+    )
+    path = export(config).output
+    assert_relu_pool_gradients(path)
+    import onnx
+
+    written = onnx.load(str(path))
+    made_by = {out: node.op_type for node in written.graph.node for out in node.output}
+    opened_at = sorted(made_by[n.input[0]] for n in written.graph.node if n.op_type == "Greater")
+    assert opened_at == ["MaxPool", "Relu"], opened_at  # guided pass: at the pool; saliency pass: at the ReLU
 
 
 def test_guided_with_pooled_weights_matches_tf_and_the_full_graph(tmp_path: Path) -> None:
