@@ -8,6 +8,7 @@ shown = result.overlay(frame_bgr, alpha=0.4)   # a new array; frame_bgr is untou
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class GradCam:
     ) -> None:  # fmt: skip
         self.engine = Engine(model, EngineOptions(providers=providers, threads=threads, warmup=warmup))
         self.fit_mode = fit_mode
+        if self.engine.cpu_warning:  # an int8 graph made for VNNI on a CPU without it
+            warnings.warn(self.engine.cpu_warning, RuntimeWarning, stacklevel=2)
 
     @property
     def labels(self) -> Sequence[str]:

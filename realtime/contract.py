@@ -50,6 +50,8 @@ META_PREPROCESSING = "gradcam.preprocessing"
 META_GRADIENTS = "gradcam.gradients"
 META_MODEL_NAME = "gradcam.model_name"
 META_PRECISION = "gradcam.precision"
+META_INT8_TARGET = "gradcam.int8_target"  # int8 graphs: vnni | no-vnni, the CPUs they were quantized for
+META_INT8_CPU = "gradcam.int8_cpu"  # int8 graphs: the CPU they were exported and checked on
 META_LAYERS = "gradcam.layers"  # v2: JSON list of the explained layers, layer 0 first
 
 GRADIENTS_FULL = "full"

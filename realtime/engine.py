@@ -18,6 +18,7 @@ import numpy as np
 
 from realtime import contract
 from realtime.contract import ContractError, ModelInfo
+from realtime.cpu import int8_warning
 from realtime.providers import CPU, CUDA, TRT, EngineOptions, cpu_session_options, describe_providers, provider_chain
 
 
@@ -86,9 +87,13 @@ class Engine:
         providers = provider_chain(self.options)
         self.session = self._open(path, providers, prepack=False)
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        if metadata.get(contract.META_PRECISION, "fp32").startswith("int8"):
+        int8 = metadata.get(contract.META_PRECISION, "fp32").startswith("int8")
+        if int8:
             self.session = self._open(path, providers, prepack=True)  # int8 kernels want packed weights
         self.provider = self.session.get_providers()[0]
+        self.cpu_warning: str | None = None  # one line when an int8 graph does not suit this CPU
+        if int8 and self.provider == CPU:
+            self.cpu_warning = int8_warning(metadata.get(contract.META_INT8_TARGET), str(path))
         self.notice = describe_providers(
             self.options.providers, providers[0][0], self.provider, metadata.get(contract.META_PRECISION, "fp32")
         )

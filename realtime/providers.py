@@ -84,6 +84,14 @@ def describe_providers(asked: str, first: str, got: str, precision: str = "fp32"
     return line
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share), not all the host has."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def cpu_session_options(threads: int | None = None, prepack: bool = False) -> Any:
     """The session settings every graph here runs with (benchmarks use them too, for like-with-like).
 
@@ -101,7 +109,7 @@ def cpu_session_options(threads: int | None = None, prepack: bool = False) -> An
     # but spinning pool threads steal the cores from the drawing thread, and from other sessions
     # (three alternating VGG16 sessions ran 25% slower with spinning on)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
     return options
 

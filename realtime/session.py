@@ -233,6 +233,8 @@ def run_session(config: LiveConfig) -> SessionResult:
     """Load, open, run until the end, and close every output (also on errors)."""
     engines = load_engines(config)
     print(engines[0].notice, file=sys.stderr)
+    for warning in sorted({e.cpu_warning for e in engines if e.cpu_warning}):
+        print(warning, file=sys.stderr)
     controls = controls_for(config, engines)
     sources = SourceSet(open_sources(config))
     steps = plan(config, [e.info.model_name for e in engines])

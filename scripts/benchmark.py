@@ -3,6 +3,7 @@
     python scripts/benchmark.py                     # VGG16 (random weights), about 10 minutes on 2 cores
     python scripts/benchmark.py --quick             # the small demo architecture, a few minutes
     python scripts/benchmark.py --json out.json --markdown out.md
+    python scripts/benchmark.py --int8-only         # int8 on this CPU: both forms against fp32, a few minutes
 
 The measuring code lives in scripts/bench/ (importable, with its child processes as modules);
 this script only chooses what to run and writes the report.
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark.py`
 
 from realtime.progress import Progress  # noqa: E402
-from scripts.bench import drawing, graphs, layers, live, onnx_models, report  # noqa: E402
+from scripts.bench import drawing, graphs, int8, layers, live, onnx_models, report  # noqa: E402
 from scripts.bench.timing import child, machine  # noqa: E402
 
 
@@ -36,6 +37,7 @@ class BenchConfig:
     markdown: Path | None = None
     soak_frames: int | None = None
     work: Path | None = None
+    int8_only: bool = False
 
 
 def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -45,6 +47,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument("--markdown", type=Path, help="write the markdown report here")
     parser.add_argument("--soak-frames", type=int, help="frames for the soak (default 10000, quick 200)")
     parser.add_argument("--work", type=Path, help="folder for the exported graphs (default: a temp folder)")
+    parser.add_argument(
+        "--int8-only", action="store_true", help="only int8 on this CPU: both int8 forms against fp32, their kernels"
+    )
     return BenchConfig(**vars(parser.parse_args(argv)))
 
 
@@ -85,6 +90,8 @@ def measure(config: BenchConfig, work: Path) -> dict[str, Any]:
     with progress.step("int8: quantizing the pooled and full graphs (demo calibration)"):
         r["int8_export"] = graphs.export_int8(subject, work)
     int8_paths = {name: r["int8_export"][name]["path"] for name in graphs.INT8_VARIANTS}
+    with progress.step("int8 on this CPU: the forms for CPUs with and without VNNI, their kernels"):
+        r["int8_cpu"] = int8_cpu(paths["pooled"], subject, work, rounds)
     with progress.step("int8 against fp32, batch 1, and the live loop on int8"):
         r["int8"] = graphs.int8_cost({g: paths[g] for g in ("pooled", "full")}, int8_paths, size, rounds)
         r["int8_pipeline"] = live.run_loop(int8_paths["pooled"], frames, 20 if quick else 120, 30.0)
@@ -124,12 +131,32 @@ def measure(config: BenchConfig, work: Path) -> dict[str, Any]:
     return r
 
 
+def int8_cpu(fp32_pooled: str, subject: graphs.Subject, work: Path, rounds: int) -> dict[str, Any]:
+    """Both int8 forms of the subject's pooled graph and of the fair demo model, on this CPU."""
+    return {
+        f"{subject.name} pooled": int8.cpu_forms(fp32_pooled, work, subject.input_size, rounds),
+        "fair demo model": int8.demo_forms(work / "demo", rounds * 2),
+    }
+
+
+def measure_int8(config: BenchConfig, work: Path) -> dict[str, Any]:
+    """--int8-only: the subject's pooled fp32 graph, then int8_cpu."""
+    progress = Progress(2)
+    subject = graphs.small_subject(work) if config.quick else graphs.VGG16
+    with progress.step(f"exporting {subject.name} pooled"):
+        out = work / f"{subject.name}_pooled.onnx"
+        exported = child("export", *subject.export_args, "--gradients", "pooled", "--output", str(out), "--quiet")
+    with progress.step("int8 on this CPU: the forms for CPUs with and without VNNI, their kernels"):
+        forms = int8_cpu(str(out), subject, work, 3 if config.quick else 15)
+    return {"machine": machine(), "quick": config.quick, "subject": subject.name, "export": exported, "int8_cpu": forms}
+
+
 def run(config: BenchConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = config.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results = measure(config, work)
-    text = report.markdown(results)
+        results = measure_int8(config, work) if config.int8_only else measure(config, work)
+    text = report.int8_markdown(results) if config.int8_only else report.markdown(results)
     print(text)
     for path, content in ((config.json, json.dumps(results, indent=2, default=str)), (config.markdown, text)):
         if path is not None:

@@ -30,7 +30,7 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1500,  # the quick run takes 2-4 minutes; a slow shared CPU may take several times that
         cwd=ROOT,
     )
     assert run.returncode == 0, run.stderr[-2000:]
@@ -49,6 +49,7 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
         "side_by_side",
         "layers",
         "batching",
+        "int8_cpu",
         "goals",
     ):
         assert key in report, key
@@ -68,3 +69,16 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
     assert len(onnx_goals) == 2 and all(report["goals"][k].startswith(("met", "MISSED")) for k in onnx_goals)
     assert all(v.startswith("n/a") for k, v in report["goals"].items() if k not in onnx_goals)  # VGG16's goals
     assert "| graph |" in md.read_text()
+    from realtime import cpu
+
+    for name in ("demo-architecture pooled", "fair demo model"):  # both int8 forms, side by side on this CPU
+        result = report["int8_cpu"][name]
+        assert result["chosen"] == cpu.detect().target and result["cpu"] == cpu.detect().describe()
+        for target in (cpu.VNNI, cpu.NO_VNNI):
+            form = result["forms"][target]
+            assert form["speedup"] > 0 and -1 <= form["map_correlation"] <= 1
+            assert any(k.startswith("QLinearConv u8s8") for k in form["kernels"]), form["kernels"]
+    demo_kernels = report["int8_cpu"]["fair demo model"]["forms"]
+    assert "DynamicQuantizeMatMul u8u8" in demo_kernels[cpu.NO_VNNI]["kernels"]
+    assert "DynamicQuantizeMatMul u8s8" in demo_kernels[cpu.VNNI]["kernels"]
+    assert "| fair demo model |" in md.read_text()

@@ -156,7 +156,8 @@ def test_camera_rate_loop_shows_every_frame_of_a_slow_model(fair: Engine) -> Non
     hud_ages = [shown.huds[0].map_age for shown in seen.shown]
     stats = summary.stats
     assert summary.displayed == 60
-    assert stats.display_fps >= 25 and stats.model_fps is not None and stats.model_fps <= 11
+    assert stats.model_fps is not None and stats.model_fps <= 11
+    assert stats.display_fps >= max(20.0, 2 * stats.model_fps)  # the display does not wait for the model
     assert max(a for a in hud_ages if a is not None) >= 2  # the map was carried over several frames
     assert summary.last_huds[0].map_age is not None
 

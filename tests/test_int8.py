@@ -11,7 +11,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
-from realtime import cli, contract  # noqa: E402
+from realtime import GradCam, cli, contract, cpu  # noqa: E402
 from realtime.demo.models import demo_model_paths  # noqa: E402
 from realtime.engine import Engine, EngineOptions  # noqa: E402
 from realtime.export import calibration, quantize  # noqa: E402
@@ -34,7 +34,7 @@ def test_fair_model_int8_fidelity(fair_int8, scope: str) -> None:
     held, masks = calibration.demo_holdout(100, (224, 224))
     result = calibration.fidelity(fair_int8["fp32"], fair_int8[scope], held, masks)
     assert result.top1_agreement >= 0.99
-    assert result.map_correlation >= 0.95
+    assert result.map_correlation >= 0.995  # on every CPU: the graph is made for this one (realtime.cpu)
     assert result.pointing_fp32 is not None and result.pointing_int8 is not None
     assert result.pointing_int8 >= result.pointing_fp32 - 0.02
     assert result.ok()
@@ -69,12 +69,19 @@ def test_scope_all_makes_the_backward_products_int8_and_keeps_the_gradients(fair
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
 
 
+@pytest.mark.parametrize("target", [cpu.VNNI, cpu.NO_VNNI])
 @pytest.mark.parametrize("trans", [0, 1])
-def test_backward_products_by_hand(trans: int) -> None:
-    """Gemm(W, g^T, transA) becomes DynamicQuantizeMatMul; small weights and other Gemms are left alone."""
+def test_backward_products_by_hand(trans: int, target: str) -> None:
+    """Gemm(W, g^T, transA) becomes DynamicQuantizeMatMul; small weights and other Gemms are left alone.
+
+    The no-vnni form (u8 weights, u8u8 kernels) is within 3% on every CPU; the vnni form (s8 weights)
+    only where u8s8 products do not saturate, which on x86 needs VNNI (3.6% off on a Zen 3 without it).
+    """
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
+    if target == cpu.VNNI and cpu.detect().saturates:
+        pytest.skip(f"u8s8 products saturate on this {cpu.detect().describe()}; the no-vnni case covers it")
     rng = np.random.default_rng(0)
     # y^T = op(W) @ g^T with op(W) [300 in, 128 out]: W stored [128, 300] with transA=1, or [300, 128]
     op_big, small = rng.normal(0, 0.05, (300, 128)).astype(np.float32), rng.normal(0, 0.05, (8, 128)).astype(np.float32)
@@ -91,13 +98,63 @@ def test_backward_products_by_hand(trans: int) -> None:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    assert quantize.quantize_backward_products(model, min_bytes=big.nbytes) == 1
+    assert quantize.quantize_backward_products(model, min_bytes=big.nbytes, target=target) == 1
     assert [n.op_type for n in model.graph.node] == ["Transpose", "DynamicQuantizeMatMul", "Transpose", "Gemm"]
-    assert "big" not in {i.name for i in model.graph.initializer}  # the fp32 copy is gone
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert "big" not in inits  # the fp32 copy is gone
+    weights, zero = inits["big_int8"], inits["big_int8_zero"]
+    assert weights.dtype == (np.uint8 if target == cpu.NO_VNNI else np.int8)
+    assert (zero == (128 if target == cpu.NO_VNNI else 0)).all()
     gt = rng.normal(0, 1, (128, 2)).astype(np.float32)
     y, z = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"gt": gt})
     assert np.linalg.norm(y - op_big @ gt) / np.linalg.norm(op_big @ gt) < 0.03
     np.testing.assert_allclose(z, small @ gt, rtol=1e-5, atol=1e-6)
+
+
+FAKE_ZEN3 = cpu.CpuInt8("Fake Zen 3", x86=True, vnni=())
+FAKE_ICELAKE = cpu.CpuInt8("Fake Ice Lake", x86=True, vnni=("avx512_vnni",))
+
+
+def _backward_weight_types(path: Path) -> set[int]:
+    model = onnx.load(str(path))
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    return {inits[n.input[1]] for n in model.graph.node if n.op_type == "DynamicQuantizeMatMul"}
+
+
+def test_export_on_a_cpu_without_vnni_writes_the_safe_form_and_says_so(monkeypatch, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("tensorflow")
+    from realtime.export.exporter import ExportConfig, export_model
+    from tests.conftest import _small_classifier
+
+    monkeypatch.setattr(cpu, "detect", lambda: FAKE_ZEN3)
+    config = ExportConfig(
+        gradients="full", layer="last_conv", output=tmp_path / "zen3.onnx", int8=True, calibration_count=8
+    )
+    result = export_model(_small_classifier(), config)
+    said = capsys.readouterr().err
+    assert "int8 for no-vnni CPUs" in said and "Fake Zen 3 (no VNNI)" in said and "u8u8" in said
+    assert result.int8_target == cpu.NO_VNNI
+    meta = {p.key: p.value for p in onnx.load(str(result.output)).metadata_props}
+    assert meta[contract.META_INT8_TARGET] == cpu.NO_VNNI and meta[contract.META_INT8_CPU] == "Fake Zen 3 (no VNNI)"
+    assert _backward_weight_types(result.output) == {onnx.TensorProto.UINT8}
+    assert Engine(result.output, EngineOptions(providers="cpu", warmup=0)).cpu_warning is None  # made for it
+
+
+def test_a_vnni_graph_on_a_cpu_without_vnni_gets_one_warning(monkeypatch, small_models, tmp_path: Path, capsys):
+    images = calibration.calibration_images("demo", (64, 64), 8)
+    monkeypatch.setattr(cpu, "detect", lambda: FAKE_ICELAKE)
+    graph = quantize.quantize(small_models["full"], tmp_path / "icelake.onnx", images, "all")
+    assert _backward_weight_types(graph) == {onnx.TensorProto.INT8}
+    assert Engine(graph, EngineOptions(providers="cpu", warmup=0)).cpu_warning is None
+    monkeypatch.setattr(cpu, "detect", lambda: FAKE_ZEN3)
+    warning = Engine(graph, EngineOptions(providers="cpu", warmup=0)).cpu_warning
+    assert warning is not None and "quantized for CPUs with VNNI" in warning and "--int8-cpu no-vnni" in warning
+    video = write_video(tmp_path / "in.mp4", 3)
+    argv = ["--source", str(video), "--model", str(graph), "--model", str(graph), "--no-window", "--providers", "cpu"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().err.count("quantized for CPUs with VNNI") == 1  # one line, not one per model
+    with pytest.warns(RuntimeWarning, match="--int8-cpu no-vnni"):
+        GradCam(graph, providers="cpu", warmup=0)
 
 
 def test_gradcam_live_runs_an_int8_model_unchanged(fair_int8, tmp_path: Path) -> None:

@@ -116,13 +116,20 @@ def to_onnx(model: nn.Module, path: Path, nhwc: bool = False, names: tuple[str, 
     return path
 
 
-def reference(model: Net, x: np.ndarray, classes: np.ndarray) -> dict[str, np.ndarray]:
-    """Autograd at the body's output; a trailing Softmax is explained through its logits."""
+def reference(model: Net, x: np.ndarray, classes: np.ndarray, at: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Autograd at the body's output; a trailing Softmax is explained through its logits.
+
+    `at` (NHWC) is the graph's own activations: the head's kinks (ReLU signs, max-pool winners) are then
+    decided on the numbers the graph saw, not on torch's rounding of the body.
+    """
     xt = torch.from_numpy(x)
     if model.nhwc:
         xt = xt.permute(0, 3, 1, 2)
     with torch.no_grad():
         a = model.body(xt)
+    body_activations = a.numpy().transpose(0, 2, 3, 1)
+    if at is not None:
+        a = torch.from_numpy(np.ascontiguousarray(at.transpose(0, 3, 1, 2)))
     a = a.clone().requires_grad_(True)
     head = model.head
     if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Softmax):
@@ -138,6 +145,7 @@ def reference(model: Net, x: np.ndarray, classes: np.ndarray) -> dict[str, np.nd
     peak = cam.max(axis=(2, 3), keepdims=True)
     return {
         "logits": logits.detach().numpy(),
+        "body_activations": body_activations,
         "gradients": g.transpose(0, 1, 3, 4, 2),
         "weights": weights,
         "cam": cam / np.where(peak > 0, peak, 1),
@@ -148,7 +156,9 @@ def check(path: Path, model: Net, preprocess: Preprocess, layout: str, gradients
     image = np.random.default_rng(3).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
     targets = np.array([[-1, 2], [1, -1], [-1, -1]], np.int64)
     got = run_onnx(path, image, targets)
-    ref = reference(model, preprocess_numpy(image, preprocess, layout), got["classes"])
+    ref = reference(model, preprocess_numpy(image, preprocess, layout), got["classes"], at=got["activations"])
+    peak = np.abs(ref["body_activations"]).max()
+    np.testing.assert_allclose(got["activations"], ref["body_activations"], atol=1e-4 * peak)
     ranked = np.argsort(-ref["logits"], axis=1, kind="stable")
     np.testing.assert_array_equal(got["classes"], np.where(targets >= 0, targets, ranked[:, :2]))
     np.testing.assert_allclose(got["logits"], ref["logits"], atol=1e-4 * np.abs(ref["logits"]).max())
@@ -221,7 +231,7 @@ def test_an_overlapping_pool_and_a_conv_in_the_head_match_torch(tmp_path: Path, 
     image = np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
     targets = np.array([[-1], [2]], np.int64)
     got = run_onnx(graph, image, targets)
-    ref = reference(model, preprocess_numpy(image, PRESETS["torch"], "NCHW"), got["classes"])
+    ref = reference(model, preprocess_numpy(image, PRESETS["torch"], "NCHW"), got["classes"], at=got["activations"])
     peak = np.abs(ref["gradients"]).max()
     assert np.abs(got["gradients"] - ref["gradients"]).max() <= 1e-4 * peak
 

@@ -133,13 +133,24 @@ def export_onnx(model: Any, path: Path, size: int = 224) -> Path:
     return path
 
 
-def reference(case: TorchCase, model: Any, x: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-    """Logits, classes, activations (NHWC), channel weights and cam by torch autograd, batch x targets."""
+def reference(
+    case: TorchCase, model: Any, x: np.ndarray, targets: np.ndarray, at: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Logits, classes, activations (NHWC), channel weights and cam by torch autograd, batch x targets.
+
+    `at` (NHWC, the graph's own activations) starts the head from the values the graph saw, so that
+    its kinks (ReLU signs, max-pool winners) are decided on the same numbers: torch and onnxruntime
+    round differently, and near-equal maxima can swap. `body_activations` is torch's own forward,
+    to hold the graph's body to.
+    """
     import torch
 
     body, head = case.split(model)
     with torch.no_grad():
         activations = body(torch.from_numpy(x))
+    body_activations = activations.numpy().transpose(0, 2, 3, 1)
+    if at is not None:
+        activations = torch.from_numpy(np.ascontiguousarray(at.transpose(0, 3, 1, 2)))
     a = activations.detach().clone().requires_grad_(True)
     logits = head(a)
     ranked = np.argsort(-logits.detach().numpy(), axis=1, kind="stable")
@@ -158,6 +169,7 @@ def reference(case: TorchCase, model: Any, x: np.ndarray, targets: np.ndarray) -
         "logits": logits.detach().numpy(),
         "classes": classes.astype(np.int64),
         "activations": acts.transpose(0, 2, 3, 1),
+        "body_activations": body_activations,
         "gradients": grads.transpose(0, 1, 3, 4, 2),
         "weights": weights,
         "cam": cam / np.where(peak > 0, peak, 1),

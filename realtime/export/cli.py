@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime import contract
+from realtime.cpu import INT8_TARGETS
 from realtime.export.calibration import CALIBRATION_SOURCES
 from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
 
@@ -108,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SCOPE,
         help="; ".join(f"{k}: {v}" for k, v in SCOPES.items()),
     )
+    parser.add_argument(
+        "--int8-cpu",
+        choices=("auto", *INT8_TARGETS),
+        default="auto",
+        help="the CPUs the int8 graph is made for; auto: this one. "
+        + "; ".join(f"{k}: {v}" for k, v in INT8_TARGETS.items()),
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -180,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         int8=args.int8,
         calibration=args.calibration,
         int8_scope=args.int8_scope,
+        int8_cpu=args.int8_cpu,
     )
     if args.list_layers:
         return list_layers(config)
@@ -202,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result.fidelity is not None:
         from realtime.export.calibration import describe
 
-        check += f"; int8 fidelity: {describe(result.fidelity)}"
+        check += f"; int8 fidelity on this CPU: {describe(result.fidelity)}"
+    if result.int8_target is not None:
+        check += f"; int8 made for {result.int8_target} CPUs"
     print(
         f"wrote {result.output} in {result.seconds:.1f} s ({result.num_classes} classes, layer {result.layer}){check}"
     )

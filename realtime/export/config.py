@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from realtime import contract
+from realtime.cpu import INT8_TARGETS
 from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
 from realtime.files import OutputPathError, check_output_file
 from realtime.labels import imagenet_labels
@@ -50,6 +51,7 @@ class ExportConfig:
     calibration: str = "demo"  # demo | random | DIR
     int8_scope: str = DEFAULT_SCOPE
     calibration_count: int = 32
+    int8_cpu: str = "auto"  # auto (this CPU) | vnni | no-vnni: the CPUs the int8 graph is made for
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class ExportResult:
     num_classes: int
     layer: str
     fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
+    int8_target: str | None = None  # vnni | no-vnni for --int8: the form written
 
 
 def model_name(config: ExportConfig) -> str:
@@ -121,6 +124,8 @@ def validate(config: ExportConfig) -> None:
         raise ExportError(f"--layout {config.layout!r}: choose NCHW or NHWC")
     if config.int8 and config.int8_scope not in SCOPES:  # before the export, not after it
         raise ExportError(f"--int8-scope {config.int8_scope!r}: choose {', '.join(SCOPES)}")
+    if config.int8_cpu not in ("auto", *INT8_TARGETS):
+        raise ExportError(f"--int8-cpu {config.int8_cpu!r}: choose auto, {', '.join(INT8_TARGETS)}")
     if config.labels is not None and not config.labels.is_file():
         raise ExportError(f"--labels {config.labels}: no such file")
     try:  # the same check gradcam-live makes of its outputs, in the first second

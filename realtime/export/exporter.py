@@ -134,12 +134,17 @@ def _finish(forward: Any, config: ExportConfig, progress: Progress, start: float
         fp32 = Path(tmp) / "fp32.onnx"
         built = building.build_and_write(forward, config, fp32, progress)
         del forward
-        fidelity = quantize_checked(fp32, output, built.input_size, config, progress)
-    return ExportResult(output, time.perf_counter() - start, built.check, built.num_classes, built.layer, fidelity)
+        fidelity, target = quantize_checked(fp32, output, built.input_size, config, progress)
+    seconds = time.perf_counter() - start
+    return ExportResult(output, seconds, built.check, built.num_classes, built.layer, fidelity, target)
 
 
-def quantize_checked(fp32: Path, output: Path, size: tuple[int, int], config: ExportConfig, progress: Progress) -> Any:
-    """Static int8 of the forward path, then int8 against fp32 on held-out images (not on random data)."""
+def quantize_checked(
+    fp32: Path, output: Path, size: tuple[int, int], config: ExportConfig, progress: Progress
+) -> tuple[Any, str]:
+    """Static int8 of the forward path for the CPUs asked for, then int8 against fp32 on held-out images
+    (not on random data), on this CPU. Returns (fidelity or None, the int8 target written)."""
+    from realtime import cpu
     from realtime.export import calibration, quantize
 
     try:
@@ -147,10 +152,13 @@ def quantize_checked(fp32: Path, output: Path, size: tuple[int, int], config: Ex
     except quantize.QuantizeError as exc:
         raise ExportError(str(exc)) from exc
     calibrate, held_out = images[: config.calibration_count], images[config.calibration_count :]
+    target = cpu.int8_target(config.int8_cpu)
+    if not config.quiet:
+        print(f"      int8 for {target} CPUs: {cpu.target_reason(config.int8_cpu)}", file=sys.stderr)
     with progress.step(f"quantizing to int8 ({config.int8_scope}) on {len(calibrate)} {config.calibration} images"):
-        quantize.quantize(fp32, output, calibrate, config.int8_scope)
+        quantize.quantize(fp32, output, calibrate, config.int8_scope, target)
     if config.calibration == "random":
-        return None
+        return None, target
     with progress.step("fidelity: int8 against fp32 on held-out images"):
         if config.calibration == "demo":
             held, masks = calibration.demo_holdout(100, size)
@@ -158,7 +166,7 @@ def quantize_checked(fp32: Path, output: Path, size: tuple[int, int], config: Ex
         elif len(held_out):
             result = calibration.fidelity(fp32, output, held_out)
         else:
-            return None
+            return None, target
     if not config.quiet:
-        print(f"      {calibration.describe(result)}", file=sys.stderr)
-    return result
+        print(f"      on {cpu.detect().describe()}: {calibration.describe(result)}", file=sys.stderr)
+    return result, target

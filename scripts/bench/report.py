@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scripts.bench import int8
 from scripts.bench.drawing import TRACKING_CLIPS
 from scripts.bench.graphs import GRAPHS, INT8_VARIANTS
 from scripts.bench.timing import goal
@@ -18,6 +19,18 @@ def _layer_goals(layers: dict[str, Any]) -> dict[str, str]:
             layers["guided_pooled"]["ratio"], 2.2
         )
         + f"; with the full gradients at block5_conv3 too: {layers['guided']['ratio']:.3f}x",
+    }
+
+
+def int8_goals(results: dict[str, Any]) -> dict[str, str]:
+    """The int8 form chosen for this CPU keeps the demo's maps and classes."""
+    demo = results["fair demo model"]
+    chosen = demo["forms"][demo["chosen"]]
+    return {
+        f"int8 ({demo['chosen']}, chosen on {demo['cpu']}) map correlation >= 0.995 on the demo scenes": goal(
+            chosen["map_correlation"], 0.995, below=False
+        ),
+        "int8 top-1 agreement = 1 on the demo scenes": goal(chosen["top1_agreement"], 1.0, below=False),
     }
 
 
@@ -62,6 +75,7 @@ def goals(report: dict[str, Any]) -> dict[str, str]:
             report["tracking"]["static"]["raw_warped_px"], report["tracking"]["static"]["raw_stale_px"] + 0.5
         ),
         "int8 pooled >= 3x faster than fp32 pooled": goal(report["int8"]["pooled_speedup"], 3.0, below=False),
+        **int8_goals(report["int8_cpu"]),
         "gradcam-live on int8 >= 20 FPS end to end": goal(report["int8_pipeline"]["display_fps"], 20.0, below=False),
         "int8 quantization <= 120 s": goal(max(e["seconds"] for e in report["int8_export"].values()), 120.0),
         "int8 quantization peak RSS <= 6 GB": goal(
@@ -89,12 +103,33 @@ def goals(report: dict[str, Any]) -> dict[str, str]:
     return {**onnx_goals, **vgg16}
 
 
-def markdown(r: dict[str, Any]) -> str:
-    m, lines = r["machine"], []
-    lines.append(
+def _run_line(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    return (
         f"Run: {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, onnxruntime "
         f"{m['onnxruntime']}, OpenCV {m['opencv']}, numpy {m['numpy']}; subject: {r['subject']}, CPU provider."
     )
+
+
+def _int8_cpu_lines(r: dict[str, Any]) -> list[str]:
+    """The per-CPU int8 table: both forms, measured side by side on this machine."""
+    return [
+        "",
+        "int8 on this CPU (demo calibration, --int8-scope all; map correlation and top-1 agreement with fp32 on "
+        "held-out demo scenes; kernels as onnxruntime's optimized graph runs them, activation x weight type):",
+        "",
+        *int8.summary(r["int8_cpu"]),
+    ]
+
+
+def int8_markdown(r: dict[str, Any]) -> str:
+    """The report of `benchmark.py --int8-only`."""
+    met = [f"- {name}: {verdict}" for name, verdict in int8_goals(r["int8_cpu"]).items()]
+    return "\n".join([_run_line(r), *_int8_cpu_lines(r), "", *met])
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [_run_line(r)]
     lines += [
         "",
         "| graph | batch 1 ms | ratio | batch 4 ms | ratio | export s | export peak RSS MB "
@@ -164,6 +199,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"the cores onnxruntime is using for the next frame): {p['pre_post_draw_cpu_ms']:.2f} ms per frame."
     )
     i8, ie, ip = r["int8"], r["int8_export"], r["int8_pipeline"]
+    lines += _int8_cpu_lines(r)
     lines += [
         "",
         "| int8 (demo calibration) | --int8-scope | fp32 ms | int8 ms | speedup | quantize+export s | peak RSS MB |",

@@ -53,6 +53,8 @@ def machine() -> dict[str, Any]:
     import cv2
     import onnxruntime as ort
 
+    from realtime import cpu as int8_cpu
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -63,6 +65,7 @@ def machine() -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "int8_dot_products": int8_cpu.detect().describe(),
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
         "opencv": cv2.__version__,
