@@ -1,0 +1,137 @@
+"""Node-for-node fingerprints of the exported graphs, to show that a refactor changed none of them.
+
+    python scripts/graph_digests.py --json before.json            # on the old commit
+    python scripts/graph_digests.py --json after.json --against before.json
+
+Exports the eight torchvision and timm models of the exactness tests (seeded random weights; full
+and pooled) and Keras VGG16 (random weights: full, pooled, int8, two layers, guided and both input
+gradients), then hashes every node (op, name, inputs, outputs, attributes), every initializer
+(name, type, dims, bytes), the inputs, outputs and metadata. With --against, any graph whose
+fingerprint differs is named with its first differing node, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KERAS_VARIANTS: dict[str, tuple[str, ...]] = {
+    "vgg16_full": ("--gradients", "full"),
+    "vgg16_pooled": ("--gradients", "pooled"),
+    "vgg16_int8": ("--gradients", "pooled", "--int8", "--int8-cpu", "no-vnni"),
+    "vgg16_layers": ("--gradients", "full", "--layer", "block5_conv3", "block4_conv3"),
+    "vgg16_guided": ("--gradients", "pooled", "--input-gradients", "guided"),
+    "vgg16_both": ("--gradients", "full", "--input-gradients", "both"),
+}
+
+
+def node_lines(model: Any) -> list[str]:
+    import onnx
+
+    lines = []
+    for node in model.graph.node:
+        attributes = sorted(
+            (a.name, str(onnx.helper.get_attribute_value(a)) if a.type != onnx.AttributeProto.TENSOR else
+             hashlib.sha256(a.t.SerializeToString()).hexdigest())
+            for a in node.attribute
+        )  # fmt: skip
+        lines.append(f"{node.domain}:{node.op_type} {node.name} {list(node.input)} -> {list(node.output)} {attributes}")
+    return lines
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(str(path))
+    digest = hashlib.sha256()
+    lines = node_lines(model)
+    for line in lines:
+        digest.update(line.encode())
+    for init in sorted(model.graph.initializer, key=lambda i: i.name):
+        digest.update(f"{init.name} {init.data_type} {list(init.dims)}".encode())
+        digest.update(hashlib.sha256(init.SerializeToString()).digest())
+    for value in (*model.graph.input, *model.graph.output):
+        digest.update(value.SerializeToString())
+    for prop in sorted(model.metadata_props, key=lambda p: p.key):
+        if prop.key != "gradcam.int8_cpu":  # names the machine, not the graph
+            digest.update(f"{prop.key}={prop.value}".encode())
+    return {"nodes": len(lines), "digest": digest.hexdigest(), "lines": lines}
+
+
+def export_all(folder: Path, only: Sequence[str]) -> dict[str, Path]:
+    from realtime.export import cli
+    from tests.conftest import needs
+    from tests.torch_models import CASES, build_model, export_onnx
+
+    graphs: dict[str, Path] = {}
+    for name, args in KERAS_VARIANTS.items():
+        if only and name not in only:
+            continue
+        out = folder / f"{name}.onnx"
+        if cli.main(["--weights", "random", "--seed", "0", *args, "--output", str(out), "--quiet"]) != 0:
+            raise SystemExit(f"export {name} failed")
+        graphs[name] = out
+    needs("torch")
+    for case in CASES.values():
+        if only and case.name not in only:
+            continue
+        source = export_onnx(build_model(case), folder / f"{case.name}_source.onnx", case.size)
+        for gradients in ("full", "pooled"):
+            out = folder / f"{case.name}_{gradients}.onnx"
+            if cli.main(["--onnx", str(source), "--gradients", gradients, "--output", str(out), "--quiet"]) != 0:
+                raise SystemExit(f"export {case.name} {gradients} failed")
+            graphs[f"{case.name}_{gradients}"] = out
+    return graphs
+
+
+def compare(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, old in before.items():
+        new = now.get(name)
+        if new is None:
+            problems.append(f"{name}: not exported now")
+        elif new["digest"] != old["digest"]:
+            first = next(
+                (i for i, (a, b) in enumerate(zip(old["lines"], new["lines"], strict=False)) if a != b),
+                min(len(old["lines"]), len(new["lines"])),
+            )
+            problems.append(
+                f"{name}: differs ({old['nodes']} -> {new['nodes']} nodes; first at node {first}: "
+                f"{(old['lines'] + [''])[first][:160]!r} -> {(new['lines'] + [''])[first][:160]!r})"
+            )
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, required=True, help="write the fingerprints here")
+    parser.add_argument("--against", type=Path, help="fingerprints of the old commit to compare with")
+    parser.add_argument("--only", nargs="*", default=(), help="export only these (names as in the JSON)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        prints = {name: fingerprint(path) for name, path in export_all(Path(tmp), args.only).items()}
+    partial = args.json.with_name(f".{args.json.name}.partial")
+    partial.write_text(json.dumps(prints, indent=1))
+    partial.replace(args.json)
+    for name, p in prints.items():
+        print(f"{name}: {p['nodes']} nodes {p['digest'][:16]}")
+    if args.against is None:
+        return 0
+    problems = compare(prints, json.loads(args.against.read_text()))
+    print("\n".join(problems) if problems else f"all {len(prints)} graphs node for node the same")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
