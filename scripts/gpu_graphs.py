@@ -32,7 +32,7 @@ def export_models(names: Sequence[str], folder: Path) -> dict[str, dict[str, str
     import torch
     import torchvision
 
-    from realtime.export.exporter import ExportConfig, export
+    from realtime.export.pipeline import ExportConfig, export
 
     paths: dict[str, dict[str, str]] = {}
     for name in names:

@@ -30,7 +30,7 @@ KERAS_VARIANTS: dict[str, tuple[str, ...]] = {
     "vgg16_full": ("--gradients", "full"),
     "vgg16_pooled": ("--gradients", "pooled"),
     "vgg16_int8": ("--gradients", "pooled", "--int8", "--int8-cpu", "no-vnni"),
-    "vgg16_layers": ("--gradients", "full", "--layer", "block5_conv3", "block4_conv3"),
+    "vgg16_layers": ("--gradients", "full", "--layer", "block5_conv3", "--layer", "block4_conv3"),
     "vgg16_guided": ("--gradients", "pooled", "--input-gradients", "guided"),
     "vgg16_both": ("--gradients", "full", "--input-gradients", "both"),
 }

@@ -91,7 +91,7 @@ def train(
     """Train one demo model and export it; further `layers` and input gradients make a version 2 graph."""
     import keras
 
-    from realtime.export.exporter import ExportConfig, export
+    from realtime.export.pipeline import ExportConfig, export
 
     start = time.perf_counter()
     data = scenes.dataset(size, seed=seed + (0 if biased else 1), biased=biased)

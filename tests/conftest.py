@@ -34,7 +34,7 @@ def _small_classifier(seed: int = 0):
 def small_models(tmp_path_factory) -> dict[str, Path]:
     """Exported small Grad-CAM graphs: {'full': path, 'pooled': path}."""
     pytest.importorskip("tensorflow")
-    from realtime.export.exporter import ExportConfig, export_model
+    from realtime.export.pipeline import ExportConfig, export_model
 
     folder = tmp_path_factory.mktemp("small_models")
     labels = folder / "labels.txt"

@@ -8,7 +8,8 @@ import numpy as np
 import onnx
 
 from realtime import contract
-from realtime.export.checks import TENSORRT_OPS, run_onnx
+from realtime.export.checks.portable import TENSORRT_OPS
+from realtime.export.checks.run import run_onnx
 from tests.conftest import needs
 
 TOLERANCE = 1e-4

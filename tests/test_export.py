@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,10 @@ tf = pytest.importorskip("tensorflow")
 ort = pytest.importorskip("onnxruntime")
 
 from realtime import contract  # noqa: E402
-from realtime.export import derivatives  # noqa: E402
-from realtime.export.building import SelfCheckError  # noqa: E402
-from realtime.export.exporter import ExportConfig, ExportError, export, export_model  # noqa: E402
-from realtime.export.keras_reference import reference_gradcam  # noqa: E402
+from realtime.export.checks.selfcheck import SelfCheckError  # noqa: E402
+from realtime.export.importers.keras_reference import reference_gradcam  # noqa: E402
+from realtime.export.ops import OPS  # noqa: E402
+from realtime.export.pipeline import ExportConfig, ExportError, export, export_model  # noqa: E402
 from tests import tiny_models  # noqa: E402
 from tests.second_runtime import assert_same_in_openvino, assert_valid_fp32_graph, near_ties  # noqa: E402
 
@@ -253,7 +254,7 @@ def test_a_wrong_backward_is_caught_and_nothing_is_written(
     gradients: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A ReLU derivative that forgets its mask: finite differences of the head must notice."""
-    monkeypatch.setitem(derivatives.RULES, "Relu", derivatives.RULES["Identity"])
+    monkeypatch.setitem(OPS, "Relu", replace(OPS["Relu"], rule=OPS["Identity"].rule))
     with pytest.raises(SelfCheckError, match="finite differences"):
         export_tiny(tiny_models.pooled_model(), tmp_path, "last_conv", gradients)
     assert list(tmp_path.iterdir()) == []

@@ -128,12 +128,13 @@ def test_a_killed_export_leaves_the_old_model_and_the_next_run_cleans_up(tmp_pat
 
 
 def test_sigterm_during_an_export_removes_its_temporary_file(tmp_path: Path) -> None:
-    from realtime.export import writing
+    from realtime.export.graph import writing
 
     script = (
         "import os, signal, sys, time, onnx\n"
         "from pathlib import Path\n"
-        "from realtime.export import cli, writing\n"
+        "from realtime.export import cli\n"
+        "from realtime.export.graph import writing\n"
         "signal.signal(signal.SIGTERM, cli._interrupt)\n"
         "def slow(path):\n"
         "    print('checking', flush=True); time.sleep(30)\n"

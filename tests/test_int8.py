@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime.quantization")
 from realtime import GradCam, cli, contract, cpu  # noqa: E402
 from realtime.demo.models import demo_model_paths  # noqa: E402
 from realtime.engine import Engine, EngineOptions  # noqa: E402
-from realtime.export import calibration, quantize  # noqa: E402
+from realtime.export.int8 import calibration, quantize  # noqa: E402
 from tests.conftest import count_frames, write_video  # noqa: E402
 
 
@@ -123,7 +123,7 @@ def _backward_weight_types(path: Path) -> set[int]:
 
 def test_export_on_a_cpu_without_vnni_writes_the_safe_form_and_says_so(monkeypatch, tmp_path: Path, capsys) -> None:
     pytest.importorskip("tensorflow")
-    from realtime.export.exporter import ExportConfig, export_model
+    from realtime.export.pipeline import ExportConfig, export_model
     from tests.conftest import _small_classifier
 
     monkeypatch.setattr(cpu, "detect", lambda: FAKE_ZEN3)
@@ -192,7 +192,7 @@ def test_calibration_sources(tmp_path: Path, capsys) -> None:
 
 def test_export_int8_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
-    from realtime.export.exporter import ExportConfig, export_model
+    from realtime.export.pipeline import ExportConfig, export_model
     from tests.conftest import _small_classifier
 
     result = export_model(
@@ -227,7 +227,7 @@ def test_save_frames_collects_calibration_data(small_models, tmp_path: Path) -> 
 
 
 def test_bad_int8_scope_fails_before_any_export_work() -> None:
-    from realtime.export.exporter import ExportConfig, ExportError, export
+    from realtime.export.pipeline import ExportConfig, ExportError, export
 
     with pytest.raises(ExportError, match="--int8-scope 'everything'"):
         export(ExportConfig(int8=True, int8_scope="everything", weights="no-such-file.h5"))

@@ -19,9 +19,9 @@ from tests.conftest import forward_values, needs
 keras = needs("keras")
 tf = needs("tensorflow")
 
-from realtime.export.checks import run_onnx  # noqa: E402
-from realtime.export.exporter import ExportConfig, export_model  # noqa: E402
-from realtime.export.keras_reference import PREPROCESSORS  # noqa: E402
+from realtime.export.checks.run import run_onnx  # noqa: E402
+from realtime.export.importers.keras_reference import PREPROCESSORS  # noqa: E402
+from realtime.export.pipeline import ExportConfig, export_model  # noqa: E402
 
 TOLERANCE = 1e-4
 CASES = {  # builder, two layers, preprocessing

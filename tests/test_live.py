@@ -188,7 +188,7 @@ def test_no_tf32_reaches_the_engine_options() -> None:
 def test_guided_gradcam_live_end_to_end_at_both_display_rates(tmp_path: Path, capsys) -> None:
     """gradcam-live --method guided-gradcam --source clip.mp4 --no-window --record out.mp4, at model rate
     and at camera rate (where the 64x64 map is carried by flow like any other)."""
-    from realtime.export.exporter import ExportConfig, export_model
+    from realtime.export.pipeline import ExportConfig, export_model
     from tests.conftest import _small_classifier
 
     labels = tmp_path / "labels.txt"

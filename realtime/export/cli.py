@@ -11,8 +11,8 @@ from typing import Any
 
 from realtime import contract
 from realtime.cpu import INT8_TARGETS
-from realtime.export.calibration import CALIBRATION_SOURCES
-from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
+from realtime.export.int8.calibration import CALIBRATION_SOURCES
+from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
 
 GRADIENT_CHOICES = {
     contract.GRADIENTS_FULL: "logits, maps and the full d logit / dA (needed by Grad-CAM++, HiResCAM, ...)",
@@ -140,15 +140,17 @@ def _triple(text: str) -> tuple[float, float, float]:
 
 def list_layers(config: Any) -> int:
     """Print the tensors --layer can name for an ONNX model."""
-    from realtime.export import building, importers
+    from realtime.export import targets
+    from realtime.export.importers import ModelImportError
+    from realtime.export.importers.onnx_file import load_onnx
 
     if config.onnx is None:
         print("gradcam-export: --list-layers reads an ONNX model; pass --onnx PATH", file=sys.stderr)
         return 2
     try:
-        forward = importers.load_onnx(config.onnx, config.layout, config.input_size)
-        layers = building.list_layers(forward)
-    except (importers.ModelImportError, ValueError) as exc:
+        forward = load_onnx(config.onnx, config.layout, config.input_size)
+        layers = targets.list_layers(forward)
+    except (ModelImportError, ValueError) as exc:
         print(f"gradcam-export: {exc}", file=sys.stderr)
         return 2
     for layer in layers:
@@ -161,11 +163,11 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from realtime.export.building import SelfCheckError
-    from realtime.export.exporter import ExportConfig, ExportError, export
+def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
+    """The command line as a frozen ExportConfig, and whether --list-layers was asked for."""
+    from realtime.export.config import ExportConfig
 
+    args = build_parser().parse_args(argv)
     config = ExportConfig(
         onnx=args.onnx,
         layout=args.layout,
@@ -190,8 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         int8_scope=args.int8_scope,
         int8_cpu=args.int8_cpu,
     )
-    if args.list_layers:
-        return list_layers(config)
+    return config, args.list_layers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, listing = parse(argv)
+    return list_layers(config) if listing else run(config)
+
+
+def run(config: Any) -> int:
+    """Export as `config` says; one line of result, or one line saying what went wrong (exit 2 or 3)."""
+    from realtime.export.pipeline import ExportError, SelfCheckError, export
+
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: temp files go
     try:
         result = export(config)
@@ -209,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     check = f"; self-check {result.check.describe()}" if result.check is not None else ""
     if result.fidelity is not None:
-        from realtime.export.calibration import describe
+        from realtime.export.int8.calibration import describe
 
         check += f"; int8 fidelity on this CPU: {describe(result.fidelity)}"
     if result.int8_target is not None:
@@ -217,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"wrote {result.output} in {result.seconds:.1f} s ({result.num_classes} classes, layer {result.layer}){check}"
     )
+    if not config.quiet:
+        print(f"stages: {result.describe_stages()}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,6 @@
 """What an export is asked for, and what can be decided from that alone (names, labels, checks).
 
-Shared by the exporter and the graph builder, below both of them.
+Read by every stage of the pipeline, below all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from realtime import contract
 from realtime.cpu import INT8_TARGETS
-from realtime.export.quantize import DEFAULT_SCOPE, SCOPES
+from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
 from realtime.files import OutputPathError, check_output_file
 from realtime.labels import imagenet_labels
 
@@ -63,6 +63,10 @@ class ExportResult:
     layer: str
     fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
     int8_target: str | None = None  # vnni | no-vnni for --int8: the form written
+    stages: tuple[tuple[str, float], ...] = ()  # (stage, seconds) in the order they ran
+
+    def describe_stages(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.stages)
 
 
 def model_name(config: ExportConfig) -> str:

@@ -16,10 +16,11 @@ import onnx
 from onnx import TensorProto
 
 from realtime import contract
-from realtime.export.backward import build_backward
-from realtime.export.builder import GraphBuilder
-from realtime.export.derivatives import RuleError
-from realtime.export.head import NCHW, Head
+from realtime.export.autodiff.backward import build_backward
+from realtime.export.autodiff.head import Head
+from realtime.export.graph.builder import GraphBuilder
+from realtime.export.ops.context import RuleError
+from realtime.export.targets import NCHW
 
 
 @dataclass(frozen=True)

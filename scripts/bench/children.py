@@ -68,7 +68,7 @@ def torch_export(name: str, path: Path) -> dict[str, Any]:
 
 
 def onnx_export(source: Path, gradients: str, out: Path) -> dict[str, Any]:
-    from realtime.export.exporter import ExportConfig, export
+    from realtime.export.pipeline import ExportConfig, export
 
     start = time.perf_counter()
     export(ExportConfig(onnx=source, gradients=gradients, output=out, quiet=True))

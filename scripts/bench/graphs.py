@@ -223,7 +223,7 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
     import onnxruntime as ort
     import tensorflow as tf
 
-    from realtime.export.keras_reference import reference_gradcam
+    from realtime.export.importers.keras_reference import reference_gradcam
     from realtime.providers import cpu_session_options
 
     if subject.name == "vgg16":
@@ -239,7 +239,7 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
 
     def tape_gradcam() -> np.ndarray:
         """The seed, per frame: predict to pick the class, then activations and the gradient of its logit."""
-        from realtime.export.keras_reference import PREPROCESSORS
+        from realtime.export.importers.keras_reference import PREPROCESSORS
 
         x = PREPROCESSORS[prep](tf.cast(tf.constant(image), tf.float32))
         class_idx = int(tf.argmax(model(x, training=False)[0]))  # the seed's model.predict(x)

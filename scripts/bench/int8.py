@@ -52,7 +52,7 @@ def cpu_forms(fp32: str, folder: Path, size: int, rounds: int, holdout: int = 30
     """Quantize `fp32` for both targets (demo calibration, scope all) and compare them on this CPU."""
     from realtime import cpu
     from realtime.engine import Engine, EngineOptions
-    from realtime.export import calibration, quantize
+    from realtime.export.int8 import calibration, quantize
 
     images = calibration.calibration_images("demo", (size, size), 32)
     held, masks = calibration.demo_holdout(holdout, (size, size))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from realtime.export.derivatives import Context, Grad, RuleError, attrs, rule
+from realtime.export.graph.index import attrs
+from realtime.export.ops.context import Context, Grad, Grads, RuleError, first
+from realtime.export.ops.record import OpRecord
 
 
 def _dense(ctx: Context, node: onnx.NodeProto, g: Grad, weight_t: np.ndarray | str, trans: bool, alpha: float) -> Grad:
@@ -43,10 +45,9 @@ def dense_weight(ctx: Context, node: onnx.NodeProto, carried: tuple[int, ...]) -
     return node.input[1], bool(a.get("transB", 0)), float(a.get("alpha", 1.0))
 
 
-@rule("Gemm", "MatMul")
-def _gemm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+def _gemm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     weight, trans, alpha = dense_weight(ctx, node, carried)
-    return {node.input[0]: _dense(ctx, node, g, weight, trans, alpha)}
+    return first(node, _dense(ctx, node, g, weight, trans, alpha))
 
 
 def pooled_kernel(
@@ -73,3 +74,9 @@ def pooled_dense(
     weight, trans, alpha = dense_weight(ctx, node, carried)
     kernel, _ = pooled_kernel(ctx.value(weight), trans, flat_dims, channel_axis)  # type: ignore[arg-type]
     return ctx.normal(_dense(ctx, node, g, kernel, trans, alpha))
+
+
+RECORDS = (
+    OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=True, int8="dense"),
+    OpRecord("MatMul", _gemm, grad_inputs="all", layout="breaks", pooled="dense", tensorrt=True, int8="dense"),
+)

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime.export.quantize import QuantizeError
+from realtime.export.int8.quantize import QuantizeError
 from realtime.frames import fit, to_bgr
 from realtime.sources import FolderSource, SourceError
 

@@ -13,12 +13,13 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 
 from realtime import contract, cpu
+from realtime.export.graph.index import attrs, drop_unused_initializers, producers
+from realtime.export.ops import record
 
 SCOPES = {
     "convs": "convolutions, ReLUs and pools only; every Dense layer stays fp32",
@@ -34,28 +35,28 @@ class QuantizeError(RuntimeError):
 
 
 def forward_nodes(model: onnx.ModelProto, scope: str) -> list[str]:
-    """Names of the nodes to quantize: never the backward, the weights or the map arithmetic."""
+    """Names of the nodes to quantize: never the backward, the weights or the map arithmetic.
+
+    Which op types quantize is the op table's `int8` field: convolutions, their pools and their
+    ReLUs (`conv`, `pool`, `relu`), and with scope forward or all the forward Dense layers (`dense`).
+    """
     if scope not in SCOPES:
         raise QuantizeError(f"unknown scope {scope!r}; choose {', '.join(SCOPES)}")
     inits = {init.name for init in model.graph.initializer}
-    producer = {out: n for n in model.graph.node for out in n.output}
+    producer = producers(model.graph.node)
     shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
     names = []
     for node in model.graph.node:
-        if node.op_type == "Conv" and shapes.get(node.input[1], (0, 0))[1] <= 4:
+        role = record(node.op_type).int8
+        if role == "conv" and shapes.get(node.input[1], (0, 0))[1] <= 4:
             continue  # the RGB conv: int8 kernels gain nothing on 3 input channels (3.1 against 1.4 ms fp32)
-        if node.op_type in ("Conv", "MaxPool", "Relu") and node.input[0] not in inits:
+        if role in ("conv", "pool", "relu") and node.input[0] not in inits:
             parent = producer.get(node.input[0])
-            if node.op_type == "Relu" and (parent is None or parent.op_type != "Conv"):
+            if role == "relu" and (parent is None or record(parent.op_type).int8 != "conv"):
                 continue  # head ReLUs sit between fp32 dense layers
             names.append(node.name)
         # forward Dense: MatMul(x, W) or Gemm(x, W, transB=1). The backward's Gemm reads its weight first.
-        elif (
-            scope != "convs"
-            and node.op_type in ("MatMul", "Gemm")
-            and node.input[1] in inits
-            and node.input[0] not in inits
-        ):
+        elif scope != "convs" and role == "dense" and node.input[1] in inits and node.input[0] not in inits:
             names.append(node.name)
     return names
 
@@ -79,7 +80,7 @@ def split_shared_weights(model: onnx.ModelProto, nodes: list[str]) -> int:
     selected = set(nodes)
     copies = 0
     for node in model.graph.node:
-        if node.name in selected and node.op_type in ("MatMul", "Gemm") and readers[node.input[1]] > 1:
+        if node.name in selected and record(node.op_type).int8 == "dense" and readers[node.input[1]] > 1:
             original = inits[node.input[1]]
             if len(original.raw_data) > SHARED_COPY_LIMIT:
                 nodes.remove(node.name)
@@ -93,19 +94,15 @@ def split_shared_weights(model: onnx.ModelProto, nodes: list[str]) -> int:
     return copies
 
 
-def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _backward_product(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], min_bytes: int) -> bool:
     """Is `node` the backward's Gemm(W, g^T): a constant 2-D float weight first, the gradient second?"""
-    attrs = _attributes(node)
+    a = attrs(node)
     weight = inits.get(node.input[0]) if node.op_type == "Gemm" and len(node.input) == 2 else None
     return (
         weight is not None
         and node.input[1] not in inits
-        and attrs.get("transB", 0) == 0
-        and attrs.get("alpha", 1.0) == 1.0
+        and a.get("transB", 0) == 0
+        and a.get("alpha", 1.0) == 1.0
         and weight.data_type == onnx.TensorProto.FLOAT
         and len(weight.dims) == 2
         and int(np.prod(weight.dims)) * 4 >= min_bytes
@@ -135,7 +132,7 @@ def quantize_backward_products(
             continue
         weight = numpy_helper.to_array(inits[node.input[0]])
         # y^T = op(W) @ g^T, so y = g @ op(W)^T: the int8 matrix is op(W)^T, [out, in]
-        matrix = weight if _attributes(node).get("transA", 0) else weight.T
+        matrix = weight if attrs(node).get("transA", 0) else weight.T
         scale = np.abs(matrix).max(axis=0) / 127.0
         scale[scale == 0] = 1.0
         quantized = np.empty(matrix.shape, np.int8)
@@ -172,17 +169,10 @@ def quantize_backward_products(
             model.graph.node.insert(index + offset, new)
         replaced += 1
     if replaced:
-        _drop_unused_initializers(model)
+        drop_unused_initializers(model)
         if not any(op.domain == "com.microsoft" for op in model.opset_import):
             model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return replaced
-
-
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-    keep = [init for init in model.graph.initializer if init.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
 
 
 class _Reader:
@@ -246,7 +236,7 @@ def quantize(
     for key, value in {**metadata, **written}.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    from realtime.export.writing import save_checked
+    from realtime.export.graph.writing import save_checked
 
     save_checked(model, output, _loads)  # a killed quantization never replaces a good model
     return output

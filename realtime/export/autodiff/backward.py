@@ -1,7 +1,7 @@
 """The backward of a classifier head, appended to its ONNX graph: d logit[class] / d map for each target.
 
 One builder for every importer. It walks the head's nodes in reverse, asks
-each op's rule (derivatives, spatial) for its input gradients and sums the
+each op's rule (its record in ops/) for its input gradients and sums the
 contributions where a tensor feeds several nodes. The `pooled` variant stops
 where the spatial sum of the gradient is already known: at a global pool, or
 at the first Dense after a flatten, through that Dense's spatially summed
@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from realtime.export import body, dense, spatial  # noqa: F401  (importing them registers their rules)
-from realtime.export.builder import GraphBuilder
-from realtime.export.dense import pooled_dense
-from realtime.export.derivatives import RULES, Context, Grad, RuleError, attrs
-from realtime.export.head import NCHW, Head
-
-SUPPORTED_OPS = tuple(sorted(RULES))
+from realtime.export.autodiff.head import Head
+from realtime.export.graph.builder import GraphBuilder
+from realtime.export.graph.index import attrs, perm
+from realtime.export.ops import record
+from realtime.export.ops.context import Context, Grad, RuleError
+from realtime.export.ops.dense import pooled_dense
+from realtime.export.ops.geometry import non_overlapping_window
+from realtime.export.targets import NCHW
 
 
 @dataclass(frozen=True)
@@ -34,39 +35,33 @@ class PooledStop:
     channel_axis: int = 1
 
 
-def _non_overlapping(node: onnx.NodeProto) -> bool:
-    a = attrs(node)
-    kernel = list(a.get("kernel_shape", []))
-    return (kernel == list(a.get("strides", kernel)) and not any(a.get("pads", []))) or kernel == [1, 1]
-
-
 def pooled_stop(head: Head) -> PooledStop | None:
-    """Follow the map through value-moving ops to a global pool or a flatten-Dense, if the chain allows."""
+    """Follow the map through value-moving ops to a global pool or a flatten-Dense, if the chain allows.
+
+    Each op's role on this walk is its record's `pooled` field; the conditions on it are here.
+    """
     current, channel = head.target, (1 if head.layout == NCHW else 3)
     flat: tuple[tuple[int, ...], int] | None = None
     for node in head.nodes:
         if current not in node.input:
             continue
+        role = record(node.op_type).pooled
         if flat is not None:
-            if node.op_type in ("Gemm", "MatMul") and node.input[0] == current:
+            if role == "dense" and node.input[0] == current:
                 return PooledStop(node.name, "dense", flat[0], flat[1])
             return None
-        op = node.op_type
-        if (op in ("MaxPool", "AveragePool") and channel == 1 and _non_overlapping(node)) or op in (
-            "Identity",
-            "Dropout",
-        ):
+        if (role == "window" and channel == 1 and non_overlapping_window(node) is not None) or role == "moves":
             pass
-        elif op == "Transpose":
-            perm = list(attrs(node).get("perm", []))
-            if not perm or perm[0] != 0:
+        elif role == "permutes":
+            order = perm(node)
+            if not order or order[0] != 0:
                 return None
-            channel = perm.index(channel)
-        elif (op in ("GlobalAveragePool", "GlobalMaxPool") and channel == 1) or (
-            op == "ReduceMean" and sorted(_axes(node)) == sorted({1, 2, 3} - {channel})
+            channel = order.index(channel)
+        elif (role == "global" and channel == 1) or (
+            role == "reduce" and sorted(_axes(node)) == sorted({1, 2, 3} - {channel})
         ):
             return PooledStop(node.name, "global")
-        elif op in ("Flatten", "Reshape") and len(head.shapes.get(node.output[0], ())) == 1:
+        elif role == "flattens" and len(head.shapes.get(node.output[0], ())) == 1:
             flat = (head.shapes[current], channel)
         else:
             return None
@@ -114,11 +109,16 @@ def build_backward(
             captured[node.output[0]] = ctx.normal(g)
         if stop is not None and node.name == stop.node:
             return Backward(None, _spatial_sum_at(ctx, node, g, stop, carried_by[node.name], head))
-        apply = RULES.get(node.op_type)
+        apply = record(node.op_type).rule
         if apply is None:
             raise RuleError(f"node {node.name!r} ({node.op_type}) has no derivative rule")
-        for name, grad in apply(ctx, node, g, carried_by[node.name]).items():
-            pending.setdefault(name, []).append(grad)
+        carried = carried_by[node.name]
+        grads = apply(ctx, node, g, carried)
+        if len(grads) != len(node.input) or any(grad is not None and p not in carried for p, grad in enumerate(grads)):
+            raise RuleError(f"the {node.op_type} rule answered for inputs {len(grads)} / {carried}: a bug in ops/")
+        for name, grad in zip(node.input, grads, strict=True):
+            if grad is not None:
+                pending.setdefault(name, []).append(grad)
     target = pending.pop(head.target, None)
     if not target:
         raise RuleError(f"no gradient reached {head.target!r}")

@@ -9,7 +9,9 @@ graph's gradients (or, for `pooled`, its channel weights) predict.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +19,15 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from realtime import contract
-from realtime.export.checks import GraphCheckError
-from realtime.export.head import NCHW, Head
+from realtime.export.autodiff.head import Head
+from realtime.export.checks.portable import GraphCheckError
+from realtime.export.graph.index import producers, topological
+from realtime.export.targets import NCHW
+
+
+class SelfCheckError(RuntimeError):
+    """The built graph is invalid or disagrees with finite differences; no file was written."""
+
 
 LARGE_WEIGHT = 1 << 20  # elements: float weights above this stay float32 in the float64 head
 
@@ -29,7 +38,7 @@ def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
     A Shape node that reads a body tensor (tf2onnx computes reshape targets that
     way) is replaced by [batch of the target, static dims of that tensor].
     """
-    producer = {out: node for node in model.graph.node for out in node.output}
+    producer = producers(model.graph.node)
     inits = {init.name: init for init in model.graph.initializer}
     needed: list[onnx.NodeProto] = []
     seen: set[str] = {head.target}
@@ -49,7 +58,9 @@ def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
             needed.append(node)
             stack.extend(node.input)
     inputs_of = {name for node in needed for name in node.input}
-    nodes = [_copy(node) for node in _sorted(needed, producer)]  # the model's own nodes stay untouched
+    made = {out for node in needed for out in node.output}
+    outside = {name for node in needed for name in node.input} - made
+    nodes = [_copy(node) for node in topological(needed, outside)]  # the model's own nodes stay untouched
     # small float weights become float64 here; large ones stay float32 and are cast inside the graph
     # on every run, so VGG16's fc1 never exists as an 800 MB float64 copy in Python and in the session
     weights, casts = [], []
@@ -125,25 +136,6 @@ def _static_shape_nodes(node: onnx.NodeProto, head: Head) -> list[onnx.NodeProto
         onnx.helper.make_node("Slice", [f"{out}/whole", f"{out}/s", f"{out}/e"], [out]),
     ]
     return full
-
-
-def _sorted(nodes: list[onnx.NodeProto], producer: dict[str, onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """Topological order of a node list (producers first)."""
-    made = {out for node in nodes for out in node.output}
-    placed: list[onnx.NodeProto] = []
-    done: set[str] = set()
-    remaining = list(nodes)
-    while remaining:
-        progress = False
-        for node in list(remaining):
-            if all(i in done or i not in made for i in node.input):
-                placed.append(node)
-                done.update(node.output)
-                remaining.remove(node)
-                progress = True
-        if not progress:
-            raise GraphCheckError("the head has a cycle")
-    return placed
 
 
 @dataclass(frozen=True)
@@ -233,3 +225,29 @@ def _float64_runner(model: onnx.ModelProto, target: str) -> Any:
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
+
+
+def check_layers(
+    path: Path, model: onnx.ModelProto, heads: Sequence[Head], layers: Sequence[str], image: np.ndarray,
+    targets: np.ndarray,
+) -> SelfCheck:  # fmt: skip
+    """Every explained layer's outputs of the written graph `path` against its own head; the first's report."""
+    from realtime.export.checks.run import run_onnx
+
+    try:
+        outputs = run_onnx(path, image, targets)
+    except Exception as exc:  # onnxruntime's own error types: the graph cannot run its test batch
+        first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise SelfCheckError(f"the built graph does not run on the test batch: {first_line}") from exc
+    reports = []
+    for i, layer_head in enumerate(heads):
+        named = {k: outputs[contract.layer_output(k, i)] for k in contract.LAYER_OUTPUTS if k in outputs}
+        try:
+            report = self_check(model, layer_head, {**outputs, **named})
+        except GraphCheckError as exc:
+            raise SelfCheckError(str(exc)) from exc
+        if not report.ok():
+            where = f" at {layers[i]!r}" if len(heads) > 1 else ""
+            raise SelfCheckError(f"the graph disagrees with finite differences{where}: {report.describe()}")
+        reports.append(report)
+    return reports[0]

@@ -15,35 +15,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from realtime.export.derivatives import Context, Grad, RuleError, attrs, rule
-
-
-def _explicit_pads(node: onnx.NodeProto, x: tuple[int, ...], y: tuple[int, ...], kernel: list[int]) -> list[int]:
-    """The pads a Conv used, also when it said auto_pad."""
-    a = attrs(node)
-    auto_pad = a.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    spatial = len(kernel)
-    if auto_pad in ("NOTSET", ""):
-        return list(a.get("pads", [0] * 2 * spatial))
-    if auto_pad == "VALID":
-        return [0] * 2 * spatial
-    strides = list(a.get("strides", [1] * spatial))
-    dilations = list(a.get("dilations", [1] * spatial))
-    begin, end = [], []
-    for i in range(spatial):
-        total = max(0, (y[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - x[i])
-        small, large = total // 2, total - total // 2
-        begin.append(small if auto_pad == "SAME_UPPER" else large)
-        end.append(large if auto_pad == "SAME_UPPER" else small)
-    return begin + end
-
+from realtime.export.graph.index import attrs, text
+from realtime.export.ops.context import Context, Grad, Grads, RuleError, first, grads_at
+from realtime.export.ops.geometry import explicit_pads
+from realtime.export.ops.record import OpRecord
 
 FEW_CHANNELS = 8  # below this many input channels, the backward stays a ConvTranspose (VGG16's first conv: 3)
 
 
-@rule("Conv")
-def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     if carried != (0,):
         raise RuleError(f"node {node.name!r} (Conv): its weights depend on the map; only data inputs are supported")
     weight = ctx.value(node.input[1])
@@ -55,7 +35,7 @@ def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
     a = attrs(node)
     strides = list(a.get("strides", [1] * spatial))
     dilations = list(a.get("dilations", [1] * spatial))
-    pads = _explicit_pads(node, x_dims[1:], y_dims[1:], kernel)
+    pads = explicit_pads(node, x_dims[1:], y_dims[1:], kernel)
     produced = [
         (y_dims[1 + i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - pads[i] - pads[spatial + i]
         for i in range(spatial)
@@ -76,7 +56,7 @@ def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
         back_pads = [k - 1 - p for k, p in zip(kernel * 2, pads, strict=True)]
         kernel_const = b.const(np.ascontiguousarray(flipped), "conv_backward_kernel")
         back = b.op("Conv", [flat, kernel_const], pads=back_pads, group=group, kernel_shape=kernel)
-        return {node.input[0]: Grad(ctx.unflat(back, x_dims))}
+        return first(node, Grad(ctx.unflat(back, x_dims)))
     options: dict[str, Any] = {
         "strides": strides, "pads": pads, "dilations": dilations, "group": group,
         "kernel_shape": kernel,
@@ -84,34 +64,29 @@ def _conv(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
     if any(output_padding):
         options["output_padding"] = output_padding
     back = b.op("ConvTranspose", [flat, node.input[1]], **options)
-    return {node.input[0]: Grad(ctx.unflat(back, x_dims))}
+    return first(node, Grad(ctx.unflat(back, x_dims)))
 
 
-@rule("Concat")
-def _concat(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+def _concat(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     axis = int(attrs(node)["axis"])
     rank = len(ctx.dims(node.output[0])) + 1
     axis = axis % rank
     if axis == 0:
         raise RuleError(f"node {node.name!r}: a Concat along the batch axis is not supported")
     normal = ctx.normal(g)
-    out: dict[str, Grad] = {}
+    out: dict[int, Grad] = {}
     start = 0
     for p, name in enumerate(node.input):
         size = ctx.dims(name)[axis - 1]
-        if p in carried:
-            part = ctx.b.slice(normal, [start], [start + size], [axis + 1])
-            grad = Grad(part)
-            out[name] = Grad(ctx.b.op("Add", [out[name].name, part])) if name in out else grad
+        if p in carried:  # the same tensor twice gets two parts; the backward adds them
+            out[p] = Grad(ctx.b.slice(normal, [start], [start + size], [axis + 1]))
         start += size
-    return out
+    return grads_at(node, out)
 
 
-@rule("Pad")
-def _pad(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> dict[str, Grad]:
+def _pad(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     """Constant padding (Keras' ZeroPadding2D): the input's gradient is the padded gradient's middle."""
-    mode = attrs(node).get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = text(attrs(node).get("mode"), "constant")
     pads = ctx.value(node.input[1]) if len(node.input) > 1 else None
     if (
         mode != "constant"
@@ -129,4 +104,11 @@ def _pad(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
     axes = [a + 1 for a in range(1, rank)]  # after N and K
     starts = begins[1:]
     ends = [b + d for b, d in zip(starts, x_dims, strict=True)]
-    return {node.input[0]: Grad(ctx.b.slice(ctx.normal(g), starts, ends, axes))}
+    return first(node, Grad(ctx.b.slice(ctx.normal(g), starts, ends, axes)))
+
+
+RECORDS = (
+    OpRecord("Conv", _conv, layout="nchw", tensorrt=True, int8="conv"),
+    OpRecord("Concat", _concat, grad_inputs="all", tensorrt=True),
+    OpRecord("Pad", _pad, tensorrt=True, tensorrt_note="constant pads"),
+)

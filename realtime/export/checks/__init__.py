@@ -1,0 +1,1 @@
+"""Checks a graph passes before it is written: portable (portable.py) and numerically right (selfcheck.py)."""

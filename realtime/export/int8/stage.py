@@ -1,0 +1,48 @@
+"""The int8 stage of an export: quantize for the CPUs asked for, then check int8 against fp32 here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from realtime import cpu
+from realtime.export.config import ExportConfig, ExportError
+from realtime.export.int8 import calibration, quantize
+from realtime.progress import Progress
+
+
+def steps(config: ExportConfig) -> int:
+    """How many progress steps this stage takes: quantizing, and the fidelity check where it runs."""
+    return 0 if not config.int8 else 1 + int(config.calibration != "random")
+
+
+def quantize_checked(
+    fp32: Path, output: Path, size: tuple[int, int], config: ExportConfig, progress: Progress
+) -> tuple[Any, str]:
+    """Static int8 of the forward path for the CPUs asked for, then int8 against fp32 on held-out images
+    (not on random data), on this CPU. Returns (fidelity or None, the int8 target written)."""
+    try:
+        images = calibration.calibration_images(config.calibration, size, config.calibration_count * 5 // 4)
+    except quantize.QuantizeError as exc:
+        raise ExportError(str(exc)) from exc
+    calibrate, held_out = images[: config.calibration_count], images[config.calibration_count :]
+    target = cpu.int8_target(config.int8_cpu)
+    if not config.quiet:
+        print(f"      int8 for {target} CPUs: {cpu.target_reason(config.int8_cpu)}", file=sys.stderr)
+    what = f"quantizing to int8 ({config.int8_scope}) on {len(calibrate)} {config.calibration} images"
+    with progress.step(what, "int8"):
+        quantize.quantize(fp32, output, calibrate, config.int8_scope, target)
+    if config.calibration == "random":
+        return None, target
+    with progress.step("fidelity: int8 against fp32 on held-out images", "fidelity"):
+        if config.calibration == "demo":
+            held, masks = calibration.demo_holdout(100, size)
+            result = calibration.fidelity(fp32, output, held, masks)
+        elif len(held_out):
+            result = calibration.fidelity(fp32, output, held_out)
+        else:
+            return None, target
+    if not config.quiet:
+        print(f"      on {cpu.detect().describe()}: {calibration.describe(result)}", file=sys.stderr)
+    return result, target

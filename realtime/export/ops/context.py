@@ -1,0 +1,142 @@
+"""What every derivative rule shares: the gradient's form, the builder, shapes and constant values.
+
+A rule receives the gradient of a node's output for every target and returns
+one gradient per input (None where none flows). Gradients carry an extra target
+axis K after the batch axis: [N, K, *dims]. Across Dense layers they travel
+features-first, [F, N, K], so each weight is read as Gemm's first operand, the
+form onnxruntime runs fastest and OpenVINO computes right when the forward
+shares that weight.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from realtime.export.graph.builder import GraphBuilder
+from realtime.export.graph.index import attrs
+
+
+@dataclass(frozen=True)
+class Grad:
+    """A gradient tensor and its form; `onehot` is the seed at the logits, not built until needed."""
+
+    name: str
+    features_first: bool = False
+    onehot: bool = False
+    relu_taken: bool = False  # a max pool already applied the ReLU before it (Context.relu_before)
+
+
+class RuleError(ValueError):
+    """A supported op type with attributes or inputs this backward cannot handle."""
+
+
+class Context:
+    """What every rule shares: the builder, static shapes, constant values, classes and [N, K]."""
+
+    def __init__(
+        self,
+        builder: GraphBuilder,
+        shapes: Mapping[str, tuple[int, ...]],
+        classes: str,
+        num_classes: int,
+        guided: bool = False,
+        wanted: frozenset[str] = frozenset(),
+        head_nodes: Sequence[onnx.NodeProto] = (),
+    ) -> None:
+        self.b = builder
+        self.guided = guided  # guided backpropagation: ReLUs pass only positive gradients
+        self.wanted = wanted  # tensors whose own gradient must be built (captures, the target)
+        self.shapes = shapes
+        self.classes = classes
+        self.num_classes = num_classes
+        self.nk = builder.op("Shape", [classes], hint="nk")
+        self._inits = {init.name: init for init in builder.graph.initializer}
+        self._constant_nodes = {n.output[0]: n for n in builder.graph.node if n.op_type == "Constant"}
+        self._copies = {n.output[0]: n.input[0] for n in builder.graph.node if n.op_type == "Identity"}
+        # the forward nodes the gradient flows through: other readers (outputs, other passes) carry none
+        self._producers = {name: n for n in head_nodes for name in n.output}
+        self._readers = Counter(name for n in head_nodes for name in n.input)
+        self._lifted: dict[tuple[str, bool], str] = {}
+
+    def value(self, name: str) -> np.ndarray | None:
+        """The value of a constant input (also through Identity copies), or None for a computed tensor."""
+        while name in self._copies and name not in self._inits:
+            name = self._copies[name]
+        if name in self._inits:
+            return numpy_helper.to_array(self._inits[name])
+        node = self._constant_nodes.get(name)
+        if node is not None:
+            return np.asarray(numpy_helper.to_array(attrs(node)["value"]))
+        return None
+
+    def relu_before(self, x: str) -> onnx.NodeProto | None:
+        """The ReLU that made `x`, when one head node reads `x` and nobody wants x's own gradient.
+
+        Its derivative can then be taken where that reader is cheaper (a max pool's output: 4x smaller).
+        """
+        node = self._producers.get(x)
+        if node is None or node.op_type != "Relu" or self._readers[x] != 1 or x in self.wanted:
+            return None
+        return node
+
+    def dims(self, name: str) -> tuple[int, ...]:
+        if name not in self.shapes:
+            raise RuleError(f"tensor {name!r} has no static shape; export the model with fixed spatial sizes")
+        return self.shapes[name]
+
+    # ----------------------------------------------------------------- forms
+
+    def materialize(self, g: Grad) -> Grad:
+        """The seed as a [N, K, C] one-hot of the classes."""
+        if not g.onehot:
+            return g
+        b = self.b
+        classes = b.unsqueeze(self.classes, [2])
+        arange = b.const(np.arange(self.num_classes, dtype=np.int64), "arange")
+        return Grad(b.mask(b.op("Equal", [classes, arange])))
+
+    def normal(self, g: Grad) -> str:
+        g = self.materialize(g)
+        return self.b.transpose(g.name, [1, 2, 0]) if g.features_first else g.name
+
+    def features_first(self, g: Grad) -> str:
+        g = self.materialize(g)
+        return g.name if g.features_first else self.b.transpose(g.name, [2, 0, 1])
+
+    def lift(self, x: str, features_first: bool) -> str:
+        """A forward tensor [N, *dims] shaped to broadcast against a gradient of the given form."""
+        key = (x, features_first)
+        if key not in self._lifted:
+            if features_first:
+                self._lifted[key] = self.b.unsqueeze(self.b.transpose(x, [1, 0]), [2])
+            else:
+                self._lifted[key] = self.b.unsqueeze(x, [1])
+        return self._lifted[key]
+
+    def unflat(self, x: str, dims: tuple[int, ...]) -> str:
+        """[N*K, *dims] (how convolutions take the targets) -> [N, K, *dims], N and K read from the classes."""
+        return self.b.reshape(x, self.b.concat([self.nk, self.b.ints(list(dims))]))
+
+    def back_to(self, g: str, dims: tuple[int, ...]) -> str:
+        """A normal-form gradient reshaped to [N, K, *dims]."""
+        return self.b.reshape(g, [0, 0, *dims])
+
+
+Grads = tuple[Grad | None, ...]  # one per node input, None where no gradient flows
+Rule = Callable[[Context, onnx.NodeProto, Grad, tuple[int, ...]], Grads]
+
+
+def grads_at(node: onnx.NodeProto, given: Mapping[int, Grad]) -> Grads:
+    """A rule's answer: the gradients of the inputs at the given positions, None at the others."""
+    return tuple(given.get(i) for i in range(len(node.input)))
+
+
+def first(node: onnx.NodeProto, grad: Grad) -> Grads:
+    """A rule's answer when only the data input (position 0) takes a gradient."""
+    return grads_at(node, {0: grad})

@@ -1,0 +1,43 @@
+"""Ops that only move values: Flatten, Reshape, Squeeze, Unsqueeze, Transpose."""
+
+from __future__ import annotations
+
+import onnx
+
+from realtime.export.graph.index import attrs, perm
+from realtime.export.ops.context import Context, Grad, Grads, RuleError, first
+from realtime.export.ops.record import OpRecord
+
+
+def _normal_back(ctx: Context, node: onnx.NodeProto, g: Grad) -> Grads:
+    """Any op that only rearranges a batch-major tensor: reshape the gradient back to its input's dims."""
+    return first(node, Grad(ctx.back_to(ctx.normal(g), ctx.dims(node.input[0]))))
+
+
+def _reshape(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    if node.op_type == "Flatten" and attrs(node).get("axis", 1) != 1:
+        raise RuleError(f"node {node.name!r}: Flatten must keep the batch axis (axis=1)")
+    if g.features_first and len(ctx.dims(node.input[0])) == 1:
+        return first(node, g)  # [N, F] -> [N, F]: nothing moves
+    return _normal_back(ctx, node, g)
+
+
+def _transpose(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    order = perm(node)
+    if not order or order[0] != 0:
+        raise RuleError(f"node {node.name!r}: a Transpose in the head must keep the batch axis first")
+    inverse = [order.index(i) for i in range(len(order))]
+    back = [0, 1, *(p + 1 for p in inverse[1:])]
+    return first(node, Grad(ctx.b.transpose(ctx.normal(g), back)))
+
+
+RECORDS = (
+    OpRecord("Flatten", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=True),
+    OpRecord("Reshape", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=True,
+             folds_on_constants=True),
+    OpRecord("Squeeze", _reshape, layout="breaks", plumbing=True, tensorrt=True, tensorrt_note="constant axes",
+             folds_on_constants=True),
+    OpRecord("Unsqueeze", _reshape, layout="breaks", plumbing=True, tensorrt=True, tensorrt_note="constant axes",
+             folds_on_constants=True),
+    OpRecord("Transpose", _transpose, layout="permutes", plumbing=True, pooled="permutes", tensorrt=True),
+)  # fmt: skip

@@ -1,0 +1,51 @@
+"""Normalisations with constant statistics or over the feature axes: BatchNormalization, LayerNormalization."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from realtime.export.graph.index import attrs
+from realtime.export.ops.context import Context, Grad, Grads, RuleError, first
+from realtime.export.ops.record import OpRecord
+
+
+def _batchnorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    a = attrs(node)
+    scale, var = ctx.value(node.input[1]), ctx.value(node.input[4])
+    if a.get("training_mode", 0) or scale is None or var is None:
+        raise RuleError(f"node {node.name!r}: only inference BatchNormalization with constant statistics")
+    factor = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(a.get("epsilon", 1e-5)))
+    dims = ctx.dims(node.input[0])
+    g = ctx.materialize(g)
+    shaped = factor.reshape(-1, *([1] * (len(dims) - 1))) if not g.features_first else factor.reshape(-1, 1, 1)
+    return first(node, Grad(ctx.b.mul(g.name, ctx.b.const(shaped, "bn_factor")), g.features_first))
+
+
+def _layernorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """dx = (g' - mean(g') - x_hat * mean(g' * x_hat)) / sigma, with g' = g * scale, over the normalised axes."""
+    b, x = ctx.b, node.input[0]
+    a = attrs(node)
+    rank = len(ctx.dims(x)) + 1
+    start = int(a.get("axis", -1)) % rank
+    if start == 0:
+        raise RuleError(f"node {node.name!r} normalises over the batch axis")
+    axes = list(range(start, rank))
+    mean = b.reduce("ReduceMean", x, axes)
+    centred = b.op("Sub", [x, mean])
+    variance = b.reduce("ReduceMean", b.mul(centred, centred), axes)
+    eps = b.const(np.float32(a.get("epsilon", 1e-5)))
+    inverse = b.op("Div", [b.const(np.float32(1.0)), b.op("Sqrt", [b.op("Add", [variance, eps])])])
+    x_hat = ctx.lift(b.mul(centred, inverse), False)
+    scaled = b.mul(ctx.normal(g), node.input[1])
+    shifted = [axis + 1 for axis in axes]
+    mean_g = b.reduce("ReduceMean", scaled, shifted)
+    mean_gx = b.reduce("ReduceMean", b.mul(scaled, x_hat), shifted)
+    inner = b.op("Sub", [b.op("Sub", [scaled, mean_g]), b.mul(x_hat, mean_gx)])
+    return first(node, Grad(b.mul(inner, ctx.lift(inverse, False))))
+
+
+RECORDS = (
+    OpRecord("BatchNormalization", _batchnorm, layout="nchw", tensorrt=True),
+    OpRecord("LayerNormalization", _layernorm, layout="breaks", tensorrt=True),
+)

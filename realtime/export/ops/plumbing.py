@@ -1,0 +1,58 @@
+"""Ops with no derivative rule here: the ones that carry no gradient, the ones that shape the head's
+analysis (layouts, the logits), and the rest of TensorRT's parser list, so that one table answers
+"does TensorRT take it" for every op a graph can hold.
+"""
+
+from __future__ import annotations
+
+from realtime.export.ops.record import OpRecord
+
+# outputs carry no gradient: shapes, indices, comparisons, rounding
+_NO_GRADIENT_TENSORRT = (
+    "Shape", "Size", "ArgMax", "ArgMin", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not",
+    "And", "Or", "ConstantOfShape", "Range", "NonZero", "Floor", "Ceil", "Round", "Sign",
+)  # fmt: skip
+
+# work channels-first: a tensor they make is NCHW
+_CHANNELS_FIRST_TENSORRT = (
+    "ConvTranspose", "InstanceNormalization", "Resize", "LpPool", "DepthToSpace", "SpaceToDepth",
+)  # fmt: skip
+
+# onnx-tensorrt 10.0's operator support matrix (docs/operators.md, rows marked Y), less the ops recorded
+# elsewhere; its restrictions that matter here are in the records' tensorrt_note
+_OTHER_TENSORRT = (
+    "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "CastLike", "Celu", "Constant", "Cos", "Cosh",
+    "CumSum", "DeformConv", "DequantizeLinear", "Einsum", "Elu", "Erf", "Exp", "Expand", "EyeLike", "Gather",
+    "GatherElements", "GatherND", "Gelu", "GlobalLpPool", "GridSample", "GroupNormalization", "GRU",
+    "Hardmax", "If", "ImageScaler", "IsInf", "IsNaN", "Log", "Loop", "LRN", "LSTM", "LpNormalization",
+    "Mean", "MeanVarianceNormalization", "Mish", "Mod", "Neg", "NonMaxSuppression", "OneHot",
+    "ParametricSoftplus", "Pow", "PRelu", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform",
+    "RandomUniformLike", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin", "ReduceProd",
+    "ReduceSum", "ReduceSumSquare", "ReverseSequence", "RNN", "RoiAlign", "ScaledTanh", "Scan", "Scatter",
+    "ScatterElements", "ScatterND", "Selu", "Shrink", "Sin", "Sinh", "Slice", "Softplus", "Softsign",
+    "Split", "Tan", "ThresholdedRelu", "Tile", "Trilu", "Upsample", "Where", "Xor",
+)  # fmt: skip
+
+_NOTES = {
+    "TopK": "a constant K below 3840",
+    "Slice": "constant axes",
+    "Pad": "constant pads",
+    "ReduceSum": "constant axes",
+    "ReduceMax": "constant axes",
+    "ReduceMin": "constant axes",
+    "ReduceProd": "constant axes",
+}
+
+RECORDS = (
+    *(OpRecord(op, grad_inputs="none", tensorrt=True) for op in _NO_GRADIENT_TENSORRT),
+    *(OpRecord(op, layout="nchw", tensorrt=True) for op in _CHANNELS_FIRST_TENSORRT),
+    *(OpRecord(op, tensorrt=True, tensorrt_note=_NOTES.get(op, "")) for op in _OTHER_TENSORRT),
+    OpRecord("Max", grad_inputs="all", tensorrt=True),
+    OpRecord("Min", grad_inputs="all", tensorrt=True),
+    OpRecord("Cast", tensorrt=True, folds_on_constants=True),
+    OpRecord("Sqrt", tensorrt=True, folds_on_constants=True),
+    OpRecord("Reciprocal", tensorrt=True, folds_on_constants=True),
+    OpRecord("Softmax", logits_view=True, tensorrt=True),
+    OpRecord("LogSoftmax", tensorrt=True),
+    OpRecord("TopK", tensorrt=True, tensorrt_note=_NOTES["TopK"]),
+)

@@ -1,0 +1,58 @@
+"""One record per ONNX op type: everything the exporter knows about that op, in one place.
+
+Each op family's module lists its records (`RECORDS`); `ops/__init__.py` gathers them in one
+table. Every other stage asks the table instead of keeping its own list of op names: whether a
+gradient flows and into which inputs (autodiff), what the op says about a map's layout and
+whether it is plumbing (targets), how the pooled shortcut treats it (autodiff), whether
+TensorRT's parser takes it (checks), whether static int8 quantizes it (int8), and whether the
+import folds it when all its inputs are constants (importers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from realtime.export.ops.context import Rule
+
+GRAD_INPUTS = ("first", "all", "none")  # which inputs a gradient can flow into; none: not differentiable
+LAYOUTS = ("follows", "nchw", "breaks", "permutes")  # keeps its input's layout; works channels-first; says
+# nothing (flattens, multiplies); moves axes
+POOLED_ROLES = ("blocks", "moves", "window", "permutes", "global", "reduce", "flattens", "dense")
+INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """What the project knows about one op type. Defaults describe an op nothing here treats specially."""
+
+    op_type: str
+    rule: Rule | None = None  # the derivative: one gradient per input, None where none flows
+    grad_inputs: str = "first"
+    layout: str = "follows"
+    plumbing: bool = False  # its output is pooling or plumbing: never the default layer to explain
+    logits_view: bool = False  # passes the logits on with the same ranking (Softmax, Identity): look through it
+    pooled: str = "blocks"  # how the pooled shortcut walks it on the way to the spatial sum
+    tensorrt: bool = False  # onnx-tensorrt 10's parser supports it (operators.md)
+    tensorrt_note: str = ""  # the conditions it states, where they matter here
+    int8: str = ""
+    folds_on_constants: bool = False  # the import evaluates it when every input is a constant
+
+    def __post_init__(self) -> None:
+        for field, value, allowed in (
+            ("grad_inputs", self.grad_inputs, GRAD_INPUTS),
+            ("layout", self.layout, LAYOUTS),
+            ("pooled", self.pooled, POOLED_ROLES),
+            ("int8", self.int8, INT8_ROLES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{self.op_type}: {field} {value!r} is not one of {allowed}")
+
+    @property
+    def differentiable(self) -> bool:
+        return self.grad_inputs != "none"
+
+    def positions(self, inputs: int) -> tuple[int, ...]:
+        """The input positions a gradient can flow into, for a node with `inputs` inputs."""
+        if self.grad_inputs == "all":
+            return tuple(range(inputs))
+        return (0,) if self.grad_inputs == "first" else ()
