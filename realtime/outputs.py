@@ -111,21 +111,11 @@ class Recorder(Output):
     """
 
     def __init__(self, path: Path | None, folder: Path, fps: float = 15.0, log: Log = stderr) -> None:
-        self.folder, self._fps, self.log = folder, fps, log
+        """`fps`: the playback rate of every file it writes (session.record_rate), known before it is built."""
+        self.folder, self.fps, self.log = folder, fps, log
         self.recorder: VideoRecorder | None = VideoRecorder(path, fps, log) if path else None
         self.toggled = False
         self.failure: str | None = None
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @fps.setter
-    def fps(self, value: float) -> None:
-        """The playback rate, for the --record file too if it has not started yet."""
-        self._fps = value
-        if self.recorder is not None and self.recorder.frames == 0:
-            self.recorder.fps = value
 
     def toggle(self) -> str:
         if self.recorder is not None:
