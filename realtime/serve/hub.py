@@ -201,7 +201,7 @@ class FrameHub(Output):
         fields = {name: value for name, value in changes.items() if name != "action"}
         with self._lock:
             self._pending.update(fields)
-            if "action" in changes:
+            if "action" in changes and changes["action"] not in self._actions:  # once per frame however often asked
                 self._actions.append(changes["action"])
         return changes
 
