@@ -2,7 +2,9 @@
 
 Every output takes `write(shown)` for each presented frame and is a context manager
 that finishes its files on exit. Outputs that also take input from the presenter
-(the window's keys, the browser's buttons) answer `steer`. The loop holds a plain list.
+(the window's keys, the browser's buttons) answer `steer`; the actions that input asks for
+(snapshot, record) come back to every output through `act`, with the frame that was on
+screen when they came. The loop holds a plain list.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ class Shown:
     results: tuple[CamResult, ...]  # one per model, a batch over the sources
     controls: Controls  # what the frame was drawn with
     frames: tuple[Frame | None, ...]  # the camera frames it was drawn on, one per source
-    actions: tuple[str, ...] = ()  # snapshot / record requests since the previous frame
 
 
 AnyOutput = TypeVar("AnyOutput", bound="Output")
@@ -53,6 +54,9 @@ class Output:
     def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
         """New controls and actions from the presenter (`provides`: what every model's graph gives)."""
         return controls, ()
+
+    def act(self, actions: tuple[str, ...], shown: Shown) -> None:
+        """Carry out the presenter's actions (snapshot, record) on `shown`, the frame on screen when they came."""
 
     def close(self) -> None:
         """Finish files, close windows; safe to call twice."""
@@ -107,21 +111,11 @@ class Recorder(Output):
     """
 
     def __init__(self, path: Path | None, folder: Path, fps: float = 15.0, log: Log = stderr) -> None:
-        self.folder, self._fps, self.log = folder, fps, log
+        """`fps`: the playback rate of every file it writes (session.record_rate), known before it is built."""
+        self.folder, self.fps, self.log = folder, fps, log
         self.recorder: VideoRecorder | None = VideoRecorder(path, fps, log) if path else None
         self.toggled = False
         self.failure: str | None = None
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @fps.setter
-    def fps(self, value: float) -> None:
-        """The playback rate, for the --record file too if it has not started yet."""
-        self._fps = value
-        if self.recorder is not None and self.recorder.frames == 0:
-            self.recorder.fps = value
 
     def toggle(self) -> str:
         if self.recorder is not None:
@@ -132,8 +126,6 @@ class Recorder(Output):
         return f"recording to {path}"
 
     def write(self, shown: Shown) -> None:
-        if RECORD in shown.actions:
-            self.log(self.toggle())
         if self.recorder is None:
             return
         try:
@@ -144,6 +136,14 @@ class Recorder(Output):
             self.failure = str(exc)
             self.close()
             self.log(f"record failed: {exc}")
+
+    def act(self, actions: tuple[str, ...], shown: Shown) -> None:
+        """The r key: a recording starts with the frame on screen, or stops after it (it was written)."""
+        if RECORD not in actions:
+            return
+        self.log(self.toggle())
+        if self.recorder is not None:
+            self.write(shown)
 
     def close(self) -> None:
         if self.recorder is not None:
@@ -168,7 +168,10 @@ class Snapshots(Output):
         self.saved: list[Path] = []
 
     def write(self, shown: Shown) -> None:
-        if SNAPSHOT not in shown.actions:
+        """Nothing on every frame: a snapshot is taken in `act`, of the frame on screen when s came."""
+
+    def act(self, actions: tuple[str, ...], shown: Shown) -> None:
+        if SNAPSHOT not in actions:
             return
         try:
             self.saved.append(save_snapshot(shown.image, self.folder))

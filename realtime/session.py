@@ -229,6 +229,25 @@ class SessionResult:
     saved_frames: int
 
 
+def open_outputs(
+    config: LiveConfig, engines: Sequence[Engine], steps: Plan, fps: float, stack: contextlib.ExitStack
+) -> tuple[list[Output], Snapshots, FrameSaver | None]:
+    """Every output, made once the display rate is known (`fps`: the recordings' rate); `stack` closes them."""
+    outputs: list[Output] = []
+    try:
+        if steps.window_title:
+            layers = min(len(e.info.layers) for e in engines)
+            outputs.append(stack.enter_context(Window(steps.window_title, layers)))
+        if config.serve:
+            outputs.append(stack.enter_context(open_browser(config, engines)))
+    except SinkError as exc:
+        raise SessionError(str(exc)) from exc
+    snapshots = Snapshots(config.snapshots)
+    outputs += [stack.enter_context(Recorder(steps.record, config.snapshots, fps)), snapshots]
+    saver = FrameSaver(config.save_frames) if config.save_frames else None
+    return outputs + ([saver] if saver else []), snapshots, saver
+
+
 def run_session(config: LiveConfig) -> SessionResult:
     """Load, open, run until the end, and close every output (also on errors)."""
     engines = load_engines(config)
@@ -239,30 +258,16 @@ def run_session(config: LiveConfig) -> SessionResult:
     sources = SourceSet(open_sources(config))
     steps = plan(config, [e.info.model_name for e in engines])
     with contextlib.ExitStack() as stack:
-        outputs: list[Output] = []
-        try:
-            if steps.window_title:
-                layers = min(len(e.info.layers) for e in engines)
-                outputs.append(stack.enter_context(Window(steps.window_title, layers)))
-            if config.serve:
-                outputs.append(stack.enter_context(open_browser(config, engines)))
-        except SinkError as exc:
-            raise SessionError(str(exc)) from exc
-        recorder = stack.enter_context(Recorder(steps.record, config.snapshots))
-        snapshots = Snapshots(config.snapshots)
-        outputs += [recorder, snapshots]
-        saver = FrameSaver(config.save_frames) if config.save_frames else None
-        outputs += [saver] if saver else []
-        stack.enter_context(sources)  # a bad source fails here, and the outputs above still close
+        stack.enter_context(sources)  # a bad source fails before any output is made
         model_ms = sum(e.warmup_ms for e in engines)
         fps = sources.sources[0].fps or 0.0  # 0: folders, stills
         try:
             display = choose_display(config.display, model_ms, fps)
         except ValueError as exc:
             raise SessionError(str(exc)) from exc
-        recorder.fps = record_rate(display, model_ms, fps)
         rates = f"model {model_ms:.0f} ms, source {fps:.0f} FPS"
         print(f"gradcam-live: display at {display} rate ({rates})", file=sys.stderr)
+        outputs, snapshots, saver = open_outputs(config, engines, steps, record_rate(display, model_ms, fps), stack)
         loop = Loop(engines, sources, controls, outputs, display, config.fit, config.warp)
         with stop_on_signals(loop):
             summary = loop.run(steps.max_frames)

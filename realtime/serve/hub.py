@@ -2,7 +2,8 @@
 
 The loop publishes every drawn frame and its HUD; clients always take the newest
 frame, so a slow one skips frames instead of holding the loop back. Control
-changes from the browser wait here until the loop polls them.
+changes and actions from the browser wait here until the loop polls them; an action (a
+snapshot into --snapshots) is carried out on the frame that was on screen when the loop read it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 
 from realtime import cam, overlay
 from realtime.cam import SMOOTH_MAX
-from realtime.controls import Controls
+from realtime.controls import SNAPSHOT, Controls
 from realtime.outputs import Output, Shown
 from realtime.panels import Stats
+
+ACTIONS = (SNAPSHOT,)  # what the browser may ask of the loop besides controls (the s key's snapshot)
 
 
 class ControlError(ValueError):
@@ -44,7 +47,7 @@ def _short(value: object) -> str:
 
 
 def parse_control(body: object, labels: Sequence[str], provides: frozenset[str], layers: int = 1) -> dict[str, Any]:
-    """Validate a POST /api/control body into Controls fields; anything odd is a ControlError.
+    """Validate a POST /api/control body into Controls fields (and an `action`); anything odd is a ControlError.
 
     A class comes as an id of the first model's labels and is kept by name, so that every
     model of a comparison explains the same class.
@@ -52,7 +55,7 @@ def parse_control(body: object, labels: Sequence[str], provides: frozenset[str],
     num_classes = len(labels)
     if not isinstance(body, Mapping):
         raise ControlError('the body must be a JSON object, e.g. {"method": "gradcam"}')
-    allowed = {"method", "class", "alpha", "smooth", "frozen", "style", "layer"}
+    allowed = {"method", "class", "alpha", "smooth", "frozen", "style", "layer", "action"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ControlError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -94,6 +97,10 @@ def parse_control(body: object, labels: Sequence[str], provides: frozenset[str],
         if not isinstance(body["frozen"], bool):
             raise ControlError(f"frozen {_short(body['frozen'])} must be true or false")
         changes["frozen"] = body["frozen"]
+    if "action" in body:
+        if body["action"] not in ACTIONS:
+            raise ControlError(f"action {_short(body['action'])} is not one of {', '.join(ACTIONS)}")
+        changes["action"] = body["action"]
     return changes
 
 
@@ -114,6 +121,7 @@ class FrameHub(Output):
         self._png: tuple[int, bytes] | None = None
         self._snapshot = Snapshot()
         self._pending: dict[str, Any] = {}
+        self._actions: list[str] = []
         self._listeners: list[Callable[[], None]] = []
         self._closers: list[Callable[[], None]] = []
 
@@ -145,7 +153,9 @@ class FrameHub(Output):
         self.publish(shown.image, shown.stats, shown.results[0].top(0, 5), explained, shown.controls)
 
     def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
-        return self.apply_pending(controls), ()
+        with self._lock:
+            actions, self._actions = tuple(self._actions), []
+        return self.apply_pending(controls), actions
 
     @property
     def snapshot(self) -> Snapshot:
@@ -186,10 +196,13 @@ class FrameHub(Output):
         return data.tobytes()
 
     def request(self, body: object) -> dict[str, Any]:
-        """Validate and queue a control change from the browser; returns the accepted fields."""
+        """Validate and queue a control change or an action from the browser; returns the accepted fields."""
         changes = parse_control(body, self.labels, self.provides, len(self.layers))
+        fields = {name: value for name, value in changes.items() if name != "action"}
         with self._lock:
-            self._pending.update(changes)
+            self._pending.update(fields)
+            if "action" in changes and changes["action"] not in self._actions:  # once per frame however often asked
+                self._actions.append(changes["action"])
         return changes
 
     def apply_pending(self, controls: Controls) -> Controls:
