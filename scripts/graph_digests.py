@@ -5,8 +5,10 @@
 
 Exports the eight torchvision and timm models of the exactness tests (seeded random weights; full
 and pooled) and Keras VGG16 (random weights: full, pooled, int8, two layers, guided and both input
-gradients), then hashes every node (op, name, inputs, outputs, attributes), every initializer
-(name, type, dims, bytes), the inputs, outputs and metadata. With --against, any graph whose
+gradients), then hashes every node in order (op, attributes, and its inputs and outputs by what
+they are: a graph input, a constant's content or another node's output), every initializer's
+content, the outputs and metadata. Node and tensor names are left out: tf2onnx's change from one
+run to the next. With --against, any graph whose
 fingerprint differs is named with its first differing node, and the exit code is 1.
 """
 
@@ -16,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -36,9 +39,30 @@ KERAS_VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def canonical_names(model: Any) -> dict[str, str]:
+    """Tensor names that do not depend on what a converter called things: graph inputs by position,
+    initializers by their content, node outputs by the node's position (contract outputs keep theirs).
+    tf2onnx's names for the constants it merges change from run to run (same code, same seed)."""
+    from onnx import numpy_helper
+
+    names = {value.name: f"input{i}" for i, value in enumerate(model.graph.input)}
+    for init in model.graph.initializer:
+        content = hashlib.sha256(f"{init.data_type} {list(init.dims)}".encode())
+        content.update(numpy_helper.to_array(init).tobytes())
+        names[init.name] = f"const:{content.hexdigest()[:16]}"
+    for i, node in enumerate(model.graph.node):
+        for k, out in enumerate(node.output):
+            if out and out not in names:
+                names[out] = f"node{i}:{k}"
+    for value in model.graph.output:
+        names[value.name] = value.name
+    return names
+
+
 def node_lines(model: Any) -> list[str]:
     import onnx
 
+    names = canonical_names(model)
     lines = []
     for node in model.graph.node:
         attributes = sorted(
@@ -46,7 +70,9 @@ def node_lines(model: Any) -> list[str]:
              hashlib.sha256(a.t.SerializeToString()).hexdigest())
             for a in node.attribute
         )  # fmt: skip
-        lines.append(f"{node.domain}:{node.op_type} {node.name} {list(node.input)} -> {list(node.output)} {attributes}")
+        inputs = [names.get(i, i) for i in node.input]
+        outputs = [names.get(o, o) for o in node.output]
+        lines.append(f"{node.domain}:{node.op_type} {inputs} -> {outputs} {attributes}")
     return lines
 
 
@@ -58,10 +84,10 @@ def fingerprint(path: Path) -> dict[str, Any]:
     lines = node_lines(model)
     for line in lines:
         digest.update(line.encode())
-    for init in sorted(model.graph.initializer, key=lambda i: i.name):
-        digest.update(f"{init.name} {init.data_type} {list(init.dims)}".encode())
-        digest.update(hashlib.sha256(init.SerializeToString()).digest())
-    for value in (*model.graph.input, *model.graph.output):
+    names = canonical_names(model)
+    for key in sorted(names[init.name] for init in model.graph.initializer):
+        digest.update(key.encode())
+    for value in model.graph.output:
         digest.update(value.SerializeToString())
     for prop in sorted(model.metadata_props, key=lambda p: p.key):
         if prop.key != "gradcam.int8_cpu":  # names the machine, not the graph
@@ -79,7 +105,13 @@ def export_all(folder: Path, only: Sequence[str]) -> dict[str, Path]:
         if only and name not in only:
             continue
         out = folder / f"{name}.onnx"
-        if cli.main(["--weights", "random", "--seed", "0", *args, "--output", str(out), "--quiet"]) != 0:
+        # one process per Keras export, as a user runs it: tf2onnx numbers the constants it merges with a
+        # counter that runs on across conversions in one process
+        # and with a fixed string hash: tf2onnx picks among equal constants in set order
+        argv = ["--weights", "random", "--seed", "0", *args, "--output", str(out), "--quiet"]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        command = [sys.executable, "-m", "realtime.export.cli", *argv]
+        if subprocess.run(command, cwd=ROOT, env=env, check=False).returncode:
             raise SystemExit(f"export {name} failed")
         graphs[name] = out
     needs("torch")

@@ -249,12 +249,25 @@ def test_missing_layer_lists_the_layers(tmp_path: Path) -> None:
         export_tiny(tiny_models.paper_model(), tmp_path, "nope")
 
 
+def _gemm_off_by_a_percent(ctx, node, g, carried):  # type: ignore[no-untyped-def]
+    grads = GEMM_RULE(ctx, node, g, carried)
+    return tuple(None if grad is None else replace(grad, name=ctx.b.scale(grad.name, 1.01)) for grad in grads)
+
+
+GEMM_RULE = OPS["MatMul"].rule  # tf2onnx writes Dense as MatMul + Add
+MUTANTS = {  # op type -> a wrong rule for it
+    "Relu": OPS["Identity"].rule,  # forgets its mask
+    "MatMul": _gemm_off_by_a_percent,  # every product 1% too large
+}
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS))
 @pytest.mark.parametrize("gradients", ["full", "pooled"])
 def test_a_wrong_backward_is_caught_and_nothing_is_written(
-    gradients: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gradients: str, mutant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A ReLU derivative that forgets its mask: finite differences of the head must notice."""
-    monkeypatch.setitem(OPS, "Relu", replace(OPS["Relu"], rule=OPS["Identity"].rule))
+    """A mutated derivative rule: the self-check's finite differences of the head must notice."""
+    monkeypatch.setitem(OPS, mutant, replace(OPS[mutant], rule=MUTANTS[mutant]))
     with pytest.raises(SelfCheckError, match="finite differences"):
         export_tiny(tiny_models.pooled_model(), tmp_path, "last_conv", gradients)
     assert list(tmp_path.iterdir()) == []

@@ -25,8 +25,8 @@ torch = needs("torch")
 needs("torchvision")
 
 from realtime.export.checks.run import run_onnx  # noqa: E402
-from realtime.export.contract_graph import PRESETS, preprocess_numpy  # noqa: E402
 from realtime.export.pipeline import ExportConfig, export  # noqa: E402
+from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 from tests.torch_models import CASES  # noqa: E402
 
 TOLERANCE = 1e-4

@@ -17,8 +17,8 @@ from realtime import cli, contract  # noqa: E402
 from realtime.export import cli as export_cli  # noqa: E402
 from realtime.export.checks.portable import TENSORRT_OPS  # noqa: E402
 from realtime.export.checks.run import run_onnx  # noqa: E402
-from realtime.export.contract_graph import PRESETS, Preprocess, preprocess_numpy  # noqa: E402
 from realtime.export.pipeline import ExportConfig, ExportError, export  # noqa: E402
+from realtime.export.preprocessing import PRESETS, Preprocess, preprocess_numpy  # noqa: E402
 
 SIZE = 32
 

@@ -72,3 +72,58 @@ def test_the_runtime_never_picks_a_method_by_its_name() -> None:
                 if names:
                     offenders.append(f"{path.name}:{node.lineno}")
     assert not offenders, offenders
+
+
+# realtime/export's stages, lowest first: a module imports only from its own rank or below
+EXPORT_RANKS = (
+    ("realtime.export.graph", "realtime.export"),  # the package's __init__ imports nothing
+    ("realtime.export.ops",),
+    ("realtime.export.preprocessing", "realtime.export.int8.quantize", "realtime.export.int8.calibration"),
+    ("realtime.export.config",),
+    ("realtime.export.importers",),
+    ("realtime.export.targets",),
+    ("realtime.export.autodiff",),
+    ("realtime.export.contract_graph", "realtime.export.checks"),
+    ("realtime.export.assemble", "realtime.export.int8.stage", "realtime.export.int8"),
+    ("realtime.export.pipeline",),
+    ("realtime.export.cli",),
+)
+
+
+def _rank(module: str) -> int:
+    best = None
+    for rank, prefixes in enumerate(EXPORT_RANKS):
+        for prefix in prefixes:
+            covers = module == prefix or (module.startswith(prefix + ".") and prefix != "realtime.export")
+            if covers and (best is None or len(prefix) > best[1]):
+                best = (rank, len(prefix))
+    assert best is not None, f"{module} has no rank in EXPORT_RANKS: add it"
+    return best[0]
+
+
+def test_arrows_point_down_in_the_exporter_and_the_runtime_never_imports_it() -> None:
+    found = modules()
+    upward = []
+    for name, path in found.items():
+        targets = imports(path, set(found)) - {name}
+        if not name.startswith("realtime.export"):
+            upward += [f"{name} -> {t}" for t in targets if t.startswith("realtime.export")]
+            continue
+        for target in targets:
+            if target.startswith("realtime.export") and _rank(target) > _rank(name):
+                upward.append(f"{name} (rank {_rank(name)}) -> {target} (rank {_rank(target)})")
+    assert not upward, upward
+
+
+def test_the_runtime_never_imports_tensorflow_or_torch() -> None:
+    heavy = ("tensorflow", "keras", "tf2onnx", "torch", "torchvision", "timm")
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "export" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in heavy]
+    assert not offenders, offenders

@@ -17,8 +17,8 @@ needs("torchvision")
 needs("timm")
 
 from realtime.export.checks.run import run_onnx  # noqa: E402
-from realtime.export.contract_graph import PRESETS, preprocess_numpy  # noqa: E402
 from realtime.export.pipeline import ExportConfig, export  # noqa: E402
+from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 from tests.second_runtime import assert_same_in_openvino, assert_valid_fp32_graph, near_ties  # noqa: E402
 
 TOLERANCE = 1e-4

@@ -13,13 +13,14 @@ import numpy as np
 
 from realtime import contract
 from realtime.cpu import INT8_TARGETS
+from realtime.export.graph.layout import LAYOUTS
 from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
+from realtime.export.preprocessing import PRESETS, Preprocess
 from realtime.files import OutputPathError, check_output_file
 from realtime.labels import imagenet_labels
 
 VGG16_LAYER = "block5_conv3"
 DEFAULT_MODELS_DIR = Path("models")
-LAYOUTS = ("NCHW", "NHWC")
 INPUT_GRADIENTS = ("", "saliency", "guided", "both")  # saliency: d logit / d input; guided: guided backprop
 
 
@@ -138,10 +139,8 @@ def validate(config: ExportConfig) -> None:
         raise ExportError(str(exc)) from exc
 
 
-def preprocess_spec(config: ExportConfig) -> tuple[str, Any]:
-    """(name for the metadata, contract_graph.Preprocess)."""
-    from realtime.export.contract_graph import PRESETS, Preprocess
-
+def preprocess_spec(config: ExportConfig) -> tuple[str, Preprocess]:
+    """(name for the metadata, the preprocessing to bake in)."""
     if config.mean is not None and config.std is not None:
         return "custom", Preprocess(config.channels, config.mean, config.std)
     name = config.preprocessing or ("torch" if config.onnx is not None else "caffe")

@@ -9,7 +9,7 @@ and `targets` int64 [N,K] in; logits, probabilities, classes, activations
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -19,41 +19,9 @@ from realtime import contract
 from realtime.export.autodiff.backward import build_backward
 from realtime.export.autodiff.head import Head
 from realtime.export.graph.builder import GraphBuilder
+from realtime.export.graph.layout import NCHW
 from realtime.export.ops.context import RuleError
-from realtime.export.targets import NCHW
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """uint8 BGR -> (pixel - mean) / std in the model's channel order, on the 0-255 scale."""
-
-    channels: str  # "rgb" | "bgr": the order the model reads
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-PRESETS: Mapping[str, Preprocess] = {
-    "caffe": Preprocess("bgr", (103.939, 116.779, 123.68), (1.0, 1.0, 1.0)),
-    "tf": Preprocess("rgb", (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
-    "torch": Preprocess(
-        "rgb",
-        tuple(255.0 * m for m in IMAGENET_MEAN_RGB),  # type: ignore[arg-type]
-        tuple(255.0 * s for s in IMAGENET_STD_RGB),  # type: ignore[arg-type]
-    ),
-    "raw": Preprocess("rgb", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
-assert set(PRESETS) == set(contract.PREPROCESSING_MODES)
-
-
-def preprocess_numpy(image: np.ndarray, spec: Preprocess, layout: str) -> np.ndarray:
-    """The same preprocessing in numpy: the reference for tests and self-checks."""
-    pixels = image.astype(np.float32)
-    if spec.channels == "rgb":
-        pixels = pixels[..., ::-1]
-    x = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == NCHW else x)
+from realtime.export.preprocessing import Preprocess
 
 
 def _value(name: str, elem: int, dims: list[int | str]) -> onnx.ValueInfoProto:

@@ -87,7 +87,7 @@ def import_onnx(config: ExportConfig) -> ForwardGraph:
 
 def _progress(config: ExportConfig, import_steps: int) -> Progress:
     checked = config.self_check and config.gradients != contract.GRADIENTS_NONE
-    return Progress(import_steps + 1 + int(checked) + int8_stage.steps(config), config.quiet)
+    return Progress(import_steps + 2 + int(checked) + int8_stage.steps(config), config.quiet)
 
 
 def _keras_forward(model: Any, config: ExportConfig, progress: Progress) -> ForwardGraph:
@@ -123,10 +123,11 @@ def _check(
     path: Path, built: Assembled, config: ExportConfig, size: tuple[int, int], progress: Progress
 ) -> selfcheck.SelfCheck | None:
     """Portable, then (unless asked not to) right against finite differences: before the file is moved in."""
-    try:
-        portable.check_portable(path)
-    except portable.GraphCheckError as exc:
-        raise SelfCheckError(str(exc)) from exc
+    with progress.step("checking the graph: onnx.checker, TensorRT's operators", "portable"):
+        try:
+            portable.check_portable(path, model=built.model)
+        except portable.GraphCheckError as exc:
+            raise SelfCheckError(str(exc)) from exc
     if not config.self_check or config.gradients == contract.GRADIENTS_NONE:
         return None
     with progress.step("self-check: the backward against float64 finite differences of the head", "self-check"):

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import onnx
 
 from realtime.export.graph.index import GraphIndex, perm
+from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.graph.shapes import static_shapes
 from realtime.export.importers import ForwardGraph
 from realtime.export.ops import record
-
-NCHW, NHWC = "NCHW", "NHWC"
 
 
 class HeadError(ValueError):
@@ -127,9 +126,10 @@ def alias(index: GraphIndex, target: str, needed: set[str]) -> tuple[str, list[i
     order: list[int] | None = None
     while target not in needed:
         node = index.producer.get(target)
-        if node is None or node.op_type not in ("Transpose", "Identity"):
+        role = record(node.op_type).pooled if node is not None else ""
+        if node is None or role not in ("moves", "permutes"):  # a copy of its input, or a layout change
             raise HeadError(f"the logits do not depend on {target!r}; pick a tensor from --list-layers")
-        if node.op_type == "Transpose":
+        if role == "permutes":
             order = perm(node)
         target = node.input[0]
     return target, order

@@ -18,11 +18,11 @@ import onnx
 from realtime.export.autodiff.head import Head
 from realtime.export.graph.builder import GraphBuilder
 from realtime.export.graph.index import attrs, perm
+from realtime.export.graph.layout import NCHW
 from realtime.export.ops import record
 from realtime.export.ops.context import Context, Grad, RuleError
 from realtime.export.ops.dense import pooled_dense
 from realtime.export.ops.geometry import non_overlapping_window
-from realtime.export.targets import NCHW
 
 
 @dataclass(frozen=True)

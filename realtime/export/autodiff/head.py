@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import onnx
 
 from realtime.export.graph.index import GraphIndex
+from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.graph.shapes import static_shapes
 from realtime.export.ops import record
-from realtime.export.targets import NCHW, NHWC, HeadError, alias, layout_of, resolve_logits
+from realtime.export.targets import HeadError, alias, layout_of, resolve_logits
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,6 @@ def _depends_on_inputs(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
     """Tensors whose values (not just shapes) come from a graph input."""
     values = {value.name for value in model.graph.input} - set(index.constants)
     for node in model.graph.node:
-        if node.op_type not in ("Shape", "Size") and any(i in values for i in node.input):
+        if not record(node.op_type).reads_shape_only and any(i in values for i in node.input):
             values.update(node.output)
     return values

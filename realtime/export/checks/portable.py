@@ -24,13 +24,16 @@ class GraphCheckError(RuntimeError):
     """A built graph is invalid, not portable, or disagrees with finite differences; nothing was written."""
 
 
-def check_portable(path: Path, precision: str = "fp32") -> None:
-    """onnx.checker (full), the default domain only (fp32), and only ops TensorRT's parser supports."""
+def check_portable(path: Path, precision: str = "fp32", model: onnx.ModelProto | None = None) -> None:
+    """onnx.checker (full) of the file, the default domain only (fp32), and only ops TensorRT's parser supports.
+
+    `model` is the same graph in memory, when the caller has it: then the file is not read twice.
+    """
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise GraphCheckError(f"the built graph fails onnx.checker: {str(exc).splitlines()[0]}") from exc
-    model = onnx.load(str(path), load_external_data=False)
+    model = model if model is not None else onnx.load(str(path), load_external_data=False)
     if precision != "fp32":
         return
     foreign = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})

@@ -22,7 +22,7 @@ from realtime import contract
 from realtime.export.autodiff.head import Head
 from realtime.export.checks.portable import GraphCheckError
 from realtime.export.graph.index import producers, topological
-from realtime.export.targets import NCHW
+from realtime.export.graph.layout import NCHW
 
 
 class SelfCheckError(RuntimeError):
@@ -32,11 +32,21 @@ class SelfCheckError(RuntimeError):
 LARGE_WEIGHT = 1 << 20  # elements: float weights above this stay float32 in the float64 head
 
 
-def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
+@dataclass(frozen=True)
+class HeadModel:
+    """The float64 head, and the large float32 weights it takes as inputs (fed, never serialized)."""
+
+    model: onnx.ModelProto
+    weights: dict[str, np.ndarray]
+
+
+def head_model(model: onnx.ModelProto, head: Head) -> HeadModel:
     """The model's own nodes from the target to the logits, in float64, as a standalone graph.
 
     A Shape node that reads a body tensor (tf2onnx computes reshape targets that
-    way) is replaced by [batch of the target, static dims of that tensor].
+    way) is replaced by [batch of the target, static dims of that tensor]. Large
+    weights (VGG16's fc1) become float32 inputs cast inside the graph: no 800 MB
+    float64 copy, and no 400 MB protobuf to serialize for the session.
     """
     producer = producers(model.graph.node)
     inits = {init.name: init for init in model.graph.initializer}
@@ -61,9 +71,8 @@ def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
     made = {out for node in needed for out in node.output}
     outside = {name for node in needed for name in node.input} - made
     nodes = [_copy(node) for node in topological(needed, outside)]  # the model's own nodes stay untouched
-    # small float weights become float64 here; large ones stay float32 and are cast inside the graph
-    # on every run, so VGG16's fc1 never exists as an 800 MB float64 copy in Python and in the session
-    weights, casts = [], []
+    # small float weights become float64 here; large ones are fed as float32 inputs and cast inside the graph
+    weights, casts, fed, fed_values = [], [], {}, []
     for name, init in inits.items():
         if name not in inputs_of:
             continue
@@ -72,14 +81,15 @@ def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
         elif int(np.prod(init.dims)) <= LARGE_WEIGHT:
             weights.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), name))
         else:
-            weights.append(init)
+            fed[name] = numpy_helper.to_array(init)
+            fed_values.append(onnx.helper.make_tensor_value_info(name, TensorProto.FLOAT, list(init.dims)))
             casts.append(onnx.helper.make_node("Cast", [name], [f"{name}/f64"], to=TensorProto.DOUBLE))
             for node in nodes:
                 node.input[:] = [f"{name}/f64" if i == name else i for i in node.input]
     graph = onnx.helper.make_graph(
         casts + nodes,
         "head",
-        [onnx.helper.make_tensor_value_info(head.target, TensorProto.DOUBLE, None)],
+        [onnx.helper.make_tensor_value_info(head.target, TensorProto.DOUBLE, None), *fed_values],
         [onnx.helper.make_tensor_value_info(head.logits, TensorProto.DOUBLE, None)],
         weights,
     )
@@ -89,7 +99,9 @@ def head_model(model: onnx.ModelProto, head: Head) -> onnx.ModelProto:
                 attr.i = TensorProto.DOUBLE
             if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
                 attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64)))
-    return onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    head_graph = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    head_graph.ir_version = model.ir_version  # make_model writes the newest IR, which onnxruntime may not read
+    return HeadModel(head_graph, fed)
 
 
 def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
@@ -163,20 +175,18 @@ def self_check(
     directions: int = 2,
     seed: int = 7,
 ) -> SelfCheck:
-    """Compare the graph's `outputs` (for one batch) with finite differences of the forward's head."""
+    """Compare the graph's `outputs` (for one batch) with finite differences of the forward's head.
+
+    The head runs once, on the activations and every nudged copy stacked along the batch axis.
+    """
     run_head = _float64_runner(head_model(forward, head), head.target)
     activations = outputs[contract.OUT_ACTIVATIONS].astype(np.float64)
     x0 = activations.transpose(0, 3, 1, 2) if head.layout == NCHW else activations
     classes = outputs[contract.OUT_CLASSES]
-
-    def logits_at(x: np.ndarray) -> np.ndarray:
-        return np.asarray(run_head(x), np.float64)
-
-    reference = logits_at(x0)
-    logits_rel = _rel(outputs[contract.OUT_LOGITS], reference)
     rng = np.random.default_rng(seed)
     gradients = outputs.get(contract.OUT_GRADIENTS)
-    worst = 0.0
+    step = 1e-8 * max(float(np.abs(x0).max()), 1.0)  # small: a ReLU kink inside the step breaks the difference
+    nudges, expected = [], []
     for turn in range(directions):
         coefficients = rng.standard_normal(classes.shape)
         if gradients is not None and turn % 2 == 0:
@@ -193,12 +203,16 @@ def self_check(
             predicted = area * np.einsum("nk,nkc,nc->", coefficients, weights, per_channel)
             magnitude = area * np.einsum("nk,nkc,nc->", np.abs(coefficients), np.abs(weights), np.abs(per_channel))
         direction = direction_nhwc.transpose(0, 3, 1, 2) if head.layout == NCHW else direction_nhwc
-        step = 1e-8 * max(float(np.abs(x0).max()), 1.0)  # small: a ReLU kink inside the step breaks the difference
-
-        def score(x: np.ndarray, c: np.ndarray = coefficients) -> float:
-            return float((c * np.take_along_axis(logits_at(x), classes, axis=1)).sum())
-
-        measured = (score(x0 + step * direction) - score(x0 - step * direction)) / (2 * step)
+        nudges += [x0 + step * direction, x0 - step * direction]
+        expected.append((coefficients, predicted, magnitude))
+    stacked = np.asarray(run_head(np.concatenate([x0, *nudges])), np.float64)
+    logits = stacked.reshape(1 + len(nudges), len(x0), -1)  # [evaluation, N, classes]
+    logits_rel = _rel(outputs[contract.OUT_LOGITS], logits[0])
+    worst = 0.0
+    for turn, (coefficients, predicted, magnitude) in enumerate(expected):
+        up, down = (float((coefficients * np.take_along_axis(logits[1 + 2 * turn + d], classes, axis=1)).sum())
+                    for d in (0, 1))  # fmt: skip
+        measured = (up - down) / (2 * step)
         worst = max(worst, abs(measured - predicted) / max(magnitude, 1e-30))
     cam = np.maximum(np.einsum("nhwc,nkc->nkhw", activations, outputs[contract.OUT_WEIGHTS].astype(np.float64)), 0)
     peak = cam.max(axis=(2, 3), keepdims=True)
@@ -206,7 +220,7 @@ def self_check(
     return SelfCheck(logits_rel, worst, float(np.abs(outputs[contract.OUT_CAM] - cam).max()))
 
 
-def _float64_runner(model: onnx.ModelProto, target: str) -> Any:
+def _float64_runner(head: HeadModel, target: str) -> Any:
     """onnxruntime where it has float64 kernels for every head op (fast), else onnx's numpy reference."""
     import onnxruntime as ort
 
@@ -214,13 +228,13 @@ def _float64_runner(model: onnx.ModelProto, target: str) -> Any:
         options = ort.SessionOptions()
         options.log_severity_level = 4
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no fused float32 kernels
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {target: x})[0]
+        session = ort.InferenceSession(head.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {target: x, **head.weights})[0]
     except Exception:  # a float64 kernel is missing (HardSwish, ...): the reference evaluator has them all
         from onnx.reference import ReferenceEvaluator
 
-        evaluator = ReferenceEvaluator(model)
-        return lambda x: next(iter(evaluator.run(None, {target: x})))
+        evaluator = ReferenceEvaluator(head.model)
+        return lambda x: next(iter(evaluator.run(None, {target: x, **head.weights})))
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import onnx
 
-NCHW, NHWC = "NCHW", "NHWC"
 OPSET = 17
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 
 from realtime.export.config import ExportConfig, ExportError
-from realtime.export.importers import NHWC, OPSET, ForwardGraph, ModelImportError
+from realtime.export.graph.layout import NHWC
+from realtime.export.importers import OPSET, ForwardGraph, ModelImportError
 
 
 def load_keras_model(config: ExportConfig) -> Any:

@@ -7,7 +7,8 @@ from pathlib import Path
 import onnx
 
 from realtime.export.graph.builder import MIN_OPSET, model_opset
-from realtime.export.importers import NCHW, NHWC, ForwardGraph, ModelImportError
+from realtime.export.graph.layout import NCHW, NHWC
+from realtime.export.importers import ForwardGraph, ModelImportError
 
 OPSET = 17
 

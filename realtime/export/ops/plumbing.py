@@ -9,7 +9,7 @@ from realtime.export.ops.record import OpRecord
 
 # outputs carry no gradient: shapes, indices, comparisons, rounding
 _NO_GRADIENT_TENSORRT = (
-    "Shape", "Size", "ArgMax", "ArgMin", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not",
+    "ArgMax", "ArgMin", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not",
     "And", "Or", "ConstantOfShape", "Range", "NonZero", "Floor", "Ceil", "Round", "Sign",
 )  # fmt: skip
 
@@ -44,6 +44,8 @@ _NOTES = {
 }
 
 RECORDS = (
+    OpRecord("Shape", grad_inputs="none", tensorrt=True, reads_shape_only=True),
+    OpRecord("Size", grad_inputs="none", tensorrt=True, reads_shape_only=True),
     *(OpRecord(op, grad_inputs="none", tensorrt=True) for op in _NO_GRADIENT_TENSORRT),
     *(OpRecord(op, layout="nchw", tensorrt=True) for op in _CHANNELS_FIRST_TENSORRT),
     *(OpRecord(op, tensorrt=True, tensorrt_note=_NOTES.get(op, "")) for op in _OTHER_TENSORRT),

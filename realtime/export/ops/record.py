@@ -36,6 +36,7 @@ class OpRecord:
     tensorrt_note: str = ""  # the conditions it states, where they matter here
     int8: str = ""
     folds_on_constants: bool = False  # the import evaluates it when every input is a constant
+    reads_shape_only: bool = False  # its output depends on its input's shape, not its values (Shape, Size)
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
