@@ -50,6 +50,7 @@ META_PREPROCESSING = "gradcam.preprocessing"
 META_GRADIENTS = "gradcam.gradients"
 META_MODEL_NAME = "gradcam.model_name"
 META_PRECISION = "gradcam.precision"
+META_BATCH = "gradcam.batch"  # "dynamic", or "1": the graph runs one image at a time (a batch baked in)
 META_INT8_TARGET = "gradcam.int8_target"  # int8 graphs: vnni | no-vnni, the CPUs they were quantized for
 META_INT8_CPU = "gradcam.int8_cpu"  # int8 graphs: the CPU they were exported and checked on
 META_LAYERS = "gradcam.layers"  # v2: JSON list of the explained layers, layer 0 first
@@ -102,6 +103,7 @@ class ModelInfo:
     has_gradients_output: bool
     layers: tuple[LayerInfo, ...] = ()
     provides: frozenset[str] = frozenset()
+    max_batch: int | None = None  # None: any batch; 1: one image per call (the runtime feeds sources one by one)
 
 
 def _static(dim: object) -> int | None:
@@ -193,6 +195,7 @@ def validate(
         has_gradients_output=OUT_GRADIENTS in outputs,
         layers=layers,
         provides=frozenset(provides),
+        max_batch=1 if metadata.get(META_BATCH) == "1" else None,
     )
 
 

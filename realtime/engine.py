@@ -162,15 +162,17 @@ class Engine:
         target_array = np.asarray(targets, dtype=np.int64)
         if target_array.ndim == 1:
             target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[0]))
+        elif target_array.ndim == 2 and target_array.shape[0] == 1:  # one row of targets for every image
+            target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[1]))
         target_array = np.ascontiguousarray(target_array)
         self.check_targets(target_array)
         wanted = [n for n in self.output_names if need_gradients or n not in self._gradient_outputs]
-        feeds = {contract.INPUT_IMAGE: images, contract.INPUT_TARGETS: target_array}
         start = time.perf_counter()
-        if self._on_gpu and self.options.io_binding:
-            values = self._run_bound(feeds, wanted)
+        if self.info.max_batch == 1 and len(images) > 1:  # a graph with its batch baked in: one call per image
+            calls = [self._call(images[i : i + 1], target_array[i : i + 1], wanted) for i in range(len(images))]
+            values = {name: np.concatenate([call[name] for call in calls]) for name in wanted}
         else:
-            values = dict(zip(wanted, self.session.run(wanted, feeds), strict=True))
+            values = self._call(images, target_array, wanted)
         seconds = time.perf_counter() - start
         more = tuple(
             LayerMaps(
@@ -196,6 +198,12 @@ class Engine:
             saliency=values.get(contract.OUT_SALIENCY),
             guided=values.get(contract.OUT_GUIDED),
         )
+
+    def _call(self, images: np.ndarray, targets: np.ndarray, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+        feeds = {contract.INPUT_IMAGE: images, contract.INPUT_TARGETS: targets}
+        if self._on_gpu and self.options.io_binding:
+            return self._run_bound(feeds, wanted)
+        return dict(zip(wanted, self.session.run(wanted, feeds), strict=True))
 
     def _run_bound(self, feeds: Mapping[str, np.ndarray], wanted: Sequence[str]) -> dict[str, np.ndarray]:
         """GPU path: inputs copied once, wanted outputs copied back, the rest left on the device."""

@@ -34,6 +34,7 @@ class Assembled:
     heads: tuple[Head, ...]  # one per explained layer, the first giving version 1's outputs
     layers: tuple[str, ...]  # their names as the user knows them
     labels: tuple[str, ...]
+    static_batch: bool  # the graph runs one image per call
 
 
 def find_head(forward: ForwardGraph, target: Target) -> Head:
@@ -93,6 +94,7 @@ def assemble(forward: ForwardGraph, targets: Targets, config: ExportConfig) -> A
     prep_name, prep = preprocess_spec(config)
     version = contract.CONTRACT_VERSION_2 if len(heads) > 1 or input_head else contract.CONTRACT_VERSION
     meta = metadata(labels, layers, prep_name, config.gradients, forward.name, version)
+    meta[contract.META_BATCH] = "1" if forward.static_batch else "dynamic"
     model = forward.model
     # a rule can still refuse a node's settings; the advice must come from the graph as imported,
     # since building rewrites it in place
@@ -105,4 +107,4 @@ def assemble(forward: ForwardGraph, targets: Targets, config: ExportConfig) -> A
     except RuleError as exc:
         raise ExportError(f"{exc}. {advice}") from exc
     passes.finish(model)
-    return Assembled(model, heads, layers, tuple(labels))
+    return Assembled(model, heads, layers, tuple(labels), forward.static_batch)

@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--input-size", type=_size, metavar="HxW", help="fix an ONNX input with dynamic height and width"
     )
+    parser.add_argument(
+        "--output-name",
+        metavar="NAME",
+        help="the ONNX output that holds the logits (default: the one with a class axis)",
+    )
     parser.add_argument("--labels", type=Path, help="class names, one per line (default: ImageNet for 1000 classes)")
     parser.add_argument(
         "--preprocess",
@@ -172,6 +177,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
         onnx=args.onnx,
         layout=args.layout,
         input_size=args.input_size,
+        output_name=args.output_name,
         mean=args.mean,
         std=args.std,
         channels=args.channels,
@@ -226,6 +232,8 @@ def run(config: Any) -> int:
         check += f"; int8 fidelity on this CPU: {describe(result.fidelity)}"
     if result.int8_target is not None:
         check += f"; int8 made for {result.int8_target} CPUs"
+    if result.static_batch:
+        check += "; batch 1 only (baked into the graph): the runtime feeds several sources one by one"
     print(
         f"wrote {result.output} in {result.seconds:.1f} s ({result.num_classes} classes, layer {result.layer}){check}"
     )

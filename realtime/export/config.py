@@ -46,6 +46,7 @@ class ExportConfig:
     channels: str = "rgb"  # with mean/std: the channel order the model reads
     layout: str | None = None  # NCHW | NHWC of an ONNX model's input; None: read from its shape
     input_size: tuple[int, int] | None = None  # for ONNX inputs with dynamic height and width
+    output_name: str | None = None  # the ONNX output that holds the logits; None: the one with a class axis
     self_check: bool = True
     quiet: bool = False
     int8: bool = False
@@ -65,6 +66,7 @@ class ExportResult:
     fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
     int8_target: str | None = None  # vnni | no-vnni for --int8: the form written
     stages: tuple[tuple[str, float], ...] = ()  # (stage, seconds) in the order they ran
+    static_batch: bool = False  # the graph runs one image per call (its batch could not be freed)
 
     def describe_stages(self) -> str:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.stages)
@@ -111,6 +113,8 @@ def validate(config: ExportConfig) -> None:
         raise ExportError("--mean and --std go together")
     if config.std is not None and any(s <= 0 for s in config.std):
         raise ExportError(f"--std {config.std}: every value must be positive")
+    if config.output_name is not None and config.onnx is None:
+        raise ExportError("--output-name names an output of an ONNX model; use it with --onnx")
     if config.onnx is not None and config.model is not None:
         raise ExportError("--onnx and --model are two different sources; give one")
     if (config.more_layers or config.input_gradients in ("saliency", "both")) and (

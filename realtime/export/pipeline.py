@@ -80,7 +80,7 @@ def import_onnx(config: ExportConfig) -> ForwardGraph:
 
     assert config.onnx is not None
     try:
-        return load_onnx(config.onnx, config.layout, config.input_size)
+        return load_onnx(config.onnx, config.layout, config.input_size, output_name=config.output_name)
     except ModelImportError as exc:
         raise ExportError(str(exc)) from exc
 
@@ -132,6 +132,8 @@ def _check(
         return None
     with progress.step("self-check: the backward against float64 finite differences of the head", "self-check"):
         image, chosen = self_check_inputs(len(built.labels), size)
+        if built.static_batch:  # one image: a ranked and a given target still both run
+            image, chosen = image[:1], chosen[:1]
         return selfcheck.check_layers(path, built.model, built.heads, built.layers, image, chosen)
 
 
@@ -141,7 +143,10 @@ def _result(
 ) -> ExportResult:  # fmt: skip
     seconds = time.perf_counter() - start
     stages = tuple(progress.times.items())
-    return ExportResult(output, seconds, report, built.heads[0].num_classes, built.layers[0], fidelity, target, stages)
+    return ExportResult(
+        output, seconds, report, built.heads[0].num_classes, built.layers[0], fidelity, target, stages,
+        static_batch=built.static_batch,
+    )  # fmt: skip
 
 
 def _input_size(forward: ForwardGraph) -> tuple[int, int]:

@@ -10,9 +10,10 @@ kernel (49x smaller than VGG16's fc1).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from realtime.export.autodiff.head import Head
@@ -35,7 +36,7 @@ class PooledStop:
     channel_axis: int = 1
 
 
-def pooled_stop(head: Head) -> PooledStop | None:
+def pooled_stop(head: Head, value: Callable[[str], np.ndarray | None] = lambda name: None) -> PooledStop | None:
     """Follow the map through value-moving ops to a global pool or a flatten-Dense, if the chain allows.
 
     Each op's role on this walk is its record's `pooled` field; the conditions on it are here.
@@ -58,7 +59,7 @@ def pooled_stop(head: Head) -> PooledStop | None:
                 return None
             channel = order.index(channel)
         elif (role == "global" and channel == 1) or (
-            role == "reduce" and sorted(_axes(node)) == sorted({1, 2, 3} - {channel})
+            role == "reduce" and sorted(_axes(node, value)) == sorted({1, 2, 3} - {channel})
         ):
             return PooledStop(node.name, "global")
         elif role == "flattens" and len(head.shapes.get(node.output[0], ())) == 1:
@@ -69,9 +70,11 @@ def pooled_stop(head: Head) -> PooledStop | None:
     return None
 
 
-def _axes(node: onnx.NodeProto) -> list[int]:
-    """Attribute axes only: with axes as an input (opset 18) the pooled variant sums the full gradient instead."""
+def _axes(node: onnx.NodeProto, value: Callable[[str], np.ndarray | None]) -> list[int]:
+    """A reduction's axes, as an attribute or (opset 18 on) a constant input; [] when not constant."""
     listed = attrs(node).get("axes")
+    if listed is None and len(node.input) > 1 and node.input[1]:
+        listed = value(node.input[1])
     return [int(a) % 4 for a in listed] if listed is not None else []
 
 
@@ -96,7 +99,7 @@ def build_backward(
     """
     wanted = frozenset((*capture, head.target))
     ctx = Context(builder, head.shapes, classes, head.num_classes, guided, wanted, head.nodes)
-    stop = pooled_stop(head) if pooled else None
+    stop = pooled_stop(head, ctx.value) if pooled else None
     pending: dict[str, list[Grad]] = {head.logits: [Grad("", onehot=True)]}
     carried_by = _carried_positions(head)
     captured: dict[str, str] = {}

@@ -28,3 +28,4 @@ class ForwardGraph:
     name: str
     layers: tuple[str, ...] = ()  # layers the importer resolved to tensors of the same names (Keras), first first
     layer_layout: str | None = None  # their layout, when the framework says (Keras: NHWC)
+    static_batch: bool = False  # the graph runs at batch 1 only (a batch baked in where it could not be freed)

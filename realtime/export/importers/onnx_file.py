@@ -9,6 +9,7 @@ import onnx
 from realtime.export.graph.builder import MIN_OPSET, model_opset
 from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.importers import ForwardGraph, ModelImportError
+from realtime.export.importers import onnx_normalize as normalize
 
 OPSET = 17
 
@@ -36,19 +37,37 @@ def _layout(dims: list[int | None], given: str | None) -> str:
 
 
 def load_onnx(
-    path: Path, layout: str | None = None, input_size: tuple[int, int] | None = None, name: str | None = None
+    path: Path,
+    layout: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    name: str | None = None,
+    output_name: str | None = None,
 ) -> ForwardGraph:
-    """Read an ONNX classifier; batch becomes dynamic, spatial size is fixed (given or read from the model)."""
+    """Read an ONNX classifier (its external data too) and normalise it (onnx_normalize): the spatial size
+    fixed (given or read from the model), shape arithmetic folded, the batch dynamic where that checks out."""
     if not path.exists():
         raise ModelImportError(f"--onnx {path}: no such file")
+    if path.stat().st_size == 0:
+        raise ModelImportError(f"--onnx {path}: the file is empty; export the model again")
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        raise ModelImportError(f"--onnx {path}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ModelImportError(f"--onnx {path}: not an ONNX model ({first})") from exc
+    normalize.lower_ir_version(model)
     if model_opset(model) < MIN_OPSET:
         from onnx import version_converter
 
-        model = version_converter.convert_version(model, OPSET)
+        try:
+            model = version_converter.convert_version(model, OPSET)
+        except Exception as exc:  # the converter's own errors: an op it cannot carry across opsets
+            first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise ModelImportError(
+                f"--onnx {path}: opset {model_opset(model)} could not be converted to {OPSET} ({first}); "
+                f"re-export the model with opset {OPSET}"
+            ) from exc
+    normalize.constants_to_initializers(model)
+    normalize.choose_logits(model, output_name)
     value = _image_input(model)
     shape = value.type.tensor_type.shape
     dims = [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
@@ -72,4 +91,20 @@ def load_onnx(
     keep = [v for v in model.graph.input if v.name not in initializers]  # old exporters list weights as inputs
     del model.graph.input[:]
     model.graph.input.extend(keep)
-    return ForwardGraph(model, value.name, chosen, name or path.stem)
+    static = _settle_batch(model, value.name, [int(d) if d else 3 for d in dims[1:]])
+    return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static)
+
+
+def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> bool:
+    """Make the batch dynamic where it is baked in, fold shape arithmetic, and check that batch 2 gives
+    each image its own logits. Returns True when the graph must stay at batch 1."""
+    normalize.batch_one_reshapes_to_dynamic(model)
+    normalize.fold_shape_arithmetic(model, input_name, dims)
+    if normalize.batch_is_dynamic(model, input_name, dims):
+        return False
+    for value in (*model.graph.input, *model.graph.output):
+        shape = value.type.tensor_type.shape
+        if shape.dim:
+            shape.dim[0].Clear()
+            shape.dim[0].dim_value = 1
+    return True

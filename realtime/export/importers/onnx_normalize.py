@@ -1,0 +1,204 @@
+"""ONNX files as people have them, normalised before their head is analysed.
+
+torch's default (dynamo) exporter writes opset 18+, Constant nodes, a batch of 1 baked into Reshape
+targets and weights in a `.data` file; timm's `tf_*` models and EfficientNet ports compute "same"
+padding at run time (Shape -> Slice -> Concat -> Pad), which leaves shape inference with unknown
+shapes; `onnx.helper.make_model` writes an IR version onnxruntime may not read yet. Each pass here
+turns one of these into what the rest of the exporter reads: constants as initializers, shape
+arithmetic folded once H and W are fixed, a dynamic batch where that is checked to be safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from realtime.export.graph.index import GraphIndex, drop_unused_initializers
+from realtime.export.graph.passes import drop_dead
+from realtime.export.importers import ModelImportError
+from realtime.export.ops import record
+
+ORT_MAX_IR = 10  # onnxruntime 1.18 (the oldest this project supports) reads IR versions up to 10
+
+
+def lower_ir_version(model: onnx.ModelProto) -> None:
+    """An IR version newer than onnxruntime reads, lowered to the oldest one its opsets allow."""
+    if model.ir_version <= ORT_MAX_IR:
+        return
+    try:
+        lowest = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except Exception as exc:  # an opset onnx itself does not know
+        raise ModelImportError(f"IR version {model.ir_version} with opsets onnx cannot place ({exc})") from exc
+    if lowest > ORT_MAX_IR:
+        raise ModelImportError(
+            f"the file needs ONNX IR {lowest} for its opsets; onnxruntime here reads up to {ORT_MAX_IR}: "
+            "re-export it with an older opset (torch.onnx.export(..., opset_version=17))"
+        )
+    model.ir_version = max(lowest, 7)
+
+
+def constants_to_initializers(model: onnx.ModelProto) -> int:
+    """Constant nodes become initializers of the same name, so every stage reads one kind of constant."""
+    graph = model.graph
+    moved = 0
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.domain in ("", "ai.onnx")]:
+        attribute = node.attribute[0]
+        if attribute.name == "value":
+            array = numpy_helper.to_array(attribute.t)
+        elif attribute.name in ("value_float", "value_int") or attribute.name in ("value_floats", "value_ints"):
+            array = np.asarray(onnx.helper.get_attribute_value(attribute), np.float32 if "float" in attribute.name
+                               else np.int64)  # fmt: skip
+        else:
+            continue  # sparse or string constants: left as they are
+        graph.initializer.append(numpy_helper.from_array(np.asarray(array), node.output[0]))
+        graph.node.remove(node)
+        moved += 1
+    return moved
+
+
+def choose_logits(model: onnx.ModelProto, wanted: str | None) -> str:
+    """Keep one graph output: `wanted`, or the one with a class dimension ([N, classes], classes > 1)."""
+    outputs = list(model.graph.output)
+    names = [o.name for o in outputs]
+    if wanted is not None:
+        if wanted not in names:
+            raise ModelImportError(f"--output-name {wanted!r}: the model's outputs are {', '.join(names)}")
+        chosen = wanted
+    else:
+        ranked = [o.name for o in outputs if _class_dims(o)]
+        if len(outputs) > 1 and not ranked:
+            raise ModelImportError(f"which output are the logits? pass --output-name, one of {', '.join(names)}")
+        chosen = (ranked or names)[0]
+    keep = [o for o in outputs if o.name == chosen]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    return chosen
+
+
+def _class_dims(value: onnx.ValueInfoProto) -> bool:
+    dims = value.type.tensor_type.shape.dim
+    return len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 1
+
+
+def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> int:
+    """Reshape targets that start with a constant 1 (a batch baked in) start with 0 instead: "keep the
+    input's first dimension". Whether that was right is checked afterwards (batch_is_dynamic)."""
+    inits = {init.name: init for init in model.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        target = numpy_helper.to_array(inits[node.input[1]])
+        if target.ndim != 1 or len(target) < 2 or target[0] != 1 or (target[1:] == 0).any():
+            continue
+        for attribute in node.attribute:  # torch's dynamo exporter says allowzero=1; with no 0 it means nothing
+            if attribute.name == "allowzero":
+                attribute.i = 0
+        fixed = target.copy()
+        fixed[0] = 0
+        name = f"{node.input[1]}/dynamic_batch" if uses[node.input[1]] > 1 else node.input[1]
+        if name == node.input[1]:
+            inits[name].CopyFrom(numpy_helper.from_array(fixed, name))
+        else:
+            model.graph.initializer.append(numpy_helper.from_array(fixed, name))
+            node.input[1] = name
+        changed += 1
+    return changed
+
+
+@dataclass(frozen=True)
+class Folded:
+    tensors: int  # tensors now initializers
+    nodes: int  # nodes removed
+
+
+def fold_shape_arithmetic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> Folded:
+    """Evaluate every tensor computed only from constants and the shapes of other tensors (Shape, Size
+    and what follows them), at batch 1 and 2; those equal in both become initializers.
+
+    With H and W fixed this turns run-time "same" padding, reshape targets and scales into constants,
+    so shape inference pins every tensor down. Tensors that depend on the batch stay computed.
+    """
+    index = GraphIndex.of(model.graph)
+    shape_only = _shape_only(model, index)
+    if not shape_only:
+        return Folded(0, 0)
+    values = [_evaluate(model, input_name, input_dims, batch, sorted(shape_only)) for batch in (1, 2)]
+    if not values[1]:  # batch 2 does not run: a batch-1 graph, whose shapes are batch 1's
+        values[1] = values[0]
+    same = {
+        name for name in shape_only
+        if name in values[0] and name in values[1] and np.array_equal(values[0][name], values[1][name])
+        and values[0][name].shape == values[1][name].shape
+    }  # fmt: skip
+    folded = [n for n in model.graph.node if n.output and all(o in same for o in n.output if o)]
+    if not folded:
+        return Folded(0, 0)
+    names = [o for n in folded for o in n.output if o]
+    for name in names:
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(values[0][name]), name))
+    for node in folded:
+        model.graph.node.remove(node)
+    before = len(model.graph.node) + len(folded)
+    drop_dead(model)
+    drop_unused_initializers(model)
+    return Folded(len(names), before - len(model.graph.node))
+
+
+def _shape_only(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
+    """Tensors that depend on no tensor's values: Shape/Size outputs, and arithmetic on them and constants."""
+    found: set[str] = set()
+    for node in model.graph.node:
+        inputs = [i for i in node.input if i]
+        from_shapes = inputs and all(i in found or i in index.constants for i in inputs)
+        if (record(node.op_type).reads_shape_only or from_shapes) and node.op_type != "Constant":
+            found.update(o for o in node.output if o)
+    return found
+
+
+def _evaluate(
+    model: onnx.ModelProto, input_name: str, input_dims: Sequence[int], batch: int, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The values of `names` for a random input at `batch`; empty if the graph cannot run at that batch."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    x = np.random.default_rng(batch).random((batch, *input_dims), dtype=np.float32)
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return dict(zip(names, session.run(list(names), {input_name: x}), strict=True))
+    except Exception:  # onnxruntime's own error types: this batch does not run
+        return {}
+
+
+def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> bool:
+    """Does batch 2 give each image the logits it gets alone? Then the batch axis is really free."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    output = model.graph.output[0].name
+    x = np.random.default_rng(5).random((2, *input_dims), dtype=np.float32)
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        both = session.run([output], {input_name: x})[0]
+        alone = np.concatenate([session.run([output], {input_name: x[i : i + 1]})[0] for i in range(2)])
+    except Exception:  # onnxruntime's own error types: batch 2 does not run
+        return False
+    return both.shape == alone.shape and bool(
+        np.allclose(both, alone, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(alone).max()))
+    )
