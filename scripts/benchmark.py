@@ -4,6 +4,7 @@
     python scripts/benchmark.py --quick             # the small demo architecture, a few minutes
     python scripts/benchmark.py --json out.json --markdown out.md
     python scripts/benchmark.py --int8-only         # int8 on this CPU: both forms against fp32, a few minutes
+    python scripts/benchmark.py --real-world-only   # torch's default exporter and timm: the import's cost
 
 The measuring code lives in scripts/bench/ (importable, with its child processes as modules);
 this script only chooses what to run and writes the report.
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark.py`
 
 from realtime.progress import Progress  # noqa: E402
-from scripts.bench import drawing, graphs, int8, layers, live, onnx_models, report  # noqa: E402
+from scripts.bench import drawing, graphs, int8, layers, live, onnx_models, real_world, report  # noqa: E402
 from scripts.bench.timing import child, machine  # noqa: E402
 
 
@@ -38,6 +39,7 @@ class BenchConfig:
     soak_frames: int | None = None
     work: Path | None = None
     int8_only: bool = False
+    real_world_only: bool = False
 
 
 def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -49,6 +51,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument("--work", type=Path, help="folder for the exported graphs (default: a temp folder)")
     parser.add_argument(
         "--int8-only", action="store_true", help="only int8 on this CPU: both int8 forms against fp32, their kernels"
+    )
+    parser.add_argument(
+        "--real-world-only", action="store_true", help="only real-world ONNX files: torch's default exporter, timm"
     )
     return BenchConfig(**vars(parser.parse_args(argv)))
 
@@ -66,6 +71,8 @@ def measure(config: BenchConfig, work: Path) -> dict[str, Any]:
     with progress.step("any ONNX classifier: torchvision exports, Grad-CAM against forward-only (batch 1)"):
         models = ("mobilenet_v3_large",) if quick else onnx_models.MODELS
         r["onnx_models"] = onnx_models.measure(work, rounds, models)
+    with progress.step("real-world ONNX: torch's default exporter and timm's run-time padding"):
+        r["real_world"] = real_world.measure(work, rounds, ("resnet18",) if quick else real_world.MODELS)
     with progress.step("model cost, batch 1 and 4, K = 1, 3, 5"):
         r["model_cost"] = graphs.model_cost(paths, size, (1, 4), (1, 3, 5), rounds)
     with progress.step("the weight-read floor of an exact backward"):
@@ -155,9 +162,14 @@ def run(config: BenchConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = config.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results = measure_int8(config, work) if config.int8_only else measure(config, work)
-    text = report.int8_markdown(results) if config.int8_only else report.markdown(results)
-    print(text)
+        if config.real_world_only:
+            results = {"machine": machine(), "real_world": real_world.measure(work, 3 if config.quick else 15)}
+            results["goals"] = real_world.goals(results["real_world"])
+            text = "\n".join([str(results["machine"]), *real_world.table(results["real_world"]), "",
+                              *(f"- {k}: {v}" for k, v in results["goals"].items())])  # fmt: skip
+        else:
+            results = measure_int8(config, work) if config.int8_only else measure(config, work)
+            print(text)
     for path, content in ((config.json, json.dumps(results, indent=2, default=str)), (config.markdown, text)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

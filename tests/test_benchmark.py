@@ -50,6 +50,7 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
         "layers",
         "batching",
         "int8_cpu",
+        "real_world",
         "goals",
     ):
         assert key in report, key
@@ -85,3 +86,5 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
     assert "DynamicQuantizeMatMul u8u8" in demo_kernels[cpu.NO_VNNI]["kernels"]
     assert "DynamicQuantizeMatMul u8s8" in demo_kernels[cpu.VNNI]["kernels"]
     assert "| fair demo model |" in md.read_text()
+    row = report["real_world"]["resnet18"]  # torch's default exporter, timed against the original file
+    assert row["import_ratio"] > 0 and row["pooled"]["ratio"] > 0 and "| resnet18 |" in md.read_text()

@@ -147,8 +147,10 @@ def test_a_failed_export_touches_nothing(exported, tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in onnx_file.parent.glob(f"{source.name}.onnx*")} == before
 
 
-def _tiny_classifier(path: Path, first: Callable[[Any], Any] | None = None, ir_version: int | None = None) -> Path:
-    """x -> [first] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm, built with onnx's helper."""
+def _tiny_classifier(
+    path: Path, first: Callable[[Any], Any] | None = None, ir_version: int | None = None, log_softmax: bool = False
+) -> Path:
+    """x -> [first] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm [-> LogSoftmax], with onnx's helper."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -160,8 +162,10 @@ def _tiny_classifier(path: Path, first: Callable[[Any], Any] | None = None, ir_v
         helper.make_node("Relu", ["feat"], ["act"]),
         helper.make_node("GlobalAveragePool", ["act"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "fc"], ["logits"]),
+        helper.make_node("Gemm", ["flat", "fc"], ["scores" if log_softmax else "logits"]),
     ]
+    if log_softmax:
+        nodes.append(helper.make_node("LogSoftmax", ["scores"], ["logits"], axis=1))
     inits = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w"),
              numpy_helper.from_array(rng.normal(0, 0.3, (4, 5)).astype(np.float32), "fc"),
              numpy_helper.from_array(np.array([0], np.int64), "first")]  # fmt: skip
@@ -184,6 +188,23 @@ def test_a_newer_ir_version_than_onnxruntime_reads_is_lowered(tmp_path: Path) ->
     result = export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", preprocessing="raw", quiet=True))
     assert onnx.load(str(result.output)).ir_version <= 10
     assert result.check is not None and result.check.ok()
+
+
+def test_a_trailing_log_softmax_is_looked_through(tmp_path: Path) -> None:
+    """Grad-CAM explains the logits: the graph's logits are the Gemm's, before the LogSoftmax."""
+    import onnxruntime as ort
+
+    source = _tiny_classifier(tmp_path / "log_softmax.onnx", ir_version=9, log_softmax=True)
+    graph = export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", preprocessing="raw", quiet=True)).output
+    image = np.random.default_rng(3).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    got = run_onnx(graph, image, np.array([[-1]], np.int64))
+    log_probabilities = ort.InferenceSession(str(source)).run(
+        None, {"x": image.astype(np.float32).transpose(0, 3, 1, 2)[:, ::-1].copy()}
+    )[0]
+    shifted = got["logits"] - got["logits"].max(axis=1, keepdims=True)
+    np.testing.assert_allclose(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), log_probabilities,
+                               atol=1e-4)  # fmt: skip
+    assert not np.allclose(got["logits"], log_probabilities, atol=1e-3)
 
 
 def test_a_batch_that_cannot_be_freed_stays_one_and_the_runtime_feeds_sources_one_by_one(tmp_path: Path) -> None:

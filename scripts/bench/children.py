@@ -4,6 +4,7 @@
     python -m scripts.bench.children rss MODEL SIZE
     python -m scripts.bench.children soak FRAMES SOURCES MODEL [MODEL ...]
     python -m scripts.bench.children torch NAME OUT.onnx
+    python -m scripts.bench.children default-export NAME OUT.onnx   (torch's default exporter; timm:NAME)
     python -m scripts.bench.children onnx-export SOURCE.onnx GRADIENTS OUT.onnx
 
 Each prints one JSON line last.
@@ -71,6 +72,25 @@ def torch_export(name: str, path: Path) -> dict[str, Any]:
     return {"path": str(path)}
 
 
+def default_export(name: str, path: Path) -> dict[str, Any]:
+    """A torchvision or timm (`timm:NAME`) model with seeded random weights, through torch's default
+    exporter as a user calls it: `torch.onnx.export(model, (x,), path)`."""
+    sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
+    import torch
+
+    torch.manual_seed(0)
+    if name.startswith("timm:"):
+        import timm
+
+        model = timm.create_model(name[5:], pretrained=False).eval()
+    else:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None).eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path))
+    return {"path": str(path)}
+
+
 def onnx_export(source: Path, gradients: str, out: Path) -> dict[str, Any]:
     from realtime.export.pipeline import ExportConfig, export
 
@@ -92,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = soak_in_process(rest[2:], int(rest[0]), sources=int(rest[1]))
     elif command == "torch":
         result = torch_export(rest[0], Path(rest[1]))
+    elif command == "default-export":
+        result = default_export(rest[0], Path(rest[1]))
     elif command == "onnx-export":
         result = onnx_export(Path(rest[0]), rest[1], Path(rest[2]))
     else:

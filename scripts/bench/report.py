@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripts.bench import int8
+from scripts.bench import int8, real_world
 from scripts.bench.drawing import TRACKING_CLIPS
 from scripts.bench.graphs import GRAPHS, INT8_VARIANTS
 from scripts.bench.timing import goal
@@ -77,6 +77,7 @@ def goals(report: dict[str, Any]) -> dict[str, str]:
         ),
         "int8 pooled >= 3x faster than fp32 pooled": goal(report["int8"]["pooled_speedup"], 3.0, below=False),
         **int8_goals(report["int8_cpu"]),
+        **real_world.goals(report["real_world"]),
         "gradcam-live on int8 >= 20 FPS end to end": goal(report["int8_pipeline"]["display_fps"], 20.0, below=False),
         "int8 quantization <= 120 s": goal(max(e["seconds"] for e in report["int8_export"].values()), 120.0),
         "int8 quantization peak RSS <= 6 GB": goal(
@@ -203,6 +204,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"the cores onnxruntime is using for the next frame): {p['pre_post_draw_cpu_ms']:.2f} ms per frame."
     )
     i8, ie, ip = r["int8"], r["int8_export"], r["int8_pipeline"]
+    lines += ["", "Real-world ONNX files (batch 1; ratios in one alternation):", "", *real_world.table(r["real_world"])]
     lines += _int8_cpu_lines(r)
     lines += [
         "",

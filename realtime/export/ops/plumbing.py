@@ -55,6 +55,6 @@ RECORDS = (
     OpRecord("Sqrt", tensorrt=True, folds_on_constants=True),
     OpRecord("Reciprocal", tensorrt=True, folds_on_constants=True),
     OpRecord("Softmax", logits_view=True, tensorrt=True),
-    OpRecord("LogSoftmax", tensorrt=True),
+    OpRecord("LogSoftmax", logits_view=True, tensorrt=True),
     OpRecord("TopK", tensorrt=True, tensorrt_note=_NOTES["TopK"]),
 )
