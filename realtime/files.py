@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -39,7 +40,10 @@ def remove_stale(folder: Path, marker: str = PARTIAL) -> int:
     for path in folder.glob(f".*{marker}*") if folder.is_dir() else ():
         pid = path.name.split(marker)[0].rsplit(".", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            path.unlink(missing_ok=True)
+            if path.is_dir():  # a large graph's folder (the graph and its external data)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed += 1
     return removed
 

@@ -260,3 +260,19 @@ def test_convnext_through_the_dynamo_exporter_is_refused_in_one_line(tmp_path: P
     message = capsys.readouterr().err.strip()
     assert code == 2 and len(message.splitlines()) == 1 and "(Gather)" in message and "Traceback" not in message
     assert not (tmp_path / "g.onnx").exists()
+
+
+def test_a_graph_over_the_inline_limit_is_written_with_external_data(tmp_path: Path, monkeypatch) -> None:
+    """Over protobuf's 2 GB (here: a limit of 1 kB), the graph and NAME.onnx.data land together, checked."""
+    from realtime.export.graph import writing
+
+    monkeypatch.setattr(writing, "INLINE_LIMIT", 1024)
+    monkeypatch.setattr(writing, "EXTERNAL_THRESHOLD", 64)  # the weights out, the small shape constants in
+    source = _tiny_classifier(tmp_path / "small.onnx", ir_version=9)
+    out = tmp_path / "out" / "g.onnx"
+    result = export(ExportConfig(onnx=source, output=out, preprocessing="raw", quiet=True))
+    assert result.check is not None and result.check.ok()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["g.onnx", "g.onnx.data"]  # no temporary folder left
+    image = np.random.default_rng(4).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    engine = Engine(out, EngineOptions(providers="cpu", warmup=0))
+    np.testing.assert_allclose(engine.run(image, [[-1]]).logits, run_onnx(out, image, np.array([[-1]]))["logits"])

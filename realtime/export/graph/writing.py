@@ -4,27 +4,37 @@ Everything goes to a temporary name in the destination folder and is moved
 into place with os.replace, which is atomic on one filesystem. A SIGKILL
 leaves at most a `.NAME.PID.onnx.tmp`, which the next export removes once
 that process is gone; SIGTERM and Ctrl-C remove it on the way out.
+
+A graph over protobuf's 2 GB limit is written as ONNX external data: the graph and its
+`NAME.onnx.data` are written and checked together in a temporary folder beside the output,
+then moved into place, the data first.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import onnx
+from onnx.external_data_helper import load_external_data_for_model, set_external_data
 
 from realtime.files import remove_stale
 
 T = TypeVar("T")
 TMP_SUFFIX = ".onnx.tmp"
+INLINE_LIMIT = 2**31 - 2**24  # bytes: protobuf cannot serialize a message of 2 GB or more
+EXTERNAL_THRESHOLD = 1024  # bytes: smaller tensors stay in the graph file when the weights go external
 
 
 def save_checked(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
     """Write `model` under a temporary name, run `check` on that file, and only then move it to `output`."""
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(output.parent, TMP_SUFFIX)
+    if model.ByteSize() >= INLINE_LIMIT:
+        return _save_external(model, output, check)
     tmp = output.with_name(f".{output.stem}.{os.getpid()}{TMP_SUFFIX}")
     try:
         onnx.save_model(model, str(tmp))
@@ -33,3 +43,24 @@ def save_checked(model: onnx.ModelProto, output: Path, check: Callable[[Path], T
         return result
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _save_external(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
+    """The graph and its weights as NAME.onnx + NAME.onnx.data, checked in a folder beside the output."""
+    folder = output.with_name(f".{output.stem}.{os.getpid()}{TMP_SUFFIX}")
+    data = f"{output.name}.data"
+    try:
+        folder.mkdir()
+        for tensor in model.graph.initializer:  # float weights out; integer shapes stay in for shape inference
+            if tensor.data_type == onnx.TensorProto.FLOAT and len(tensor.raw_data) >= EXTERNAL_THRESHOLD:
+                set_external_data(tensor, data)
+        onnx.save_model(model, str(folder / output.name))
+        # saving moved the weights out of `model`; the checks read them from memory, so they come back
+        load_external_data_for_model(model, str(folder))
+        result = check(folder / output.name)
+        if (folder / data).exists():
+            os.replace(folder / data, output.with_name(data))
+        os.replace(folder / output.name, output)
+        return result
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
