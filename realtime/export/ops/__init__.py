@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from realtime.export.ops import body, dense, elementwise, layout, norms, plumbing, pools, reductions
+from realtime.export.ops import (
+    body,
+    dense,
+    elementwise,
+    indexing,
+    layout,
+    norms,
+    plumbing,
+    pools,
+    reductions,
+    softmax,
+)
 from realtime.export.ops.record import OpRecord
 
-FAMILIES = (elementwise, dense, layout, pools, reductions, norms, body, plumbing)
+FAMILIES = (elementwise, dense, softmax, layout, indexing, pools, reductions, norms, body, plumbing)
 
 
 def _table() -> dict[str, OpRecord]:

@@ -11,7 +11,8 @@ import numpy as np
 import onnx
 
 from realtime.export.graph.index import attrs
-from realtime.export.ops.context import Context, Grad, Grads, RuleError, first
+from realtime.export.ops.context import Context, Grad, Grads, RuleError, first, grads_at
+from realtime.export.ops.elementwise import unbroadcast
 from realtime.export.ops.record import OpRecord
 
 
@@ -50,6 +51,32 @@ def _gemm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...])
     return first(node, _dense(ctx, node, g, weight, trans, alpha))
 
 
+def _matmul(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """x @ W of a [N, F] map goes the Dense way (features-first); anything else (tokens [N, T, C] @ W,
+    attention's Q @ K^T and A @ V of two activations) as dA = g @ B^T, dB = A^T @ g, broadcasting
+    over the batch, the targets and any leading axes, and undone by summing."""
+    weight = ctx.value(node.input[1])
+    if carried == (0,) and weight is not None and weight.ndim == 2 and len(ctx.dims(node.input[0])) == 1:
+        return _gemm(ctx, node, g, carried)
+    b, grad = ctx.b, ctx.normal(ctx.materialize(g))
+    out: dict[int, Grad] = {}
+    for p in carried:
+        other = node.input[1 - p]
+        value = ctx.value(other)
+        if value is not None:
+            if value.ndim < 2:
+                raise RuleError(f"node {node.name!r} (MatMul) with a vector operand is not supported")
+            swapped = b.const(np.ascontiguousarray(np.swapaxes(value, -1, -2)), "matmul_transposed")
+        else:
+            rank = len(ctx.dims(other)) + 2  # lifted: [N, 1, *dims]
+            if rank < 4:
+                raise RuleError(f"node {node.name!r} (MatMul) with a vector operand is not supported")
+            swapped = b.transpose(ctx.lift(other, False), [*range(rank - 2), rank - 1, rank - 2])
+        product = b.op("MatMul", [grad, swapped] if p == 0 else [swapped, grad])
+        out[p] = unbroadcast(ctx, Grad(product), node.input[p], node.output[0])
+    return grads_at(node, out)
+
+
 def pooled_kernel(
     weight: np.ndarray, trans: bool, flat_dims: tuple[int, ...], channel_axis: int
 ) -> tuple[np.ndarray, bool]:
@@ -78,5 +105,5 @@ def pooled_dense(
 
 RECORDS = (
     OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=True, int8="dense"),
-    OpRecord("MatMul", _gemm, grad_inputs="all", layout="breaks", pooled="dense", tensorrt=True, int8="dense"),
+    OpRecord("MatMul", _matmul, grad_inputs="all", layout="breaks", pooled="dense", tensorrt=True, int8="dense"),
 )

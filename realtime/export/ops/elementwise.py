@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from realtime.export.graph.index import attrs
+from realtime.export.graph.index import attrs, text
 from realtime.export.ops.context import Context, Grad, Grads, RuleError, first, grads_at
 from realtime.export.ops.record import OpRecord
 
@@ -74,7 +74,7 @@ def _identity(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, .
     return first(node, g)
 
 
-def _unbroadcast(ctx: Context, g: Grad, in_name: str, out_name: str) -> Grad:
+def unbroadcast(ctx: Context, g: Grad, in_name: str, out_name: str) -> Grad:
     """Sum a gradient over the axes where `in_name` was broadcast to `out_name`'s shape."""
     in_dims, out_dims = ctx.shapes.get(in_name), ctx.dims(out_name)
     if in_dims == out_dims:
@@ -90,7 +90,7 @@ def _unbroadcast(ctx: Context, g: Grad, in_name: str, out_name: str) -> Grad:
 def _add(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     out: dict[int, Grad] = {}
     for p in carried:
-        contribution = _unbroadcast(ctx, g, node.input[p], node.output[0])
+        contribution = unbroadcast(ctx, g, node.input[p], node.output[0])
         if node.op_type == "Sub" and p == 1:
             contribution = Grad(ctx.b.op("Neg", [ctx.normal(contribution)]))
         out[p] = contribution
@@ -110,19 +110,85 @@ def _mul(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
             product = Grad(ctx.b.mul(ctx.normal(g), other))
         else:
             product = Grad(ctx.b.mul(ctx.normal(g), ctx.lift(other, False)))
-        out[p] = _unbroadcast(ctx, product, node.input[p], node.output[0])
+        out[p] = unbroadcast(ctx, product, node.input[p], node.output[0])
     return grads_at(node, out)
 
 
 def _div(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
-    if carried != (0,) or ctx.value(node.input[1]) is None:
-        raise RuleError(f"node {node.name!r}: only division by a constant is supported")
+    """d(a/b) = g/b for a, and -g * (a/b) / b for b (a divisor computed from the map: a norm, a scale)."""
     g = ctx.materialize(g)
     divisor = node.input[1]
-    if ctx.value(divisor).size == 1:  # type: ignore[union-attr]
+    constant = ctx.value(divisor)
+    if carried == (0,) and constant is not None and constant.size == 1:
         return first(node, Grad(ctx.b.op("Div", [g.name, divisor]), g.features_first))
-    quotient = Grad(ctx.b.op("Div", [ctx.normal(g), divisor]))
-    return first(node, _unbroadcast(ctx, quotient, node.input[0], node.output[0]))
+    b = ctx.b
+    lifted = divisor if constant is not None else ctx.lift(divisor, False)
+    out: dict[int, Grad] = {}
+    if 0 in carried:
+        out[0] = unbroadcast(ctx, Grad(b.op("Div", [ctx.normal(g), lifted])), node.input[0], node.output[0])
+    if 1 in carried:
+        quotient = b.op("Div", [ctx.lift(node.output[0], False), lifted])
+        out[1] = unbroadcast(ctx, Grad(b.op("Neg", [b.mul(ctx.normal(g), quotient)])), divisor, node.output[0])
+    return grads_at(node, out)
+
+
+def _unary(ctx: Context, node: onnx.NodeProto, g: Grad, factor: str) -> Grads:
+    """g times a forward-shaped slope [N, *dims]."""
+    g = ctx.materialize(g)
+    return first(node, Grad(ctx.b.mul(g.name, ctx.lift(factor, g.features_first)), g.features_first))
+
+
+def _erf(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """d erf(x) = 2 / sqrt(pi) * exp(-x^2): the Erf of exact GELU, x * (1 + erf(x / sqrt 2)) / 2."""
+    b, x = ctx.b, node.input[0]
+    slope = b.scale(b.op("Exp", [b.op("Neg", [b.mul(x, x)])]), 2.0 / np.sqrt(np.pi))
+    return _unary(ctx, node, g, slope)
+
+
+def _gelu(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """ONNX's Gelu (opset 20): exact, Phi(x) + x phi(x); or tanh's approximation, differentiated as written."""
+    b, x = ctx.b, node.input[0]
+    one, half = b.const(np.float32(1.0)), b.const(np.float32(0.5))
+    if text(attrs(node).get("approximate"), "none") == "tanh":
+        c = float(np.sqrt(2.0 / np.pi))
+        inner = b.scale(b.op("Add", [x, b.scale(b.mul(x, b.mul(x, x)), 0.044715)]), c)
+        t = b.op("Tanh", [inner])
+        d_inner = b.scale(b.op("Add", [one, b.scale(b.mul(x, x), 3 * 0.044715)]), c)
+        slope = b.op("Add", [b.mul(half, b.op("Add", [one, t])),
+                             b.mul(b.mul(half, x), b.mul(b.op("Sub", [one, b.mul(t, t)]), d_inner))])  # fmt: skip
+        return _unary(ctx, node, g, slope)
+    cdf = b.mul(half, b.op("Add", [one, b.op("Erf", [b.scale(x, 1.0 / np.sqrt(2.0))])]))
+    pdf = b.scale(b.op("Exp", [b.scale(b.mul(x, x), -0.5)]), 1.0 / np.sqrt(2.0 * np.pi))
+    return _unary(ctx, node, g, b.op("Add", [cdf, b.mul(x, pdf)]))
+
+
+def _sqrt(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """d sqrt(x) = 1 / (2 sqrt(x)), from the output."""
+    return _unary(ctx, node, g, ctx.b.op("Div", [ctx.b.const(np.float32(0.5)), node.output[0]]))
+
+
+def _exp(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    return _unary(ctx, node, g, node.output[0])
+
+
+def _neg(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    g = ctx.materialize(g)
+    return first(node, Grad(ctx.b.op("Neg", [g.name]), g.features_first))
+
+
+def _pow(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """d x^p = p x^(p-1) for a constant exponent (tanh-GELU's x^3, a norm's square)."""
+    exponent = ctx.value(node.input[1])
+    if carried != (0,) or exponent is None or exponent.size != 1:
+        raise RuleError(f"node {node.name!r} (Pow): only a constant scalar exponent is supported")
+    p = float(exponent.reshape(()))
+    b, x = ctx.b, node.input[0]
+    slope = (
+        b.scale(b.op("Pow", [x, b.const(np.float32(p - 1.0))]), p)
+        if p != 1.0
+        else b.op("Add", [b.mul(x, b.const(np.float32(0.0))), b.const(np.float32(1.0))])
+    )
+    return _unary(ctx, node, g, slope)
 
 
 RECORDS = (
@@ -136,5 +202,11 @@ RECORDS = (
     OpRecord("Sub", _add, grad_inputs="all", tensorrt=True, folds_on_constants=True),
     OpRecord("Sum", _add, grad_inputs="all", tensorrt=True),
     OpRecord("Mul", _mul, grad_inputs="all", tensorrt=True, folds_on_constants=True),
-    OpRecord("Div", _div, tensorrt=True, folds_on_constants=True),
+    OpRecord("Div", _div, grad_inputs="all", tensorrt=True, folds_on_constants=True),
+    OpRecord("Erf", _erf, tensorrt=True),
+    OpRecord("Gelu", _gelu, tensorrt=True),
+    OpRecord("Sqrt", _sqrt, tensorrt=True, folds_on_constants=True),
+    OpRecord("Exp", _exp, tensorrt=True),
+    OpRecord("Neg", _neg, tensorrt=True),
+    OpRecord("Pow", _pow, tensorrt=True),
 )  # fmt: skip

@@ -22,15 +22,15 @@ _CHANNELS_FIRST_TENSORRT = (
 # elsewhere; its restrictions that matter here are in the records' tensorrt_note
 _OTHER_TENSORRT = (
     "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "CastLike", "Celu", "Constant", "Cos", "Cosh",
-    "CumSum", "DeformConv", "DequantizeLinear", "Einsum", "Elu", "Erf", "Exp", "Expand", "EyeLike", "Gather",
-    "GatherElements", "GatherND", "Gelu", "GlobalLpPool", "GridSample", "GroupNormalization", "GRU",
+    "CumSum", "DeformConv", "DequantizeLinear", "Einsum", "Elu", "EyeLike", "Split",
+    "GatherElements", "GatherND", "GlobalLpPool", "GridSample", "GroupNormalization", "GRU",
     "Hardmax", "If", "ImageScaler", "IsInf", "IsNaN", "Log", "Loop", "LRN", "LSTM", "LpNormalization",
-    "Mean", "MeanVarianceNormalization", "Mish", "Mod", "Neg", "NonMaxSuppression", "OneHot",
-    "ParametricSoftplus", "Pow", "PRelu", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform",
+    "Mean", "MeanVarianceNormalization", "Mish", "Mod", "NonMaxSuppression", "OneHot",
+    "ParametricSoftplus", "PRelu", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform",
     "RandomUniformLike", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin", "ReduceProd",
-    "ReduceSum", "ReduceSumSquare", "ReverseSequence", "RNN", "RoiAlign", "ScaledTanh", "Scan", "Scatter",
-    "ScatterElements", "ScatterND", "Selu", "Shrink", "Sin", "Sinh", "Slice", "Softplus", "Softsign",
-    "Split", "Tan", "ThresholdedRelu", "Tile", "Trilu", "Upsample", "Where", "Xor",
+    "ReduceSumSquare", "ReverseSequence", "RNN", "RoiAlign", "ScaledTanh", "Scan", "Scatter",
+    "ScatterElements", "ScatterND", "Selu", "Shrink", "Sin", "Sinh", "Softplus", "Softsign",
+    "Tan", "ThresholdedRelu", "Tile", "Trilu", "Upsample", "Xor",
 )  # fmt: skip
 
 _NOTES = {
@@ -52,9 +52,6 @@ RECORDS = (
     OpRecord("Max", grad_inputs="all", tensorrt=True),
     OpRecord("Min", grad_inputs="all", tensorrt=True),
     OpRecord("Cast", tensorrt=True, folds_on_constants=True),
-    OpRecord("Sqrt", tensorrt=True, folds_on_constants=True),
     OpRecord("Reciprocal", tensorrt=True, folds_on_constants=True),
-    OpRecord("Softmax", logits_view=True, tensorrt=True),
-    OpRecord("LogSoftmax", logits_view=True, tensorrt=True),
     OpRecord("TopK", tensorrt=True, tensorrt_note=_NOTES["TopK"]),
 )

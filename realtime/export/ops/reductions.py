@@ -35,4 +35,17 @@ def _reduce_mean(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int
     return first(node, Grad(spread))
 
 
-RECORDS = (OpRecord("ReduceMean", _reduce_mean, pooled="reduce", tensorrt=True, tensorrt_note="constant axes"),)
+def _reduce_sum(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """The gradient copied to every summed position (axes as an input since opset 13)."""
+    b, dims = ctx.b, ctx.dims(node.input[0])
+    axes = reduce_axes(ctx, node)
+    grad = ctx.normal(g)
+    if not attrs(node).get("keepdims", 1):
+        grad = b.unsqueeze(grad, [a + 1 for a in axes])
+    return first(node, Grad(b.op("Expand", [grad, b.ints([1, 1, *dims])])))
+
+
+RECORDS = (
+    OpRecord("ReduceMean", _reduce_mean, pooled="reduce", tensorrt=True, tensorrt_note="constant axes"),
+    OpRecord("ReduceSum", _reduce_sum, tensorrt=True, tensorrt_note="constant axes"),
+)

@@ -1,0 +1,106 @@
+"""Ops that pick or repeat values: Slice, Gather (a class token, token selection), Expand, Where.
+
+Indices, starts, ends and conditions must be constants (after the import has folded shape
+arithmetic, they are); the gradient is put back where the values came from, zero elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from realtime.export.graph.index import attrs
+from realtime.export.ops.context import Context, Grad, Grads, RuleError, first, grads_at
+from realtime.export.ops.elementwise import unbroadcast
+from realtime.export.ops.record import OpRecord
+
+
+def _constant(ctx: Context, node: onnx.NodeProto, position: int, what: str) -> np.ndarray | None:
+    if len(node.input) <= position or not node.input[position]:
+        return None
+    value = ctx.value(node.input[position])
+    if value is None:
+        raise RuleError(f"node {node.name!r} ({node.op_type}): its {what} must be constant")
+    return value
+
+
+def _slice(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """Step-1 slices: the gradient padded back with zeros to the input's extent."""
+    dims = ctx.dims(node.input[0])
+    rank = len(dims) + 1
+    starts, ends = _constant(ctx, node, 1, "starts"), _constant(ctx, node, 2, "ends")
+    axes = _constant(ctx, node, 3, "axes")
+    steps = _constant(ctx, node, 4, "steps")
+    assert starts is not None and ends is not None
+    axes = np.arange(len(starts)) if axes is None else axes
+    if steps is not None and (steps != 1).any():
+        raise RuleError(f"node {node.name!r} (Slice): only steps of 1 are supported")
+    before, after = [0] * (rank + 1), [0] * (rank + 1)  # over [N, K, *dims]
+    for start, end, axis in zip(starts, ends, axes, strict=True):
+        axis = int(axis) % rank
+        if axis == 0:
+            raise RuleError(f"node {node.name!r} (Slice) slices the batch axis")
+        size = dims[axis - 1]
+        lo = int(np.clip(start + size if start < 0 else start, 0, size))
+        hi = int(np.clip(end + size if end < 0 else end, 0, size))
+        before[axis + 1], after[axis + 1] = lo, size - max(hi, lo)
+    grad = ctx.normal(g)
+    if not any(before) and not any(after):
+        return first(node, Grad(grad))
+    return first(node, Grad(ctx.b.op("Pad", [grad, ctx.b.ints(before + after)])))
+
+
+def _gather(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """Constant indices along a non-batch axis: the gradient scattered back by a one-hot product
+    (repeated indices add up), [.., L] @ [L, D] -> [.., D] with the gathered axis last."""
+    if carried != (0,):
+        raise RuleError(f"node {node.name!r} (Gather): only constant indices are supported")
+    indices = _constant(ctx, node, 1, "indices")
+    assert indices is not None
+    dims = ctx.dims(node.input[0])
+    rank = len(dims) + 1
+    axis = int(attrs(node).get("axis", 0)) % rank
+    if axis == 0:
+        raise RuleError(f"node {node.name!r} (Gather) picks along the batch axis")
+    size = dims[axis - 1]
+    flat = np.asarray(indices).reshape(-1) % size
+    onehot = np.zeros((len(flat), size), np.float32)
+    onehot[np.arange(len(flat)), flat] = 1.0
+    b, grad = ctx.b, ctx.normal(g)
+    # the gradient [N, K, *before, *indices.shape, *after] -> [N, K, *before, L, *after]
+    before, after = list(dims[: axis - 1]), list(dims[axis:])
+    grad = b.reshape(grad, [0, 0, *before, len(flat), *after])
+    position = 2 + len(before)  # the gathered axis in the gradient
+    last = 2 + len(dims) - 1
+    order = [i for i in range(last + 1) if i != position] + [position]
+    moved = b.transpose(grad, order) if position != last else grad
+    spread = b.op("MatMul", [moved, b.const(onehot, "gather_onehot")])
+    back = [order.index(i) for i in range(last + 1)]
+    return first(node, Grad(b.transpose(spread, back) if position != last else spread))
+
+
+def _expand(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """Broadcasting undone by summing."""
+    return first(node, unbroadcast(ctx, ctx.materialize(g), node.input[0], node.output[0]))
+
+
+def _where(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """A constant condition: the gradient goes to x where it holds, to y elsewhere."""
+    condition = ctx.value(node.input[0])
+    if condition is None:
+        raise RuleError(f"node {node.name!r} (Where): only a constant condition is supported")
+    b, grad = ctx.b, ctx.normal(ctx.materialize(g))
+    zero = b.const(np.float32(0.0))
+    out: dict[int, Grad] = {}
+    for p in carried:
+        picked = b.op("Where", [node.input[0], grad, zero] if p == 1 else [node.input[0], zero, grad])
+        out[p] = unbroadcast(ctx, Grad(picked), node.input[p], node.output[0])
+    return grads_at(node, out)
+
+
+RECORDS = (
+    OpRecord("Slice", _slice, tensorrt=True, tensorrt_note="constant axes"),
+    OpRecord("Gather", _gather, tensorrt=True),
+    OpRecord("Expand", _expand, tensorrt=True),
+    OpRecord("Where", _where, grad_inputs="all", tensorrt=True),
+)
