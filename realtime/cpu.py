@@ -15,6 +15,7 @@ from pathlib import Path
 
 VNNI = "vnni"  # u8 x s8 products with 8-bit weights: fastest where the CPU adds them in 32 bits
 NO_VNNI = "no-vnni"  # u8 x u8 products (the kernels widen before adding): no saturation anywhere
+ANY = "any"  # a graph whose int8 products are the same for both (no backward products: --int8-scope forward, convs)
 INT8_TARGETS = {
     VNNI: "8-bit signed weights (u8s8 kernels): for CPUs with VNNI, AMX or Arm dot products",
     NO_VNNI: "8-bit unsigned weights (u8u8 kernels, no 16-bit saturation): for x86 CPUs without VNNI",

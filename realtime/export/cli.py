@@ -153,7 +153,7 @@ def list_layers(config: Any) -> int:
         print("gradcam-export: --list-layers reads an ONNX model; pass --onnx PATH", file=sys.stderr)
         return 2
     try:
-        forward = load_onnx(config.onnx, config.layout, config.input_size)
+        forward = load_onnx(config.onnx, config.layout, config.input_size, output_name=config.output_name)
         layers = targets.list_layers(forward)
     except (ModelImportError, ValueError) as exc:
         print(f"gradcam-export: {exc}", file=sys.stderr)

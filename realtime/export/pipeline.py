@@ -134,7 +134,9 @@ def _check(
         image, chosen = self_check_inputs(len(built.labels), size)
         if built.static_batch:  # one image: a ranked and a given target still both run
             image, chosen = image[:1], chosen[:1]
-        return selfcheck.check_layers(path, built.model, built.heads, built.layers, image, chosen)
+        return selfcheck.check_layers(
+            path, built.model, built.heads, built.layers, image, chosen, stacked=not built.static_batch
+        )
 
 
 def _result(

@@ -51,7 +51,8 @@ def pooled_stop(head: Head, value: Callable[[str], np.ndarray | None] = lambda n
             if role == "dense" and node.input[0] == current:
                 return PooledStop(node.name, "dense", flat[0], flat[1])
             return None
-        if (role == "window" and channel == 1 and non_overlapping_window(node) is not None) or role == "moves":
+        sizes = (head.shapes.get(node.input[0], (0,))[1:], head.shapes.get(node.output[0], (0,))[1:])
+        if (role == "window" and channel == 1 and non_overlapping_window(node, *sizes) is not None) or role == "moves":
             pass
         elif role == "permutes":
             order = perm(node)

@@ -174,10 +174,12 @@ def self_check(
     outputs: dict[str, np.ndarray],
     directions: int = 2,
     seed: int = 7,
+    stacked: bool = True,
 ) -> SelfCheck:
     """Compare the graph's `outputs` (for one batch) with finite differences of the forward's head.
 
-    The head runs once, on the activations and every nudged copy stacked along the batch axis.
+    With `stacked`, the head runs once, on the activations and every nudged copy stacked along the
+    batch axis; a graph whose batch is baked in (stacked=False) runs them one by one.
     """
     run_head = _float64_runner(head_model(forward, head), head.target)
     activations = outputs[contract.OUT_ACTIVATIONS].astype(np.float64)
@@ -205,8 +207,16 @@ def self_check(
         direction = direction_nhwc.transpose(0, 3, 1, 2) if head.layout == NCHW else direction_nhwc
         nudges += [x0 + step * direction, x0 - step * direction]
         expected.append((coefficients, predicted, magnitude))
-    stacked = np.asarray(run_head(np.concatenate([x0, *nudges])), np.float64)
-    logits = stacked.reshape(1 + len(nudges), len(x0), -1)  # [evaluation, N, classes]
+    try:
+        if stacked:
+            logits = np.asarray(run_head(np.concatenate([x0, *nudges])), np.float64).reshape(
+                1 + len(nudges), len(x0), -1
+            )
+        else:
+            logits = np.stack([np.asarray(run_head(x), np.float64) for x in (x0, *nudges)])  # [evaluation, N, classes]
+    except Exception as exc:  # onnxruntime's or the reference evaluator's own errors
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise GraphCheckError(f"the model's own head does not run in float64 for the self-check ({first})") from exc
     logits_rel = _rel(outputs[contract.OUT_LOGITS], logits[0])
     worst = 0.0
     for turn, (coefficients, predicted, magnitude) in enumerate(expected):
@@ -243,7 +253,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 def check_layers(
     path: Path, model: onnx.ModelProto, heads: Sequence[Head], layers: Sequence[str], image: np.ndarray,
-    targets: np.ndarray,
+    targets: np.ndarray, stacked: bool = True,
 ) -> SelfCheck:  # fmt: skip
     """Every explained layer's outputs of the written graph `path` against its own head; the first's report."""
     from realtime.export.checks.run import run_onnx
@@ -257,7 +267,7 @@ def check_layers(
     for i, layer_head in enumerate(heads):
         named = {k: outputs[contract.layer_output(k, i)] for k in contract.LAYER_OUTPUTS if k in outputs}
         try:
-            report = self_check(model, layer_head, {**outputs, **named})
+            report = self_check(model, layer_head, {**outputs, **named}, stacked=stacked)
         except GraphCheckError as exc:
             raise SelfCheckError(str(exc)) from exc
         if not report.ok():

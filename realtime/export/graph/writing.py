@@ -5,14 +5,16 @@ into place with os.replace, which is atomic on one filesystem. A SIGKILL
 leaves at most a `.NAME.PID.onnx.tmp`, which the next export removes once
 that process is gone; SIGTERM and Ctrl-C remove it on the way out.
 
-A graph over protobuf's 2 GB limit is written as ONNX external data: the graph and its
-`NAME.onnx.data` are written and checked together in a temporary folder beside the output,
-then moved into place, the data first.
+A graph over protobuf's 2 GB limit is written as ONNX external data: the graph and its weights
+(`NAME.onnx.<id>.data`, a new name on every write) are written and checked together in a temporary
+folder beside the output, then moved into place, the data first; only then is the previous
+graph's data file removed, so a kill at any point leaves a graph that reads its own weights.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,7 @@ def save_checked(model: onnx.ModelProto, output: Path, check: Callable[[Path], T
         onnx.save_model(model, str(tmp))
         result = check(tmp)
         os.replace(tmp, output)
+        _drop_old_data(output, keep=None)
         return result
     finally:
         tmp.unlink(missing_ok=True)
@@ -48,7 +51,7 @@ def save_checked(model: onnx.ModelProto, output: Path, check: Callable[[Path], T
 def _save_external(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
     """The graph and its weights as NAME.onnx + NAME.onnx.data, checked in a folder beside the output."""
     folder = output.with_name(f".{output.stem}.{os.getpid()}{TMP_SUFFIX}")
-    data = f"{output.name}.data"
+    data = f"{output.name}.{secrets.token_hex(4)}.data"
     try:
         folder.mkdir()
         for tensor in model.graph.initializer:  # float weights out; integer shapes stay in for shape inference
@@ -61,6 +64,14 @@ def _save_external(model: onnx.ModelProto, output: Path, check: Callable[[Path],
         if (folder / data).exists():
             os.replace(folder / data, output.with_name(data))
         os.replace(folder / output.name, output)
+        _drop_old_data(output, keep=data)
         return result
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drop_old_data(output: Path, keep: str | None) -> None:
+    """The weight files earlier external-data writes of this graph left (`NAME.onnx.<id>.data`)."""
+    for old in output.parent.glob(f"{output.name}.*.data"):
+        if old.name != keep:
+            old.unlink(missing_ok=True)

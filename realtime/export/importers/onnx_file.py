@@ -98,10 +98,11 @@ def load_onnx(
 def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> bool:
     """Make the batch dynamic where it is baked in, fold shape arithmetic, and check that batch 2 gives
     each image its own logits. Returns True when the graph must stay at batch 1."""
-    normalize.batch_one_reshapes_to_dynamic(model)
+    rewritten = normalize.batch_one_reshapes_to_dynamic(model)
     normalize.fold_shape_arithmetic(model, input_name, dims)
     if normalize.batch_is_dynamic(model, input_name, dims):
         return False
+    normalize.restore(model, rewritten)  # the batch stays 1: the targets as the file had them
     for value in (*model.graph.input, *model.graph.output):
         shape = value.type.tensor_type.shape
         if shape.dim:

@@ -84,34 +84,53 @@ def _class_dims(value: onnx.ValueInfoProto) -> bool:
     return len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 1
 
 
-def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> int:
+@dataclass(frozen=True)
+class Rewritten:
+    """A Reshape whose target was changed, and what it read before (to put back)."""
+
+    node: onnx.NodeProto
+    target: str
+    allowzero: int | None
+
+
+def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
     """Reshape targets that start with a constant 1 (a batch baked in) start with 0 instead: "keep the
-    input's first dimension". Whether that was right is checked afterwards (batch_is_dynamic)."""
+    input's first dimension", for Reshapes of computed tensors (a constant's reshape has no batch).
+    Whether that was right is checked afterwards (batch_is_dynamic); `restore` undoes it."""
+    index = GraphIndex.of(model.graph)
     inits = {init.name: init for init in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
-    changed = 0
+    copies: dict[str, str] = {}
+    changed = []
     for node in model.graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        if node.input[0] in index.constants:
             continue
         target = numpy_helper.to_array(inits[node.input[1]])
         if target.ndim != 1 or len(target) < 2 or target[0] != 1 or (target[1:] == 0).any():
             continue
+        if node.input[1] not in copies:  # one freed copy per target, however many Reshapes read it
+            fixed = target.copy()
+            fixed[0] = 0
+            copies[node.input[1]] = f"{node.input[1]}/dynamic_batch"
+            model.graph.initializer.append(numpy_helper.from_array(fixed, copies[node.input[1]]))
+        allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), None)
+        changed.append(Rewritten(node, node.input[1], allowzero))
+        node.input[1] = copies[node.input[1]]
         for attribute in node.attribute:  # torch's dynamo exporter says allowzero=1; with no 0 it means nothing
             if attribute.name == "allowzero":
                 attribute.i = 0
-        fixed = target.copy()
-        fixed[0] = 0
-        name = f"{node.input[1]}/dynamic_batch" if uses[node.input[1]] > 1 else node.input[1]
-        if name == node.input[1]:
-            inits[name].CopyFrom(numpy_helper.from_array(fixed, name))
-        else:
-            model.graph.initializer.append(numpy_helper.from_array(fixed, name))
-            node.input[1] = name
-        changed += 1
     return changed
+
+
+def restore(model: onnx.ModelProto, rewritten: Sequence[Rewritten]) -> None:
+    """Put the Reshape targets back as they were (the batch could not be freed)."""
+    for change in rewritten:
+        change.node.input[1] = change.target
+        for attribute in change.node.attribute:
+            if attribute.name == "allowzero" and change.allowzero is not None:
+                attribute.i = change.allowzero
+    drop_unused_initializers(model)
 
 
 @dataclass(frozen=True)
@@ -131,20 +150,20 @@ def fold_shape_arithmetic(model: onnx.ModelProto, input_name: str, input_dims: S
     shape_only = _shape_only(model, index)
     if not shape_only:
         return Folded(0, 0)
-    values = [_evaluate(model, input_name, input_dims, batch, sorted(shape_only)) for batch in (1, 2)]
-    if not values[1]:  # batch 2 does not run: a batch-1 graph, whose shapes are batch 1's
-        values[1] = values[0]
+    one = _evaluate(model, input_name, input_dims, 1, sorted(shape_only))
+    if one is None:
+        raise ModelImportError("the model does not run in onnxruntime on one image; check it with onnxruntime alone")
+    two = _evaluate(model, input_name, input_dims, 2, sorted(shape_only)) or one  # batch 2 fails: batch 1's shapes
     same = {
         name for name in shape_only
-        if name in values[0] and name in values[1] and np.array_equal(values[0][name], values[1][name])
-        and values[0][name].shape == values[1][name].shape
+        if name in one and name in two and one[name].shape == two[name].shape and np.array_equal(one[name], two[name])
     }  # fmt: skip
     folded = [n for n in model.graph.node if n.output and all(o in same for o in n.output if o)]
     if not folded:
         return Folded(0, 0)
     names = [o for n in folded for o in n.output if o]
     for name in names:
-        model.graph.initializer.append(numpy_helper.from_array(np.asarray(values[0][name]), name))
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(one[name]), name))
     for node in folded:
         model.graph.node.remove(node)
     before = len(model.graph.node) + len(folded)
@@ -166,8 +185,8 @@ def _shape_only(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
 
 def _evaluate(
     model: onnx.ModelProto, input_name: str, input_dims: Sequence[int], batch: int, names: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """The values of `names` for a random input at `batch`; empty if the graph cannot run at that batch."""
+) -> dict[str, np.ndarray] | None:
+    """The values of `names` for a random input at `batch`; None if the graph cannot run at that batch."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -182,11 +201,13 @@ def _evaluate(
         session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
         return dict(zip(names, session.run(list(names), {input_name: x}), strict=True))
     except Exception:  # onnxruntime's own error types: this batch does not run
-        return {}
+        return None
 
 
 def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> bool:
-    """Does batch 2 give each image the logits it gets alone? Then the batch axis is really free."""
+    """Does batch 2 give each image the logits it gets alone? Then the batch axis is really free.
+
+    A model that does not run on one image is an import error, not a batch question."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -195,8 +216,12 @@ def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequen
     x = np.random.default_rng(5).random((2, *input_dims), dtype=np.float32)
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        both = session.run([output], {input_name: x})[0]
         alone = np.concatenate([session.run([output], {input_name: x[i : i + 1]})[0] for i in range(2)])
+    except Exception as exc:  # onnxruntime's own error types
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelImportError(f"the model does not run in onnxruntime on one image ({first})") from exc
+    try:
+        both = session.run([output], {input_name: x})[0]
     except Exception:  # onnxruntime's own error types: batch 2 does not run
         return False
     return both.shape == alone.shape and bool(

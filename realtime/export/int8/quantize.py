@@ -203,8 +203,9 @@ def quantize(
 
     target = target or cpu.detect().target
     model = onnx.load(str(fp32_path))
+    products = 0
     if scope == "all":  # first: then no forward weight is shared with the backward, nothing needs copying
-        quantize_backward_products(model, target=target)
+        products = quantize_backward_products(model, target=target)
     nodes = forward_nodes(model, scope)
     metadata = {p.key: p.value for p in model.metadata_props}
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +231,7 @@ def quantize(
     del model.metadata_props[:]
     written = {
         contract.META_PRECISION: f"int8 ({scope})",
-        contract.META_INT8_TARGET: target,
+        contract.META_INT8_TARGET: target if products else cpu.ANY,  # without backward products both forms agree
         contract.META_INT8_CPU: cpu.detect().describe(),
     }
     for key, value in {**metadata, **written}.items():

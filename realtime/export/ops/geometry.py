@@ -46,8 +46,7 @@ class Window:
     @property
     def non_overlapping(self) -> bool:
         """Windows that tile the input without overlap or padding (classifier heads' pools)."""
-        tiles = self.kernel == self.strides or self.kernel == (1, 1)
-        return tiles and not any(self.pads) and self.dilations == (1, 1)
+        return self.kernel == self.strides and not any(self.pads) and self.dilations == (1, 1)
 
 
 def pool_window(node: onnx.NodeProto, x: tuple[int, ...] | None = None, y: tuple[int, ...] | None = None) -> Window:
@@ -71,10 +70,13 @@ def pool_window(node: onnx.NodeProto, x: tuple[int, ...] | None = None, y: tuple
     )
 
 
-def non_overlapping_window(node: onnx.NodeProto) -> Window | None:
-    """The window when it tiles the input (the pools' fast path and the pooled shortcut), else None."""
+def non_overlapping_window(
+    node: onnx.NodeProto, x: tuple[int, ...] | None = None, y: tuple[int, ...] | None = None
+) -> Window | None:
+    """The window when it tiles the input (the pools' fast path and the pooled shortcut), else None;
+    `x`, `y` (spatial sizes) resolve a SAME auto_pad."""
     try:
-        window = pool_window(node)
+        window = pool_window(node, x, y)
     except ValueError:
         return None
     return window if window.non_overlapping else None
