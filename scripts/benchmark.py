@@ -60,7 +60,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
 
 def measure(config: BenchConfig, work: Path) -> dict[str, Any]:
     quick, rounds = config.quick, 3 if config.quick else 15
-    progress = Progress(18)
+    progress = Progress(20)
     r: dict[str, Any] = {"machine": machine(), "quick": quick}
     subject = graphs.small_subject(work) if quick else graphs.VGG16
     r["subject"] = subject.name
@@ -169,7 +169,8 @@ def run(config: BenchConfig) -> int:
                               *(f"- {k}: {v}" for k, v in results["goals"].items())])  # fmt: skip
         else:
             results = measure_int8(config, work) if config.int8_only else measure(config, work)
-            print(text)
+            text = report.int8_markdown(results) if config.int8_only else report.markdown(results)
+    print(text)
     for path, content in ((config.json, json.dumps(results, indent=2, default=str)), (config.markdown, text)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
