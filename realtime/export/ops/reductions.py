@@ -24,25 +24,25 @@ def reduce_axes(ctx: Context, node: onnx.NodeProto) -> list[int]:
     return axes
 
 
-def _reduce_mean(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+def _spread(ctx: Context, node: onnx.NodeProto, g: Grad, mean: bool) -> Grads:
+    """The gradient copied to every reduced position (divided by their count for a mean)."""
     b, dims = ctx.b, ctx.dims(node.input[0])
     axes = reduce_axes(ctx, node)
     grad = ctx.normal(g)
     if not attrs(node).get("keepdims", 1):
         grad = b.unsqueeze(grad, [a + 1 for a in axes])
-    count = int(np.prod([dims[a - 1] for a in axes]))
-    spread = b.op("Expand", [b.scale(grad, 1.0 / count), b.ints([1, 1, *dims])])
-    return first(node, Grad(spread))
+    if mean:
+        grad = b.scale(grad, 1.0 / int(np.prod([dims[a - 1] for a in axes])))
+    return first(node, Grad(b.op("Expand", [grad, b.ints([1, 1, *dims])])))
+
+
+def _reduce_mean(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    return _spread(ctx, node, g, mean=True)
 
 
 def _reduce_sum(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
-    """The gradient copied to every summed position (axes as an input since opset 13)."""
-    b, dims = ctx.b, ctx.dims(node.input[0])
-    axes = reduce_axes(ctx, node)
-    grad = ctx.normal(g)
-    if not attrs(node).get("keepdims", 1):
-        grad = b.unsqueeze(grad, [a + 1 for a in axes])
-    return first(node, Grad(b.op("Expand", [grad, b.ints([1, 1, *dims])])))
+    """Axes as an input since opset 13."""
+    return _spread(ctx, node, g, mean=False)
 
 
 RECORDS = (
