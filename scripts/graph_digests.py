@@ -29,13 +29,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-KERAS_VARIANTS: dict[str, tuple[str, ...]] = {
-    "vgg16_full": ("--gradients", "full"),
-    "vgg16_pooled": ("--gradients", "pooled"),
-    "vgg16_int8": ("--gradients", "pooled", "--int8", "--int8-cpu", "no-vnni"),
-    "vgg16_layers": ("--gradients", "full", "--layer", "block5_conv3", "--layer", "block4_conv3"),
-    "vgg16_guided": ("--gradients", "pooled", "--input-gradients", "guided"),
-    "vgg16_both": ("--gradients", "full", "--input-gradients", "both"),
+KERAS_VARIANTS: dict[str, tuple[str, ...]] = {  # "keras_": torch's VGG16 is among the cases too
+    "keras_vgg16_full": ("--gradients", "full"),
+    "keras_vgg16_pooled": ("--gradients", "pooled"),
+    "keras_vgg16_int8": ("--gradients", "pooled", "--int8", "--int8-cpu", "no-vnni"),
+    "keras_vgg16_layers": ("--gradients", "full", "--layer", "block5_conv3", "--layer", "block4_conv3"),
+    "keras_vgg16_guided": ("--gradients", "pooled", "--input-gradients", "guided"),
+    "keras_vgg16_both": ("--gradients", "full", "--input-gradients", "both"),
 }
 
 
