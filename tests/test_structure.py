@@ -76,7 +76,7 @@ def test_the_runtime_never_picks_a_method_by_its_name() -> None:
 
 # realtime/export's stages, lowest first: a module imports only from its own rank or below
 EXPORT_RANKS = (
-    ("realtime.export.graph", "realtime.export"),  # the package's __init__ imports nothing
+    ("realtime.export.graph", "realtime.export", "realtime.export.messages"),  # the package's __init__: nothing
     ("realtime.export.ops",),
     ("realtime.export.preprocessing", "realtime.export.int8.quantize", "realtime.export.int8.calibration"),
     ("realtime.export.config",),

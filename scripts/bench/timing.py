@@ -55,17 +55,12 @@ def machine() -> dict[str, Any]:
 
     from realtime import cpu as int8_cpu
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    here = int8_cpu.detect()  # realtime/cpu.py reads /proc/cpuinfo's model name once
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "cpu": cpu,
+        "cpu": here.name,
         "cores": os.cpu_count(),
-        "int8_dot_products": int8_cpu.detect().describe(),
+        "int8_dot_products": here.describe(),
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
         "opencv": cv2.__version__,

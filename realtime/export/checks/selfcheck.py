@@ -23,6 +23,7 @@ from realtime.export.autodiff.head import Head
 from realtime.export.checks.portable import GraphCheckError
 from realtime.export.graph.index import producers, topological
 from realtime.export.graph.layout import NCHW
+from realtime.export.messages import first_line
 
 
 class SelfCheckError(RuntimeError):
@@ -215,8 +216,9 @@ def self_check(
         else:
             logits = np.stack([np.asarray(run_head(x), np.float64) for x in (x0, *nudges)])  # [evaluation, N, classes]
     except Exception as exc:  # onnxruntime's or the reference evaluator's own errors
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise GraphCheckError(f"the model's own head does not run in float64 for the self-check ({first})") from exc
+        raise GraphCheckError(
+            f"the model's own head does not run in float64 for the self-check ({first_line(exc)})"
+        ) from exc
     logits_rel = _rel(outputs[contract.OUT_LOGITS], logits[0])
     worst = 0.0
     for turn, (coefficients, predicted, magnitude) in enumerate(expected):
@@ -261,8 +263,7 @@ def check_layers(
     try:
         outputs = run_onnx(path, image, targets)
     except Exception as exc:  # onnxruntime's own error types: the graph cannot run its test batch
-        first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise SelfCheckError(f"the built graph does not run on the test batch: {first_line}") from exc
+        raise SelfCheckError(f"the built graph does not run on the test batch: {first_line(exc)}") from exc
     reports = []
     for i, layer_head in enumerate(heads):
         named = {k: outputs[contract.layer_output(k, i)] for k in contract.LAYER_OUTPUTS if k in outputs}

@@ -10,6 +10,7 @@ from realtime.export.graph.builder import MIN_OPSET, model_opset
 from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.importers import ForwardGraph, ModelImportError
 from realtime.export.importers import onnx_normalize as normalize
+from realtime.export.messages import first_line
 
 OPSET = 17
 
@@ -52,7 +53,7 @@ def load_onnx(
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        first = first_line(exc, 160)
         raise ModelImportError(f"--onnx {path}: not an ONNX model ({first})") from exc
     normalize.lower_ir_version(model)
     if model_opset(model) < MIN_OPSET:
@@ -61,7 +62,7 @@ def load_onnx(
         try:
             model = version_converter.convert_version(model, OPSET)
         except Exception as exc:  # the converter's own errors: an op it cannot carry across opsets
-            first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            first = first_line(exc, 160)
             raise ModelImportError(
                 f"--onnx {path}: opset {model_opset(model)} could not be converted to {OPSET} ({first}); "
                 f"re-export the model with opset {OPSET}"

@@ -20,6 +20,7 @@ from onnx import numpy_helper
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
 from realtime.export.graph.passes import drop_dead
 from realtime.export.importers import ModelImportError
+from realtime.export.messages import first_line
 from realtime.export.ops import record
 
 ORT_MAX_IR = 10  # onnxruntime 1.18 (the oldest this project supports) reads IR versions up to 10
@@ -49,9 +50,9 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
         attribute = node.attribute[0]
         if attribute.name == "value":
             array = numpy_helper.to_array(attribute.t)
-        elif attribute.name in ("value_float", "value_int") or attribute.name in ("value_floats", "value_ints"):
-            array = np.asarray(onnx.helper.get_attribute_value(attribute), np.float32 if "float" in attribute.name
-                               else np.int64)  # fmt: skip
+        elif attribute.name in ("value_float", "value_int", "value_floats", "value_ints"):
+            dtype = np.float32 if "float" in attribute.name else np.int64
+            array = np.asarray(onnx.helper.get_attribute_value(attribute), dtype)
         else:
             continue  # sparse or string constants: left as they are
         graph.initializer.append(numpy_helper.from_array(np.asarray(array), node.output[0]))
@@ -218,7 +219,7 @@ def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequen
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         alone = np.concatenate([session.run([output], {input_name: x[i : i + 1]})[0] for i in range(2)])
     except Exception as exc:  # onnxruntime's own error types
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise ModelImportError(f"the model does not run in onnxruntime on one image ({first})") from exc
     try:
         both = session.run([output], {input_name: x})[0]
