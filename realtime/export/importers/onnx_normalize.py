@@ -151,10 +151,10 @@ def fold_shape_arithmetic(model: onnx.ModelProto, input_name: str, input_dims: S
     shape_only = _shape_only(model, index)
     if not shape_only:
         return Folded(0, 0)
-    one = _evaluate(model, input_name, input_dims, 1, sorted(shape_only))
+    one, two = _evaluate(model, input_name, input_dims, sorted(shape_only))
     if one is None:
         raise ModelImportError("the model does not run in onnxruntime on one image; check it with onnxruntime alone")
-    two = _evaluate(model, input_name, input_dims, 2, sorted(shape_only)) or one  # batch 2 fails: batch 1's shapes
+    two = two or one  # batch 2 does not run: a batch-1 graph, whose shapes are batch 1's
     same = {
         name for name in shape_only
         if name in one and name in two and one[name].shape == two[name].shape and np.array_equal(one[name], two[name])
@@ -185,9 +185,10 @@ def _shape_only(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
 
 
 def _evaluate(
-    model: onnx.ModelProto, input_name: str, input_dims: Sequence[int], batch: int, names: Sequence[str]
-) -> dict[str, np.ndarray] | None:
-    """The values of `names` for a random input at `batch`; None if the graph cannot run at that batch."""
+    model: onnx.ModelProto, input_name: str, input_dims: Sequence[int], names: Sequence[str]
+) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
+    """The values of `names` for a random input at batch 1 and at batch 2, from one session;
+    None for a batch the graph cannot run at."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -197,12 +198,18 @@ def _evaluate(
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    x = np.random.default_rng(batch).random((batch, *input_dims), dtype=np.float32)
     try:
         session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return dict(zip(names, session.run(list(names), {input_name: x}), strict=True))
-    except Exception:  # onnxruntime's own error types: this batch does not run
-        return None
+    except Exception:  # onnxruntime's own error types: the graph does not load
+        return None, None
+    values: list[dict[str, np.ndarray] | None] = []
+    for batch in (1, 2):
+        x = np.random.default_rng(batch).random((batch, *input_dims), dtype=np.float32)
+        try:
+            values.append(dict(zip(names, session.run(list(names), {input_name: x}), strict=True)))
+        except Exception:  # onnxruntime's own error types: this batch does not run
+            values.append(None)
+    return values[0], values[1]
 
 
 def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> bool:
