@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import needs
 from tests.torch_models import (
     TorchCase,
+    _convnext,
     _densenet,
     _features_avgpool_classifier,
     _resnet,
@@ -67,6 +68,7 @@ CORPUS = [
     Source(TorchCase("efficientnet_b0", _torchvision("efficientnet_b0"), _features_avgpool_classifier), "dynamo"),
     Source(TorchCase("regnet_y_400mf", _torchvision("regnet_y_400mf"), _regnet), "dynamo"),
     Source(TorchCase("densenet121", _torchvision("densenet121"), _densenet), "dynamo"),
+    Source(TorchCase("convnext_tiny", _torchvision("convnext_tiny"), _convnext), "dynamo"),  # as_strided
     Source(TorchCase("resnet18", _torchvision("resnet18"), _resnet), "classic", 11),
     Source(TorchCase("mobilenet_v3_small", _torchvision("mobilenet_v3_small"), _features_avgpool_classifier),
            "classic", 17),
@@ -248,18 +250,42 @@ def test_two_sources_on_a_static_batch_graph_in_the_live_loop(tmp_path: Path) ->
     assert count_frames(out) >= 4
 
 
-def test_convnext_through_the_dynamo_exporter_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
-    """torch's dynamo exporter writes ConvNeXt's final as_strided as a Gather over the flattened batch; the
-    head after the last stage is refused by node, with the classic exporter as the way out."""
-    from realtime.export import cli as export_cli
+def test_a_flat_gather_of_permuted_channels_becomes_a_per_image_gather(tmp_path: Path) -> None:
+    """dynamo's as_strided form, Reshape(x, [-1]) -> Gather(flat indices [1, C, 1, 1]), here permuting the
+    pooled channels: the graph takes a batch, and each channel's weight is the weight of the logit it feeds,
+    fc[j, k] / (H W) for the position j it was moved to, worked out by hand."""
+    from onnx import TensorProto, helper, numpy_helper
 
-    case = TorchCase("convnext_tiny", _torchvision("convnext_tiny"), lambda m: (m, m))
-    source = to_onnx(build_model(case), Source(case, "dynamo"), tmp_path / "convnext.onnx")
-    capsys.readouterr()  # torch's own export messages
-    code = export_cli.main(["--onnx", str(source), "--output", str(tmp_path / "g.onnx"), "--quiet"])
-    message = capsys.readouterr().err.strip()
-    assert code == 2 and len(message.splitlines()) == 1 and "(Gather)" in message and "Traceback" not in message
-    assert not (tmp_path / "g.onnx").exists()
+    rng = np.random.default_rng(6)
+    order = np.array([3, 1, 0, 2])
+    fc = rng.normal(0, 0.3, (4, 5)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["feat"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["feat"], ["act"]),
+        helper.make_node("GlobalAveragePool", ["act"], ["pooled"]),
+        helper.make_node("Reshape", ["pooled", "minus_one"], ["flat"]),
+        helper.make_node("Gather", ["flat", "order"], ["as_strided"], axis=0),
+        helper.make_node("Flatten", ["as_strided"], ["picked"]),
+        helper.make_node("Gemm", ["picked", "fc"], ["logits"]),
+    ]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(fc, "fc"), numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+             numpy_helper.from_array(order.reshape(1, 4, 1, 1), "order")]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "strided", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], inits,
+    )  # fmt: skip
+    source = tmp_path / "strided.onnx"
+    source.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+                       .SerializeToString())  # fmt: skip
+    result = export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", preprocessing="raw", quiet=True))
+    assert not result.static_batch and result.check is not None and result.check.ok()
+    images = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    got = run_onnx(result.output, images, np.array([[-1], [-1]], np.int64))
+    for i in range(2):
+        k = int(got["classes"][i, 0])
+        expected = np.array([fc[int(np.flatnonzero(order == c)[0]), k] for c in range(4)]) / (16 * 16)
+        np.testing.assert_allclose(got["weights"][i, 0], expected, rtol=1e-5, err_msg=f"image {i}")
 
 
 def test_a_graph_over_the_inline_limit_is_written_with_external_data(tmp_path: Path, monkeypatch) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from scripts.bench.graphs import GRAPHS
 from scripts.bench.timing import alternate, child
 
-MODELS = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf", "densenet121",
+MODELS = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf", "densenet121", "convnext_tiny",
           "timm:tf_efficientnet_b0")  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from realtime.export.graph.builder import MIN_OPSET, model_opset
 from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.importers import ForwardGraph, ModelImportError
 from realtime.export.importers import onnx_normalize as normalize
+from realtime.export.importers.strided import flat_gathers_per_image
 from realtime.export.messages import first_line
 
 OPSET = 17
@@ -92,6 +93,7 @@ def load_onnx(
     keep = [v for v in model.graph.input if v.name not in initializers]  # old exporters list weights as inputs
     del model.graph.input[:]
     model.graph.input.extend(keep)
+    flat_gathers_per_image(model)  # torch's as_strided, before the batch is settled
     static = _settle_batch(model, value.name, [int(d) if d else 3 for d in dims[1:]])
     return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static)
 
