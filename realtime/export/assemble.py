@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 
@@ -24,6 +24,7 @@ from realtime.export.importers.normalize import noop_pools_to_identity
 from realtime.export.ops import SUPPORTED_OPS
 from realtime.export.ops.context import RuleError
 from realtime.export.targets import HeadError, Target, Targets, candidates
+from realtime.export.tokens import expose_grid
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,29 @@ def suggestion(forward: ForwardGraph, failed: str, shapes: dict[str, tuple[int, 
     if forward.layers:  # the importer named the layers (Keras): tensor names mean nothing to the user
         return f"Pick a Keras layer after that node with --layer NAME; supported head ops: {supported}"
     index = GraphIndex.of(forward.model.graph)
-    found = candidates(forward.model, index, shapes)
+    found = candidates(forward, index, shapes)
     later = found[found.index(failed) + 1 :] if failed in found else found
     for name in later:
+        if len(shapes[name]) != 3:
+            continue  # a token layer's head exists only once its grid is in the graph
         try:
             extract(forward.model, name, forward.layout, shapes)
         except HeadError:
             continue
         return f"--layer {name} works; supported head ops: {supported}"
     return f"No later feature map has a supported head; supported head ops: {supported}"
+
+
+def _on_grid(forward: ForwardGraph, target: Target) -> Target:
+    """A token layer's target becomes its grid [N, h, w, C], put into the graph (tokens.expose_grid)."""
+    if target.grid is None:
+        return target
+    channels = static_shapes(forward.model)[target.tensor][1]
+    try:
+        grid = expose_grid(forward.model, target.tensor, target.grid, channels)
+    except ValueError as exc:
+        raise HeadError(str(exc)) from exc
+    return replace(target, tensor=grid)
 
 
 def metadata(
@@ -83,7 +98,8 @@ def assemble(forward: ForwardGraph, targets: Targets, config: ExportConfig) -> A
     """Heads, backward and contract outputs for `targets`, in `forward.model` (rewritten in place)."""
     noop_pools_to_identity(forward.model)
     try:
-        heads = tuple(find_head(forward, target) for target in targets.layers)
+        on_grid = tuple(_on_grid(forward, target) for target in targets.layers)
+        heads = tuple(find_head(forward, target) for target in on_grid)
         input_head = find_head(forward, targets.input) if targets.input is not None else None
         # the plain backward reaches the input only for saliency; guided backpropagation is its own pass
     except HeadError as exc:

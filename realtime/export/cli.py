@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-size", type=_size, metavar="HxW", help="fix an ONNX input with dynamic height and width"
     )
     parser.add_argument(
+        "--grid", type=_size, metavar="HxW",
+        help="how a token layer's patch tokens lie, where the input's size does not tell (ViT, DeiT)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prefix-tokens", type=_prefix, metavar="K",
+        help="class / distillation tokens before a token layer's patch tokens (default: inferred, 0-2)",
+    )  # fmt: skip
+    parser.add_argument(
         "--output-name",
         metavar="NAME",
         help="the ONNX output that holds the logits (default: the one with a class axis)",
@@ -143,24 +151,32 @@ def _triple(text: str) -> tuple[float, float, float]:
     return a, b, c
 
 
+def _prefix(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a count of tokens, e.g. 1 (ViT) or 2 (distilled DeiT)")
+    return int(text)
+
+
 def list_layers(config: Any) -> int:
     """Print the tensors --layer can name for an ONNX model."""
     from realtime.export import targets
     from realtime.export.importers import ModelImportError
     from realtime.export.importers.onnx_file import load_onnx
+    from realtime.export.tokens import TokenHint
 
     if config.onnx is None:
         print("gradcam-export: --list-layers reads an ONNX model; pass --onnx PATH", file=sys.stderr)
         return 2
     try:
         forward = load_onnx(config.onnx, config.layout, config.input_size, output_name=config.output_name)
-        layers = targets.list_layers(forward)
+        layers = targets.list_layers(forward, TokenHint(config.grid, config.prefix_tokens))
     except (ModelImportError, ValueError) as exc:
         print(f"gradcam-export: {exc}", file=sys.stderr)
         return 2
     for layer in layers:
         mark = "  (default)" if layer.default else ""
-        print(f"{layer.name}\t{layer.op_type}\t{'x'.join(map(str, layer.dims))}{mark}")
+        grid = f"\t{layer.grid.describe()}" if layer.grid else ""
+        print(f"{layer.name}\t{layer.op_type}\t{'x'.join(map(str, layer.dims))}{grid}{mark}")
     return 0
 
 
@@ -178,6 +194,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
         layout=args.layout,
         input_size=args.input_size,
         output_name=args.output_name,
+        grid=args.grid,
+        prefix_tokens=args.prefix_tokens,
         mean=args.mean,
         std=args.std,
         channels=args.channels,

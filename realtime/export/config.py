@@ -47,6 +47,8 @@ class ExportConfig:
     layout: str | None = None  # NCHW | NHWC of an ONNX model's input; None: read from its shape
     input_size: tuple[int, int] | None = None  # for ONNX inputs with dynamic height and width
     output_name: str | None = None  # the ONNX output that holds the logits; None: the one with a class axis
+    grid: tuple[int, int] | None = None  # how a token layer's patch tokens lie (HxW); None: from the input size
+    prefix_tokens: int | None = None  # class / distillation tokens before them; None: inferred (0-2)
     self_check: bool = True
     quiet: bool = False
     int8: bool = False

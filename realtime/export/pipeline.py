@@ -38,6 +38,7 @@ from realtime.export.config import (
 from realtime.export.graph.writing import save_checked
 from realtime.export.importers import ForwardGraph, ModelImportError
 from realtime.export.int8 import stage as int8_stage
+from realtime.export.tokens import TokenHint
 from realtime.progress import Progress
 
 __all__ = ["ExportConfig", "ExportError", "ExportResult", "SelfCheckError", "export", "export_model"]
@@ -105,7 +106,11 @@ def _finish(forward: ForwardGraph, config: ExportConfig, progress: Progress, sta
     """The same for every importer: targets, assemble, check, write, int8."""
     output = config.output or default_output(config)
     with progress.step(f"building the Grad-CAM graph ({config.gradients} gradients)", "build"):
-        chosen = targets.choose(forward, config.layer, config.more_layers, bool(config.input_gradients))
+        hint = TokenHint(config.grid, config.prefix_tokens)
+        try:
+            chosen = targets.choose(forward, config.layer, config.more_layers, bool(config.input_gradients), hint)
+        except targets.HeadError as exc:
+            raise ExportError(str(exc)) from exc
         built = assemble(forward, chosen, config)
     size = _input_size(forward)
     del forward

@@ -11,13 +11,16 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
-from realtime.export.graph.index import GraphIndex, perm
+from realtime.export.graph.index import GraphIndex, attrs, perm
 from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.graph.shapes import static_shapes
 from realtime.export.importers import ForwardGraph
 from realtime.export.ops import record
+from realtime.export.tokens import MAX_PREFIX, NO_HINT, TokenGrid, TokenHint, infer_grid, token_dims
 
 
 class HeadError(ValueError):
@@ -26,11 +29,13 @@ class HeadError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """A tensor to explain: its name in the graph, the name the user knows it by, its layout if known."""
+    """A tensor to explain: its name in the graph, the name the user knows it by, its layout if known,
+    and for a token layer [N, T, C] the grid its tokens lie on."""
 
     tensor: str
     name: str
     layout: str | None
+    grid: TokenGrid | None = None
 
 
 @dataclass(frozen=True)
@@ -41,17 +46,44 @@ class Targets:
     input: Target | None
 
 
-def choose(forward: ForwardGraph, layer: str | None, more_layers: Sequence[str], input_gradients: bool) -> Targets:
+def choose(
+    forward: ForwardGraph,
+    layer: str | None,
+    more_layers: Sequence[str],
+    input_gradients: bool,
+    hint: TokenHint = NO_HINT,
+) -> Targets:
     """The layers to explain: the importer's own (a Keras layer name it resolved), else `layer` and
     `more_layers`, else the default feature map; and the model input for input gradients."""
     if forward.layers:  # the importer already named its layers' tensors (Keras)
         layers = tuple(Target(name, name, forward.layer_layout) for name in forward.layers)
     else:
         shapes = static_shapes(forward.model)
-        first = layer or default_target(forward.model, GraphIndex.of(forward.model.graph), shapes)
-        layers = tuple(Target(name, name, None) for name in (first, *more_layers))
+        first = layer or default_target(forward, GraphIndex.of(forward.model.graph), shapes, hint)
+        layers = tuple(_target(forward, name, shapes, hint) for name in (first, *more_layers))
     given = Target(forward.input_name, forward.input_name, forward.layout) if input_gradients else None
     return Targets(layers, given)
+
+
+def _target(forward: ForwardGraph, name: str, shapes: Mapping[str, tuple[int, ...]], hint: TokenHint) -> Target:
+    """A named tensor; a token layer with the grid its tokens lie on, or advice on --grid."""
+    dims = token_dims(shapes, name)
+    if dims is None:
+        return Target(name, name, None)
+    grid = infer_grid(dims[0], image_size(forward), hint)
+    if grid is None:
+        raise HeadError(
+            f"tensor {name!r} holds {dims[0]} tokens that do not lie on one grid of the input's aspect after "
+            f"0-{MAX_PREFIX} prefix tokens; pass --grid HxW (and --prefix-tokens K)"
+        )
+    return Target(name, name, NHWC, grid)
+
+
+def image_size(forward: ForwardGraph) -> tuple[int, int]:
+    """(H, W) of the model's input."""
+    value = next(v for v in forward.model.graph.input if v.name == forward.input_name)
+    dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+    return (dims[2], dims[3]) if forward.layout == NCHW else (dims[1], dims[2])
 
 
 def layout_of(model: onnx.ModelProto, index: GraphIndex, name: str, input_layout: str) -> str | None:
@@ -70,15 +102,20 @@ def layout_of(model: onnx.ModelProto, index: GraphIndex, name: str, input_layout
         if node is None:
             continue
         says = record(node.op_type).layout
-        if says == "permutes":
+        if says == "permutes":  # a layout change only of a tensor with a layout (not attention's heads)
             order = perm(node)
-            if order == [0, 2, 3, 1]:
+            before = (
+                layout_of(model, index, node.input[0], input_layout) if order in ([0, 2, 3, 1], [0, 3, 1, 2]) else None
+            )
+            if order == [0, 2, 3, 1] and before == NCHW:
                 return NHWC
-            if order == [0, 3, 1, 2]:
+            if order == [0, 3, 1, 2] and before == NHWC:
                 return NCHW
             return None
         if says == "nchw":
             return NCHW
+        if says == "last_axis" and int(attrs(node).get("axis", -1)) in (-1, 3):  # channels are what it normalises
+            return NHWC
         if says == "breaks":
             return None
         queue.extend(i for i in node.input if i and i not in index.constants)
@@ -95,17 +132,36 @@ def resolve_logits(model: onnx.ModelProto, index: GraphIndex) -> str:
     return name
 
 
-def candidates(model: onnx.ModelProto, index: GraphIndex, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
-    """4-D tensors with spatial extent > 1 that the logits depend on, in topological order."""
+def candidates(
+    forward: ForwardGraph, index: GraphIndex, shapes: Mapping[str, tuple[int, ...]], hint: TokenHint = NO_HINT
+) -> list[str]:
+    """What the logits depend on that can be explained, in topological order: 4-D maps with spatial extent
+    > 1 whose layout the ops that made them tell (not attention's [N, heads, T, d]), and token layers
+    (a LayerNormalization's or a residual Add's [N, T, C]) whose tokens lie on a grid."""
+    model = forward.model
     logits = resolve_logits(model, index)
     needed = index.ancestors(logits)
+    image = image_size(forward)
     found = []
     for node in model.graph.node:
         for name in node.output:
             dims = shapes.get(name)
-            if name in needed and name not in index.constants and dims and len(dims) == 3 and _spatial(dims) > 1:
+            if name not in needed or name in index.constants or not dims:
+                continue
+            if len(dims) == 3:
+                known = _spatial(dims) > 1 and layout_of(model, index, name, forward.layout) is not None
+            else:
+                known = len(dims) == 2 and _token_layer(node, index) and infer_grid(dims[0], image, hint) is not None
+            if known:
                 found.append(name)
     return found
+
+
+def _token_layer(node: onnx.NodeProto, index: GraphIndex) -> bool:
+    """A block's boundary: a LayerNormalization, or a residual Add of two computed tensors."""
+    if node.op_type == "LayerNormalization":
+        return True
+    return node.op_type == "Add" and all(i not in index.constants for i in node.input)
 
 
 def _spatial(dims: tuple[int, ...]) -> int:
@@ -113,12 +169,39 @@ def _spatial(dims: tuple[int, ...]) -> int:
     return min(dims[1] * dims[2], dims[0] * dims[1])
 
 
-def default_target(model: onnx.ModelProto, index: GraphIndex, shapes: Mapping[str, tuple[int, ...]]) -> str:
-    """The last candidate not made by pooling or plumbing: VGG's last conv ReLU, ResNet's layer4 output."""
-    found = [n for n in candidates(model, index, shapes) if not record(index.producer[n].op_type).plumbing]
+def default_target(
+    forward: ForwardGraph, index: GraphIndex, shapes: Mapping[str, tuple[int, ...]], hint: TokenHint = NO_HINT
+) -> str:
+    """The last candidate not made by pooling or plumbing: VGG's last conv ReLU, ResNet's layer4 output,
+    Swin's final norm; for a token layer, the last whose patch tokens still reach the logits (ViT's
+    last block's first LayerNorm: after the last attention only the class token does)."""
+    model = forward.model
+    mixed = tokens_mixed_later(model, index)
+    found = [
+        name for name in candidates(forward, index, shapes, hint)
+        if not record(index.producer[name].op_type).plumbing and (len(shapes[name]) == 3 or name in mixed)
+    ]  # fmt: skip
     if not found:
         raise HeadError("the graph has no 4-D feature map with spatial extent > 1 before its logits; pass --layer")
     return found[-1]
+
+
+def tokens_mixed_later(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
+    """Tensors from which a path to the logits passes an op that mixes or pools tokens: attention's
+    Softmax, a MatMul of two computed tensors, a mean or sum over the token axis (1)."""
+    inits = {init.name: init for init in model.graph.initializer}
+    marked: set[str] = set()
+    for node in reversed(model.graph.node):
+        computed = [i for i in node.input if i and i not in index.constants]
+        mixes = node.op_type == "Softmax" or (node.op_type == "MatMul" and len(computed) == 2)
+        if node.op_type in ("ReduceMean", "ReduceSum"):
+            axes = attrs(node).get("axes")
+            if axes is None and len(node.input) > 1 and node.input[1] in inits:
+                axes = numpy_helper.to_array(inits[node.input[1]])
+            mixes = axes is not None and 1 in [int(a) for a in np.asarray(axes).reshape(-1)]
+        if mixes or any(o in marked for o in node.output):
+            marked.update(computed)
+    return marked
 
 
 def alias(index: GraphIndex, target: str, needed: set[str]) -> tuple[str, list[int] | None]:
@@ -143,14 +226,17 @@ class Layer:
     op_type: str
     dims: tuple[int, ...]
     default: bool
+    grid: TokenGrid | None = None  # a token layer's grid
 
 
-def list_layers(forward: ForwardGraph) -> list[Layer]:
+def list_layers(forward: ForwardGraph, hint: TokenHint = NO_HINT) -> list[Layer]:
     """Candidate target tensors, in graph order, the default marked."""
     shapes = static_shapes(forward.model)
     index = GraphIndex.of(forward.model.graph)
-    chosen = forward.layers[0] if forward.layers else default_target(forward.model, index, shapes)
+    chosen = forward.layers[0] if forward.layers else default_target(forward, index, shapes, hint)
+    image = image_size(forward)
     return [
-        Layer(name, index.producer[name].op_type, shapes[name], name == chosen)
-        for name in candidates(forward.model, index, shapes)
-    ]
+        Layer(name, index.producer[name].op_type, shapes[name], name == chosen,
+              infer_grid(shapes[name][0], image, hint) if len(shapes[name]) == 2 else None)
+        for name in candidates(forward, index, shapes, hint)
+    ]  # fmt: skip

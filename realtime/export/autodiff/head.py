@@ -47,8 +47,11 @@ def extract(
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     target_layout: str | None = None,
 ) -> Head:
-    """The head after `target`; refuses heads with ops that have no derivative rule (ops/) or inputs from
-    elsewhere in the body.
+    """The head after `target`; refuses heads with ops that have no derivative rule (ops/).
+
+    A node may also read tensors from elsewhere in the body (a residual around the target, the
+    class token's path): they do not depend on the target, so they are constants to its gradient,
+    as they are to autograd's.
 
     `target_layout` is the target's layout when the caller knows it (a Keras layer is NHWC);
     otherwise the ops that made it tell.
@@ -68,7 +71,6 @@ def extract(
     if logit_dims is None or len(logit_dims) != 1:
         raise HeadError(f"the model's output {logits!r} has shape {logit_dims}; a classifier ends in [N, classes]")
 
-    body_values = _depends_on_inputs(model, index)
     carried = {target}
     nodes: list[onnx.NodeProto] = []
     for node in model.graph.node:
@@ -85,13 +87,6 @@ def extract(
             continue
         if op.rule is None:
             raise HeadError(f"node {node.name!r} ({node.op_type}) after {target!r} is not supported in the head")
-        for p in positions:
-            name = node.input[p] if p < len(node.input) else ""
-            if name and name not in carried and name in body_values:
-                raise HeadError(
-                    f"node {node.name!r} ({node.op_type}) also reads {name!r}, which does not come from "
-                    f"{target!r} (a skip connection around it): pick a layer after it"
-                )
         carried.update(o for o in node.output[:1] if o)
         nodes.append(node)
     if logits not in carried:
@@ -108,12 +103,3 @@ def _aliased_layout(layout: str, perm: list[int] | None) -> str | None:
     if layout == NCHW and perm == [0, 3, 1, 2]:
         return NHWC
     return None
-
-
-def _depends_on_inputs(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
-    """Tensors whose values (not just shapes) come from a graph input."""
-    values = {value.name for value in model.graph.input} - set(index.constants)
-    for node in model.graph.node:
-        if not record(node.op_type).reads_shape_only and any(i in values for i in node.input):
-            values.update(node.output)
-    return values

@@ -8,9 +8,12 @@ import onnx
 
 from realtime.export.graph.builder import MIN_OPSET, model_opset
 from realtime.export.graph.layout import NCHW, NHWC
-from realtime.export.importers import ForwardGraph, ModelImportError
+from realtime.export.importers import ForwardGraph, ModelImportError, batch
 from realtime.export.importers import onnx_normalize as normalize
+from realtime.export.importers.reshape_chains import collapse_batch_folding_chains
+from realtime.export.importers.splits import splits_to_slices
 from realtime.export.importers.strided import flat_gathers_per_image
+from realtime.export.importers.unbind import picks_before_transposes
 from realtime.export.messages import first_line
 
 OPSET = 17
@@ -94,18 +97,29 @@ def load_onnx(
     del model.graph.input[:]
     model.graph.input.extend(keep)
     flat_gathers_per_image(model)  # torch's as_strided, before the batch is settled
+    picks_before_transposes(model)  # attention's q, k, v with the batch first throughout
     static = _settle_batch(model, value.name, [int(d) if d else 3 for d in dims[1:]])
+    splits_to_slices(model)  # q, k and v: one output per node for the backward
+    collapse_batch_folding_chains(model)  # dynamo's K^T through [N*heads, T, d]
     return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static)
 
 
 def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> bool:
     """Make the batch dynamic where it is baked in, fold shape arithmetic, and check that batch 2 gives
     each image its own logits. Returns True when the graph must stay at batch 1."""
-    rewritten = normalize.batch_one_reshapes_to_dynamic(model)
-    normalize.fold_shape_arithmetic(model, input_name, dims)
-    if normalize.batch_is_dynamic(model, input_name, dims):
+    rewritten = batch.batch_one_reshapes_to_dynamic(model)
+    batch.batch_one_constants_follow_the_batch(model)
+    try:
+        normalize.fold_shape_arithmetic(model, input_name, dims)
+        freed = batch.batch_is_dynamic(model, input_name, dims)
+    except ModelImportError:  # freed, it does not even run on one image: the file's own targets are tried
+        if not rewritten:
+            raise
+        freed = False
+    if freed:
         return False
-    normalize.restore(model, rewritten)  # the batch stays 1: the targets as the file had them
+    batch.restore(model, rewritten)  # the batch stays 1: the targets as the file had them
+    normalize.fold_shape_arithmetic(model, input_name, dims)
     for value in (*model.graph.input, *model.graph.output):
         shape = value.type.tensor_type.shape
         if shape.dim:

@@ -20,7 +20,6 @@ from onnx import numpy_helper
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
 from realtime.export.graph.passes import drop_dead
 from realtime.export.importers import ModelImportError
-from realtime.export.messages import first_line
 from realtime.export.ops import record
 
 ORT_MAX_IR = 10  # onnxruntime 1.18 (the oldest this project supports) reads IR versions up to 10
@@ -83,55 +82,6 @@ def choose_logits(model: onnx.ModelProto, wanted: str | None) -> str:
 def _class_dims(value: onnx.ValueInfoProto) -> bool:
     dims = value.type.tensor_type.shape.dim
     return len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 1
-
-
-@dataclass(frozen=True)
-class Rewritten:
-    """A Reshape whose target was changed, and what it read before (to put back)."""
-
-    node: onnx.NodeProto
-    target: str
-    allowzero: int | None
-
-
-def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
-    """Reshape targets that start with a constant 1 (a batch baked in) start with 0 instead: "keep the
-    input's first dimension", for Reshapes of computed tensors (a constant's reshape has no batch).
-    Whether that was right is checked afterwards (batch_is_dynamic); `restore` undoes it."""
-    index = GraphIndex.of(model.graph)
-    inits = {init.name: init for init in model.graph.initializer}
-    copies: dict[str, str] = {}
-    changed = []
-    for node in model.graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
-            continue
-        if node.input[0] in index.constants:
-            continue
-        target = numpy_helper.to_array(inits[node.input[1]])
-        if target.ndim != 1 or len(target) < 2 or target[0] != 1 or (target[1:] == 0).any():
-            continue
-        if node.input[1] not in copies:  # one freed copy per target, however many Reshapes read it
-            fixed = target.copy()
-            fixed[0] = 0
-            copies[node.input[1]] = f"{node.input[1]}/dynamic_batch"
-            model.graph.initializer.append(numpy_helper.from_array(fixed, copies[node.input[1]]))
-        allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), None)
-        changed.append(Rewritten(node, node.input[1], allowzero))
-        node.input[1] = copies[node.input[1]]
-        for attribute in node.attribute:  # torch's dynamo exporter says allowzero=1; with no 0 it means nothing
-            if attribute.name == "allowzero":
-                attribute.i = 0
-    return changed
-
-
-def restore(model: onnx.ModelProto, rewritten: Sequence[Rewritten]) -> None:
-    """Put the Reshape targets back as they were (the batch could not be freed)."""
-    for change in rewritten:
-        change.node.input[1] = change.target
-        for attribute in change.node.attribute:
-            if attribute.name == "allowzero" and change.allowzero is not None:
-                attribute.i = change.allowzero
-    drop_unused_initializers(model)
 
 
 @dataclass(frozen=True)
@@ -210,28 +160,3 @@ def _evaluate(
         except Exception:  # onnxruntime's own error types: this batch does not run
             values.append(None)
     return values[0], values[1]
-
-
-def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> bool:
-    """Does batch 2 give each image the logits it gets alone? Then the batch axis is really free.
-
-    A model that does not run on one image is an import error, not a batch question."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    output = model.graph.output[0].name
-    x = np.random.default_rng(5).random((2, *input_dims), dtype=np.float32)
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        alone = np.concatenate([session.run([output], {input_name: x[i : i + 1]})[0] for i in range(2)])
-    except Exception as exc:  # onnxruntime's own error types
-        first = first_line(exc)
-        raise ModelImportError(f"the model does not run in onnxruntime on one image ({first})") from exc
-    try:
-        both = session.run([output], {input_name: x})[0]
-    except Exception:  # onnxruntime's own error types: batch 2 does not run
-        return False
-    return both.shape == alone.shape and bool(
-        np.allclose(both, alone, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(alone).max()))
-    )

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from realtime.export.ops.context import Rule
 
 GRAD_INPUTS = ("first", "all", "none")  # which inputs a gradient can flow into; none: not differentiable
-LAYOUTS = ("follows", "nchw", "breaks", "permutes")  # keeps its input's layout; works channels-first; says
-# nothing (flattens, multiplies); moves axes
+LAYOUTS = ("follows", "nchw", "breaks", "permutes", "last_axis")  # keeps its input's layout; works
+# channels-first; says nothing (flattens, multiplies); moves axes; normalises the last axis (its channels)
 POOLED_ROLES = ("blocks", "moves", "window", "permutes", "global", "reduce", "flattens", "dense")
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 

@@ -1,0 +1,135 @@
+"""A batch of 1 baked into a graph, freed where that is checked to be safe.
+
+torch's dynamo exporter writes the batch of its example input into Reshape targets ([1, 197, 3, 3,
+64]) and into constants it folded (DeiT's class token, expanded to [1, 1, 192] and concatenated with
+the patch tokens). Each pass here makes one of these follow the input's batch; `batch_is_dynamic`
+then checks that batch 2 gives each image its own logits, and `restore` undoes the Reshape targets
+when it does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from realtime.export.graph.index import GraphIndex, drop_unused_initializers
+from realtime.export.importers import ModelImportError
+from realtime.export.messages import first_line
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """A Reshape whose target was changed, and what it read before (to put back)."""
+
+    node: onnx.NodeProto
+    target: str
+    allowzero: int | None
+
+
+def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
+    """Reshape targets that start with a constant 1 (a batch baked in) start with -1 instead ("whatever
+    is left", which is the batch when the other dims are per image), or with 0 ("the input's first
+    dimension") where another dim is already -1; for Reshapes of computed tensors (a constant's
+    reshape has no batch). Whether that was right is checked afterwards (batch_is_dynamic); `restore`
+    undoes it."""
+    index = GraphIndex.of(model.graph)
+    inits = {init.name: init for init in model.graph.initializer}
+    copies: dict[str, str] = {}
+    changed = []
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        if node.input[0] in index.constants:
+            continue
+        target = numpy_helper.to_array(inits[node.input[1]])
+        if target.ndim != 1 or len(target) < 2 or target[0] != 1 or (target[1:] == 0).any():
+            continue
+        if node.input[1] not in copies:  # one freed copy per target, however many Reshapes read it
+            fixed = target.copy()
+            fixed[0] = 0 if (target[1:] == -1).any() else -1  # attention's [1, heads, d, T] after [N*heads, ...]
+            copies[node.input[1]] = f"{node.input[1]}/dynamic_batch"
+            model.graph.initializer.append(numpy_helper.from_array(fixed, copies[node.input[1]]))
+        allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), None)
+        changed.append(Rewritten(node, node.input[1], allowzero))
+        node.input[1] = copies[node.input[1]]
+        for attribute in node.attribute:  # torch's dynamo exporter says allowzero=1; with no 0 it means nothing
+            if attribute.name == "allowzero":
+                attribute.i = 0
+    return changed
+
+
+def restore(model: onnx.ModelProto, rewritten: Sequence[Rewritten]) -> None:
+    """Put the Reshape targets back as they were (the batch could not be freed)."""
+    for change in rewritten:
+        change.node.input[1] = change.target
+        for attribute in change.node.attribute:
+            if attribute.name == "allowzero" and change.allowzero is not None:
+                attribute.i = change.allowzero
+    drop_unused_initializers(model)
+
+
+def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> bool:
+    """Does batch 2 give each image the logits it gets alone? Then the batch axis is really free.
+
+    A model that does not run on one image is an import error, not a batch question."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    output = model.graph.output[0].name
+    x = np.random.default_rng(5).random((2, *input_dims), dtype=np.float32)
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        alone = np.concatenate([session.run([output], {input_name: x[i : i + 1]})[0] for i in range(2)])
+    except Exception as exc:  # onnxruntime's own error types
+        first = first_line(exc)
+        raise ModelImportError(f"the model does not run in onnxruntime on one image ({first})") from exc
+    try:
+        both = session.run([output], {input_name: x})[0]
+    except Exception:  # onnxruntime's own error types: batch 2 does not run
+        return False
+    return both.shape == alone.shape and bool(
+        np.allclose(both, alone, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(alone).max()))
+    )
+
+
+def batch_one_constants_follow_the_batch(model: onnx.ModelProto) -> int:
+    """A constant [1, ...] concatenated (on a non-batch axis) with computed tensors is expanded to their
+    batch first: Expand(constant, [Shape(computed)[0], ...]). Returns how many were rewritten."""
+    graph = model.graph
+    index = GraphIndex.of(graph)
+    inits = {init.name: init for init in graph.initializer}
+    rewritten = 0
+    for node in list(graph.node):
+        if node.op_type != "Concat" or next((a.i for a in node.attribute if a.name == "axis"), 0) == 0:
+            continue
+        computed = [i for i in node.input if i not in index.constants]
+        if not computed:
+            continue
+        for position, name in enumerate(node.input):
+            if name not in inits or not inits[name].dims or inits[name].dims[0] != 1:
+                continue
+            stem = f"{name}/follows_batch_{rewritten}"
+            rest = numpy_helper.from_array(np.array(list(inits[name].dims[1:]), np.int64), f"{stem}/rest")
+            bounds = [
+                numpy_helper.from_array(np.array([v], np.int64), f"{stem}/{w}") for w, v in (("zero", 0), ("one", 1))
+            ]
+            graph.initializer.extend([rest, *bounds])
+            at = list(graph.node).index(node)
+            new = [
+                onnx.helper.make_node("Shape", [computed[0]], [f"{stem}/shape"], name=f"{stem}/shape"),
+                onnx.helper.make_node("Slice", [f"{stem}/shape", bounds[0].name, bounds[1].name], [f"{stem}/batch"],
+                                      name=f"{stem}/batch"),
+                onnx.helper.make_node("Concat", [f"{stem}/batch", rest.name], [f"{stem}/target"], name=f"{stem}/target",
+                                      axis=0),
+                onnx.helper.make_node("Expand", [name, f"{stem}/target"], [stem], name=stem),
+            ]  # fmt: skip
+            for offset, added in enumerate(new):
+                graph.node.insert(at + offset, added)
+            node.input[position] = stem
+            rewritten += 1
+    return rewritten
