@@ -5,6 +5,7 @@
     python scripts/benchmark.py --json out.json --markdown out.md
     python scripts/benchmark.py --int8-only         # int8 on this CPU: both forms against fp32, a few minutes
     python scripts/benchmark.py --real-world-only   # torch's default exporter and timm: the import's cost
+    python scripts/benchmark.py --transformers-only  # DeiT-tiny and Swin-T: Grad-CAM against forward-only
 
 The measuring code lives in scripts/bench/ (importable, with its child processes as modules);
 this script only chooses what to run and writes the report.
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark.py`
 
 from realtime.progress import Progress  # noqa: E402
-from scripts.bench import drawing, graphs, int8, layers, live, onnx_models, real_world, report  # noqa: E402
+from scripts.bench import drawing, graphs, int8, layers, live, onnx_models, real_world, report, transformers  # noqa: E402
 from scripts.bench.timing import child, machine  # noqa: E402
 
 
@@ -40,6 +41,7 @@ class BenchConfig:
     work: Path | None = None
     int8_only: bool = False
     real_world_only: bool = False
+    transformers_only: bool = False
 
 
 def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -54,6 +56,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     )
     parser.add_argument(
         "--real-world-only", action="store_true", help="only real-world ONNX files: torch's default exporter, timm"
+    )
+    parser.add_argument(
+        "--transformers-only", action="store_true", help="only transformers: DeiT-tiny and Swin-T against forward-only"
     )
     return BenchConfig(**vars(parser.parse_args(argv)))
 
@@ -162,10 +167,12 @@ def run(config: BenchConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = config.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        if config.real_world_only:
-            results = {"machine": machine(), "real_world": real_world.measure(work, 3 if config.quick else 15)}
-            results["goals"] = real_world.goals(results["real_world"])
-            text = "\n".join([str(results["machine"]), *real_world.table(results["real_world"]), "",
+        focused = real_world if config.real_world_only else transformers if config.transformers_only else None
+        if focused is not None:
+            measured = focused.measure(work, 3 if config.quick else 15)
+            results = {"machine": machine(), focused.__name__.rsplit(".", 1)[-1]: measured}
+            results["goals"] = focused.goals(measured)
+            text = "\n".join([str(results["machine"]), *focused.table(measured), "",
                               *(f"- {k}: {v}" for k, v in results["goals"].items())])  # fmt: skip
         else:
             results = measure_int8(config, work) if config.int8_only else measure(config, work)

@@ -78,8 +78,12 @@ def test_the_runtime_never_picks_a_method_by_its_name() -> None:
 EXPORT_RANKS = (
     ("realtime.export.graph", "realtime.export", "realtime.export.messages"),  # the package's __init__: nothing
     ("realtime.export.ops",),
-    ("realtime.export.preprocessing", "realtime.export.tokens", "realtime.export.int8.quantize",
-     "realtime.export.int8.calibration"),
+    (
+        "realtime.export.preprocessing",
+        "realtime.export.tokens",
+        "realtime.export.int8.quantize",
+        "realtime.export.int8.calibration",
+    ),
     ("realtime.export.config",),
     ("realtime.export.importers",),
     ("realtime.export.targets",),

@@ -87,7 +87,8 @@ def image_size(forward: ForwardGraph) -> tuple[int, int]:
 
 
 def layout_of(model: onnx.ModelProto, index: GraphIndex, name: str, input_layout: str) -> str | None:
-    """NCHW or NHWC for a 4-D tensor, from the ops that made it; None when nothing says."""
+    """NCHW or NHWC for a 4-D tensor, from the ops that made it, the nearest that says first; None when
+    nothing on the way back says (attention's [N, heads, T, d] comes from Reshapes, which do not)."""
     graph_inputs = {value.name for value in model.graph.input}
     seen: set[str] = set()
     queue = deque([name])
@@ -111,13 +112,13 @@ def layout_of(model: onnx.ModelProto, index: GraphIndex, name: str, input_layout
                 return NHWC
             if order == [0, 3, 1, 2] and before == NHWC:
                 return NCHW
-            return None
+            continue  # this branch says nothing; another input may (a residual's)
         if says == "nchw":
             return NCHW
         if says == "last_axis" and int(attrs(node).get("axis", -1)) in (-1, 3):  # channels are what it normalises
             return NHWC
         if says == "breaks":
-            return None
+            continue
         queue.extend(i for i in node.input if i and i not in index.constants)
     return None
 
@@ -193,8 +194,9 @@ def tokens_mixed_later(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
     marked: set[str] = set()
     for node in reversed(model.graph.node):
         computed = [i for i in node.input if i and i not in index.constants]
-        mixes = node.op_type == "Softmax" or (node.op_type == "MatMul" and len(computed) == 2)
-        if node.op_type in ("ReduceMean", "ReduceSum"):
+        role = record(node.op_type).tokens
+        mixes = role == "mixes" or (role == "mixes_two_activations" and len(computed) == 2)
+        if role == "reduces":
             axes = attrs(node).get("axes")
             if axes is None and len(node.input) > 1 and node.input[1] in inits:
                 axes = numpy_helper.to_array(inits[node.input[1]])

@@ -15,7 +15,9 @@ from onnx import TensorProto, numpy_helper
 
 from realtime.export.autodiff.head import Head
 from realtime.export.checks.portable import GraphCheckError
-from realtime.export.graph.index import producers, topological
+from realtime.export.graph.index import GraphIndex, producers, topological
+from realtime.export.graph.passes import with_outputs
+from realtime.export.graph.shapes import element_types
 
 LARGE_WEIGHT = 1 << 20  # elements: float weights above this stay float32 in the float64 head
 
@@ -40,6 +42,7 @@ def head_model(model: onnx.ModelProto, head: Head) -> HeadModel:
     producer = producers(model.graph.node)
     inits = {init.name: init for init in model.graph.initializer}
     from_target = _from_target(model, head.target)
+    constants = GraphIndex.of(model.graph).constants  # computed from initializers alone
     needed: list[onnx.NodeProto] = []
     side: list[str] = []
     seen: set[str] = {head.target}
@@ -55,7 +58,7 @@ def head_model(model: onnx.ModelProto, head: Head) -> HeadModel:
         if node.op_type == "Shape" and node.input[0] not in from_target:
             needed.extend(_static_shape_nodes(node, head))
             continue
-        if name not in from_target and not _constant_only(name, producer, inits):
+        if name not in from_target and name not in constants:
             side.append(name)  # a value of the forward pass: fed, as a constant of the head
             continue
         if node not in needed:
@@ -68,6 +71,7 @@ def head_model(model: onnx.ModelProto, head: Head) -> HeadModel:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     nodes = [lowered for node in nodes for lowered in _in_float64(node, head, opset)]
     # small float weights become float64 here; large ones are fed as float32 inputs and cast inside the graph
+    types = element_types(model) if side else {}
     weights, casts, fed, fed_values = [], [], {}, []
     for name, init in inits.items():
         if name not in inputs_of:
@@ -88,7 +92,7 @@ def head_model(model: onnx.ModelProto, head: Head) -> HeadModel:
         [
             onnx.helper.make_tensor_value_info(head.target, TensorProto.DOUBLE, None),
             *fed_values,
-            *(onnx.helper.make_tensor_value_info(name, TensorProto.DOUBLE, None) for name in side),
+            *(onnx.helper.make_tensor_value_info(name, _side_type(types.get(name)), None) for name in side),
         ],
         [onnx.helper.make_tensor_value_info(head.logits, TensorProto.DOUBLE, None)],
         weights,
@@ -144,8 +148,10 @@ def _gelu(node: onnx.NodeProto) -> list[onnx.NodeProto]:
     stem, x = node.output[0], node.input[0]
     tanh = any(a.name == "approximate" and a.s == b"tanh" for a in node.attribute)
     values = {"half": 0.5, "one": 1.0, "root_half": 0.5**0.5, "c": (2 / np.pi) ** 0.5, "k": 0.044715}
-    out = [onnx.helper.make_node("Constant", [], [f"{stem}/{k}"], value=numpy_helper.from_array(np.float64(v), k))
-           for k, v in values.items()]  # fmt: skip
+    out = [
+        onnx.helper.make_node("Constant", [], [f"{stem}/{k}"], value=numpy_helper.from_array(np.asarray(v, np.float64)))
+        for k, v in values.items()
+    ]
     if tanh:
         out += [
             onnx.helper.make_node("Mul", [x, x], [f"{stem}/x2"]),
@@ -168,19 +174,9 @@ def _gelu(node: onnx.NodeProto) -> list[onnx.NodeProto]:
     ]
 
 
-def _constant_only(name: str, producer: dict[str, onnx.NodeProto], inits: dict[str, Any]) -> bool:
-    """Computed from initializers alone (no graph input on the way)."""
-    stack, seen = [name], set()
-    while stack:
-        current = stack.pop()
-        if current in seen or current in inits or not current:
-            continue
-        seen.add(current)
-        node = producer.get(current)
-        if node is None:
-            return False
-        stack.extend(node.input)
-    return True
+def _side_type(elem: int | None) -> int:
+    """Float side inputs run in float64 like the rest of the head; shape tensors stay int64."""
+    return TensorProto.DOUBLE if elem in (None, TensorProto.FLOAT, TensorProto.DOUBLE) else elem
 
 
 def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
@@ -237,8 +233,10 @@ def float64_runner(head: HeadModel, target: str, side: dict[str, np.ndarray]) ->
     def feeds(x: np.ndarray) -> dict[str, np.ndarray]:
         given = {}
         for name in head.side:
-            value = side[name].astype(np.float64)
-            given[name] = np.concatenate([value] * (len(x) // len(value)))
+            value = side[name].astype(np.float64) if side[name].dtype.kind == "f" else side[name]
+            if value.dtype.kind == "f":  # a batch-first activation: one copy per stacked batch
+                value = np.concatenate([value] * (len(x) // len(value)))
+            given[name] = value
         return {target: x, **head.weights, **given}
 
     try:
@@ -264,13 +262,10 @@ def side_values(
 
     from realtime import contract
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
     options = ort.SessionOptions()
     options.log_severity_level = 4
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    probe = with_outputs(model, names).SerializeToString()
+    session = ort.InferenceSession(probe, options, providers=["CPUExecutionProvider"])
     feeds = {contract.INPUT_IMAGE: image, contract.INPUT_TARGETS: targets}
     return dict(zip(names, session.run(list(names), feeds), strict=True))
 

@@ -8,6 +8,7 @@ wherever it is convenient, and this puts each after its inputs.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -111,3 +112,12 @@ def finish(model: onnx.ModelProto) -> onnx.ModelProto:
     relu_before_reshape(model)
     topological_sort(model)
     return model
+
+
+def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    """A copy of `model` whose outputs are `names` (any inner tensors), to read their values in a session."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
+    return probe

@@ -28,6 +28,7 @@ class Rewritten:
     node: onnx.NodeProto
     target: str
     allowzero: int | None
+    original: onnx.TensorProto  # the target's initializer: passes in between may drop it as unused
 
 
 def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
@@ -54,7 +55,7 @@ def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
             copies[node.input[1]] = f"{node.input[1]}/dynamic_batch"
             model.graph.initializer.append(numpy_helper.from_array(fixed, copies[node.input[1]]))
         allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), None)
-        changed.append(Rewritten(node, node.input[1], allowzero))
+        changed.append(Rewritten(node, node.input[1], allowzero, inits[node.input[1]]))
         node.input[1] = copies[node.input[1]]
         for attribute in node.attribute:  # torch's dynamo exporter says allowzero=1; with no 0 it means nothing
             if attribute.name == "allowzero":
@@ -64,8 +65,12 @@ def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
 
 def restore(model: onnx.ModelProto, rewritten: Sequence[Rewritten]) -> None:
     """Put the Reshape targets back as they were (the batch could not be freed)."""
+    present = {init.name for init in model.graph.initializer}
     for change in rewritten:
         change.node.input[1] = change.target
+        if change.target not in present:
+            model.graph.initializer.append(change.original)
+            present.add(change.target)
         for attribute in change.node.attribute:
             if attribute.name == "allowzero" and change.allowzero is not None:
                 attribute.i = change.allowzero

@@ -18,7 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
-from realtime.export.graph.passes import drop_dead
+from realtime.export.graph.passes import drop_dead, with_outputs
 from realtime.export.importers import ModelImportError
 from realtime.export.ops import record
 
@@ -141,10 +141,7 @@ def _evaluate(
     None for a batch the graph cannot run at."""
     import onnxruntime as ort
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
+    probe = with_outputs(model, names)
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -87,7 +87,11 @@ class Context:
 
     def dims(self, name: str) -> tuple[int, ...]:
         if name not in self.shapes:
-            raise RuleError(f"tensor {name!r} has no static shape; export the model with fixed spatial sizes")
+            raise RuleError(
+                f"tensor {name!r} has no static shape per image: either its first axis is not the batch "
+                "(Swin's windows or attention heads folded into it: pick a layer after them) or the model "
+                "was exported without fixed spatial sizes (pass --input-size HxW)"
+            )
         return self.shapes[name]
 
     # ----------------------------------------------------------------- forms

@@ -25,7 +25,10 @@ def _reshape(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ..
 def _transpose(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     order = perm(node)
     if not order or order[0] != 0:
-        raise RuleError(f"node {node.name!r}: a Transpose in the head must keep the batch axis first")
+        raise RuleError(
+            f"node {node.name!r} (Transpose) moves the batch axis, which the backward keeps first (torch's "
+            "nn.MultiheadAttention, as in torchvision's ViT, runs sequence-first; timm's ViT and DeiT do not)"
+        )
     inverse = [order.index(i) for i in range(len(order))]
     back = [0, 1, *(p + 1 for p in inverse[1:])]
     return first(node, Grad(ctx.b.transpose(ctx.normal(g), back)))

@@ -18,6 +18,8 @@ GRAD_INPUTS = ("first", "all", "none")  # which inputs a gradient can flow into;
 LAYOUTS = ("follows", "nchw", "breaks", "permutes", "last_axis")  # keeps its input's layout; works
 # channels-first; says nothing (flattens, multiplies); moves axes; normalises the last axis (its channels)
 POOLED_ROLES = ("blocks", "moves", "window", "permutes", "global", "reduce", "flattens", "dense")
+TOKEN_ROLES = ("", "mixes", "mixes_two_activations", "reduces")  # whether it mixes a transformer's tokens:
+# always (attention's Softmax), when both inputs are computed (Q @ K^T, A @ V), when it reduces the token axis
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 
 
@@ -35,6 +37,7 @@ class OpRecord:
     tensorrt: bool = False  # onnx-tensorrt 10's parser supports it (operators.md)
     tensorrt_note: str = ""  # the conditions it states, where they matter here
     int8: str = ""
+    tokens: str = ""  # TOKEN_ROLES: token layers after the last op that mixes tokens reach only the class token
     folds_on_constants: bool = False  # the import evaluates it when every input is a constant
     reads_shape_only: bool = False  # its output depends on its input's shape, not its values (Shape, Size)
 
@@ -44,6 +47,7 @@ class OpRecord:
             ("layout", self.layout, LAYOUTS),
             ("pooled", self.pooled, POOLED_ROLES),
             ("int8", self.int8, INT8_ROLES),
+            ("tokens", self.tokens, TOKEN_ROLES),
         ):
             if value not in allowed:
                 raise ValueError(f"{self.op_type}: {field} {value!r} is not one of {allowed}")
