@@ -11,16 +11,14 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from realtime.export.graph.index import GraphIndex, attrs, perm
 from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.graph.shapes import static_shapes
 from realtime.export.importers import ForwardGraph
 from realtime.export.ops import record
-from realtime.export.tokens import MAX_PREFIX, NO_HINT, TokenGrid, TokenHint, infer_grid, token_dims
+from realtime.export.tokens import MAX_PREFIX, NO_HINT, TokenGrid, TokenHint, infer_grid, token_dims, tokens_mixed_later
 
 
 class HeadError(ValueError):
@@ -185,25 +183,6 @@ def default_target(
     if not found:
         raise HeadError("the graph has no 4-D feature map with spatial extent > 1 before its logits; pass --layer")
     return found[-1]
-
-
-def tokens_mixed_later(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
-    """Tensors from which a path to the logits passes an op that mixes or pools tokens: attention's
-    Softmax, a MatMul of two computed tensors, a mean or sum over the token axis (1)."""
-    inits = {init.name: init for init in model.graph.initializer}
-    marked: set[str] = set()
-    for node in reversed(model.graph.node):
-        computed = [i for i in node.input if i and i not in index.constants]
-        role = record(node.op_type).tokens
-        mixes = role == "mixes" or (role == "mixes_two_activations" and len(computed) == 2)
-        if role == "reduces":
-            axes = attrs(node).get("axes")
-            if axes is None and len(node.input) > 1 and node.input[1] in inits:
-                axes = numpy_helper.to_array(inits[node.input[1]])
-            mixes = axes is not None and 1 in [int(a) for a in np.asarray(axes).reshape(-1)]
-        if mixes or any(o in marked for o in node.output):
-            marked.update(computed)
-    return marked
 
 
 def alias(index: GraphIndex, target: str, needed: set[str]) -> tuple[str, list[int] | None]:

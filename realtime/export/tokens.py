@@ -17,7 +17,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from realtime.export.graph.index import GraphIndex, attrs
 from realtime.export.graph.passes import topological_sort
+from realtime.export.ops import record
 
 MAX_PREFIX = 2  # ViT's class token; DeiT's class and distillation tokens
 
@@ -110,3 +112,22 @@ def token_dims(shapes: Mapping[str, tuple[int, ...]], name: str) -> tuple[int, i
     """(T, C) for a [N, T, C] tensor, else None."""
     dims = shapes.get(name)
     return (dims[0], dims[1]) if dims is not None and len(dims) == 2 else None
+
+
+def tokens_mixed_later(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
+    """Tensors from which a path to the logits passes an op that mixes or pools tokens: attention's
+    Softmax, a MatMul of two computed tensors, a mean or sum over the token axis (1)."""
+    inits = {init.name: init for init in model.graph.initializer}
+    marked: set[str] = set()
+    for node in reversed(model.graph.node):
+        computed = [i for i in node.input if i and i not in index.constants]
+        role = record(node.op_type).tokens
+        mixes = role == "mixes" or (role == "mixes_two_activations" and len(computed) == 2)
+        if role == "reduces":
+            axes = attrs(node).get("axes")
+            if axes is None and len(node.input) > 1 and node.input[1] in inits:
+                axes = numpy_helper.to_array(inits[node.input[1]])
+            mixes = axes is not None and 1 in [int(a) for a in np.asarray(axes).reshape(-1)]
+        if mixes or any(o in marked for o in node.output):
+            marked.update(computed)
+    return marked

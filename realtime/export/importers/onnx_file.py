@@ -11,6 +11,7 @@ from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.importers import ForwardGraph, ModelImportError, batch
 from realtime.export.importers import onnx_normalize as normalize
 from realtime.export.importers.reshape_chains import collapse_batch_folding_chains
+from realtime.export.importers.select_early import select_before_the_tail
 from realtime.export.importers.splits import splits_to_slices
 from realtime.export.importers.strided import flat_gathers_per_image
 from realtime.export.importers.unbind import picks_before_transposes
@@ -101,6 +102,7 @@ def load_onnx(
     static = _settle_batch(model, value.name, [int(d) if d else 3 for d in dims[1:]])
     splits_to_slices(model)  # q, k and v: one output per node for the backward
     collapse_batch_folding_chains(model)  # dynamo's K^T through [N*heads, T, d]
+    select_before_the_tail(model)  # a ViT's class token before its per-token tail
     return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static)
 
 

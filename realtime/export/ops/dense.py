@@ -114,5 +114,6 @@ RECORDS = (
         tensorrt=True,
         int8="dense",
         tokens="mixes_two_activations",
+        per_token="right_product",
     ),
 )

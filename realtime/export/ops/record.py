@@ -20,6 +20,8 @@ LAYOUTS = ("follows", "nchw", "breaks", "permutes", "last_axis")  # keeps its in
 POOLED_ROLES = ("blocks", "moves", "window", "permutes", "global", "reduce", "flattens", "dense")
 TOKEN_ROLES = ("", "mixes", "mixes_two_activations", "reduces")  # whether it mixes a transformer's tokens:
 # always (attention's Softmax), when both inputs are computed (Q @ K^T, A @ V), when it reduces the token axis
+PER_TOKEN_ROLES = ("", "elementwise", "last_axis_norm", "right_product")  # works on each token alone: every
+# input element by element; normalising the last axis; times a constant matrix on the right
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 
 
@@ -37,6 +39,7 @@ class OpRecord:
     tensorrt: bool = False  # onnx-tensorrt 10's parser supports it (operators.md)
     tensorrt_note: str = ""  # the conditions it states, where they matter here
     int8: str = ""
+    per_token: str = ""  # PER_TOKEN_ROLES: a ViT's class token can be selected before it (select_early)
     tokens: str = ""  # TOKEN_ROLES: token layers after the last op that mixes tokens reach only the class token
     folds_on_constants: bool = False  # the import evaluates it when every input is a constant
     reads_shape_only: bool = False  # its output depends on its input's shape, not its values (Shape, Size)
@@ -48,6 +51,7 @@ class OpRecord:
             ("pooled", self.pooled, POOLED_ROLES),
             ("int8", self.int8, INT8_ROLES),
             ("tokens", self.tokens, TOKEN_ROLES),
+            ("per_token", self.per_token, PER_TOKEN_ROLES),
         ):
             if value not in allowed:
                 raise ValueError(f"{self.op_type}: {field} {value!r} is not one of {allowed}")
