@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime import cam, overlay
+from realtime import arguments, cam, overlay
 from realtime.controls import Controls, explained_columns, resolve_class, targets_for
 from realtime.engine import Engine, EngineOptions
 from realtime.frames import Region, fit, model_region, to_bgr
@@ -35,6 +35,11 @@ class Explanation:
     ms: float  # the model call's time (shared by every frame of a batch)
     region: Region  # where in the frame the model looked (all of it, unless fit="center")
 
+    def __post_init__(self) -> None:
+        maps = np.array(self.maps, copy=True)  # frozen means the maps too: a read-only copy of its own
+        maps.setflags(write=False)
+        object.__setattr__(self, "maps", maps)
+
     def overlay(
         self, frame_bgr: np.ndarray, alpha: float = overlay.DEFAULT_ALPHA, style: str = overlay.DEFAULT_STYLE,
         index: int = 0,
@@ -50,6 +55,7 @@ class GradCam:
         self, model: str | Path, providers: str = "auto", threads: int | None = None, fit_mode: str = "squash",
         warmup: int = 1,
     ) -> None:  # fmt: skip
+        threads = arguments.threads(threads)
         self.engine = Engine(model, EngineOptions(providers=providers, threads=threads, warmup=warmup))
         self.fit_mode = fit_mode
         if self.engine.cpu_warning:  # an int8 graph made for VNNI on a CPU without it
@@ -77,6 +83,9 @@ class GradCam:
         target: int | str | None = None, layer: int = 0,
     ) -> list[Explanation]:  # fmt: skip
         """Explain several frames in one model call (faster per frame than one call each)."""
+        if len(frames_bgr) == 0:
+            raise ValueError("batch() needs at least one frame")
+        top_k = arguments.top_k(top_k)
         spec = cam.method(method)
         lacking = spec.lacking(self.engine.provides)
         if lacking:
@@ -85,7 +94,7 @@ class GradCam:
         class_id = resolve_class(name, self.labels, str(self.engine.path))
         if not 0 <= layer < len(self.engine.info.layers):
             raise ValueError(f"layer {layer}: {self.engine.path} explains {len(self.engine.info.layers)} layer(s)")
-        controls = Controls(method=method, class_name=name, top_k=max(1, top_k), layer=layer)
+        controls = Controls(method=method, class_name=name, top_k=top_k, layer=layer)
         info = self.engine.info
         size = (info.input_height, info.input_width)
         images = [to_bgr(f) for f in frames_bgr]

@@ -7,8 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from realtime import cam, overlay
+from realtime import arguments, cam, overlay
 from realtime.cam import SMOOTH_MAX
+from realtime.contract import MAX_TARGETS
 from realtime.controls import KEYS, ClassNameError
 from realtime.files import VIDEO_SUFFIXES, OutputPathError, check_output_file, check_output_folder
 from realtime.frames import FIT_MODES
@@ -69,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--method", choices=list(cam.METHODS), default="gradcam")
     add("--layer", help="the explained layer to show first, by name or index (graphs exported with several --layer)")
     add("--class", dest="class_", metavar="ID|NAME", help="explain this class (by name: in every model's labels)")
-    add("--top-k", type=positive, default=1, help="show the maps of the top K classes side by side")
+    add(
+        "--top-k",
+        type=arguments.argparse_type(arguments.top_k, "--top-k"),
+        default=1,
+        help=f"show the maps of the top K classes side by side (1 to {MAX_TARGETS})",
+    )
     add("--smooth", type=smoothing, default=0.0, help=f"temporal EMA of the map, 0 (off) .. {SMOOTH_MAX}")
     add("--alpha", type=fraction, default=overlay.DEFAULT_ALPHA, help="map opacity over the frame")
     add(
@@ -86,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="CUDA: plain fp32 maths, maps equal to the CPU's (TF32 is twice as fast; maps differ by ~2e-4)",
     )
-    add("--threads", type=positive, help="CPU threads for onnxruntime (default: all cores)")
+    add(
+        "--threads",
+        type=arguments.argparse_type(arguments.threads, "--threads"),
+        help="CPU threads for onnxruntime (default: all cores)",
+    )
     add("--crop", dest="fit", choices=list(FIT_MODES), default="squash", help="how frames fit the model")
     add("--record", type=Path, help="write the shown video here (.webm plays in browsers; .mp4, .avi)")
     add("--snapshots", type=Path, default=Path("snapshots"), help="folder for the s key's PNGs")
@@ -126,7 +136,9 @@ def report(result: SessionResult) -> None:
 
 
 def check_outputs(config: LiveConfig) -> None:
-    """Every path gradcam-live will write, checked before anything slow."""
+    """Every path gradcam-live will write, and options that mean nothing alone, checked before anything slow."""
+    if config.token is not None and not config.serve:
+        raise OutputPathError("--token guards the browser view: give --serve [HOST:]PORT too, or drop --token")
     if config.record is not None:
         check_output_file(config.record, "--record", VIDEO_SUFFIXES)
     check_output_folder(config.snapshots, "--snapshots")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 
-from realtime import cam, overlay
+from realtime import arguments, cam, overlay
 from realtime.cli import fraction
 from realtime.files import IMAGE_SUFFIXES, OutputPathError, check_output_file, write_image
 from realtime.frames import FIT_MODES
@@ -56,7 +56,8 @@ def run(config: ImageConfig) -> int:
 
     try:
         check_output_file(config.output, "--output", IMAGE_SUFFIXES)  # before any inference
-    except OutputPathError as exc:
+        arguments.not_an_input(config.output, {"input image": config.image, "model": config.model})
+    except (OutputPathError, ValueError) as exc:
         print(f"gradcam-image: {exc}", file=sys.stderr)
         return 2
     try:

@@ -287,3 +287,17 @@ def test_deit_live_on_the_demo_and_a_clip_with_its_blocks_in_the_layer_selector(
     assert cli.main(["--model", str(graph), "--source", str(clip), "--record", str(out), "--providers", "cpu",
                      "--no-window", "--layer", "1"]) == 0  # fmt: skip
     assert count_frames(out) >= 5
+
+
+def test_the_small_vit_recipe_runs_and_draws_the_figure(tmp_path: Path) -> None:
+    """scripts/train_demo_vit.py --quick: trained a few steps, exported by torch's default exporter, through
+    gradcam-export with the demo's labels, and drawn beside the fair CNN."""
+    from realtime.engine import Engine, EngineOptions
+    from scripts.train_demo_vit import main
+
+    figure = tmp_path / "transformers.png"
+    assert main(["--quick", "--out", str(tmp_path), "--figure", str(figure)]) == 0
+    engine = Engine(tmp_path / "vit.onnx", EngineOptions(providers="cpu", warmup=0))
+    layer = engine.info.layers[0]
+    assert list(engine.info.labels) == ["elephant", "penguin"] and (layer.map_height, layer.map_width) == (14, 14)
+    assert figure.stat().st_size > 10_000

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--calibration",
-        default="demo",
+        default=None,
         metavar="demo|random|DIR",
         help="; ".join(f"{k}: {v}" for k, v in CALIBRATION_SOURCES.items()),
     )
@@ -188,7 +188,13 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
     """The command line as a frozen ExportConfig, and whether --list-layers was asked for."""
     from realtime.export.config import ExportConfig
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, value in (("--calibration", args.calibration), ("--int8-cpu", None if args.int8_cpu == "auto" else 1)):
+        if value is not None and not args.int8:
+            print(f"gradcam-export: {flag} chooses how the int8 graph is made: add --int8, or drop {flag}",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
     config = ExportConfig(
         onnx=args.onnx,
         layout=args.layout,
@@ -212,7 +218,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
         self_check=not args.no_check,
         quiet=args.quiet,
         int8=args.int8,
-        calibration=args.calibration,
+        calibration=args.calibration or "demo",
         int8_scope=args.int8_scope,
         int8_cpu=args.int8_cpu,
     )

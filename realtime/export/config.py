@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from realtime import contract
+from realtime.arguments import not_an_input
 from realtime.cpu import INT8_TARGETS
 from realtime.export.graph.layout import LAYOUTS
 from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
@@ -26,6 +27,9 @@ INPUT_GRADIENTS = ("", "saliency", "guided", "both")  # saliency: d logit / d in
 
 class ExportError(RuntimeError):
     """The export cannot go on; the message says what to do instead."""
+
+
+MAX_INPUT_SIDE = 8192  # an input size beyond this is a typo: the self-check alone would need gigabytes
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,24 @@ def default_output(config: ExportConfig) -> Path:
     return DEFAULT_MODELS_DIR / f"{model_name(config)}_gradcam_{config.gradients}{suffix}.onnx"
 
 
+def read_labels(path: Path) -> list[str]:
+    """One class name per line, UTF-8, each name once (a class picked by name would land on the first)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"cannot be read ({exc.strerror})"
+        raise ExportError(f"--labels {path} {why}: one class name per line, UTF-8") from exc
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    repeated = sorted({name for name in lines if lines.count(name) > 1})
+    if repeated:
+        names = ", ".join(map(repr, repeated[:3]))
+        raise ExportError(f"--labels {path} names {names} more than once; class names must be distinct")
+    return lines
+
+
 def resolve_labels(config: ExportConfig, num_classes: int) -> list[str]:
     if config.labels is not None:
-        lines = [line.strip() for line in config.labels.read_text().splitlines() if line.strip()]
+        lines = read_labels(config.labels)
         if len(lines) != num_classes:
             raise ExportError(f"--labels {config.labels} has {len(lines)} names, the model has {num_classes} classes")
         return lines
@@ -107,6 +126,17 @@ def self_check_inputs(num_classes: int, size: tuple[int, int], seed: int = 1234)
 
 def validate(config: ExportConfig) -> None:
     """Everything that can be said about the config before any slow work starts."""
+    if config.output is not None:
+        try:
+            not_an_input(config.output, {"input model": config.onnx or config.model, "labels file": config.labels})
+        except ValueError as exc:
+            raise ExportError(str(exc)) from exc
+    if config.labels is not None:
+        read_labels(config.labels)  # in the first second, not after the import
+    if config.input_size is not None and max(config.input_size) > MAX_INPUT_SIDE:
+        raise ExportError(
+            f"--input-size {config.input_size[0]}x{config.input_size[1]}: at most {MAX_INPUT_SIDE} pixels a side"
+        )
     if config.gradients not in (contract.GRADIENTS_FULL, contract.GRADIENTS_POOLED, contract.GRADIENTS_NONE):
         raise ExportError(f"--gradients {config.gradients!r}: choose full, pooled or none")
     if config.preprocessing is not None and config.preprocessing not in contract.PREPROCESSING_MODES:

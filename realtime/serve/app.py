@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from realtime import overlay
 from realtime.cam import usable_methods
@@ -21,6 +23,25 @@ BOUNDARY = "gradcamframe"
 DEFAULT_MAX_CLIENTS = 4
 WAIT_S = 1.0  # a stream re-checks for shutdown at least this often
 WRITE_TIMEOUT_S = 3.0  # a client that takes longer to accept one frame has stopped reading: it is dropped
+
+
+class OneLineBadRequests(logging.Filter):
+    """aiohttp logs every malformed request with its traceback: a client could flood the log. One line
+    each instead, with what was wrong and no stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            reason = " ".join(str(error.message or error).split())[:160]
+            record.msg, record.args = f"bad request from a client: {error.code} {reason}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _log_bad_requests_in_one_line() -> None:
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, OneLineBadRequests) for f in logger.filters):
+        logger.addFilter(OneLineBadRequests())
 
 
 class ServeAddressError(ValueError):
@@ -60,6 +81,7 @@ def make_app(
     hub: FrameHub, max_clients: int = DEFAULT_MAX_CLIENTS, policy: guard.Policy | None = None
 ) -> web.Application:
     """The browser view's routes behind the guard (loopback-only policy unless one is given)."""
+    _log_bad_requests_in_one_line()
     app = web.Application(middlewares=[guard.middleware(policy or guard.policy_for("127.0.0.1"))])
     streaming = {"clients": 0}
     closing = asyncio.Event()  # set on shutdown, so open streams end instead of being cut

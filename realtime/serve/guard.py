@@ -81,9 +81,14 @@ def refusal(request: web.Request, policy: Policy) -> web.Response | None:
             or request.cookies.get(TOKEN_COOKIE)
             or request.headers.get("Authorization", "").removeprefix("Bearer ")
         )
-        if not offered or not hmac.compare_digest(offered.encode(), policy.token.encode()):
+        if not offered or not token_matches(offered, policy.token):
             return _deny(403, "this view needs its token: open it as /?token=... (see --token)")
     return None
+
+
+def token_matches(offered: str, token: str) -> bool:
+    """In constant time; header bytes that are not UTF-8 (kept as surrogates) simply do not match."""
+    return hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
 
 
 def _deny(status: int, message: str) -> web.Response:
@@ -99,7 +104,10 @@ def middleware(policy: Policy) -> Any:  # aiohttp's Middleware protocol
         response = await handler(request)
         if response.prepared:  # a stream: its headers are gone already
             return response
-        if policy.token is not None and request.query.get("token"):
+        offered = request.query.get("token")
+        if policy.token is not None and offered and token_matches(offered, policy.token):
+            # only a client that presented the token gets it as a cookie; the page then takes it out of
+            # the address bar (which may be on a projected screen) with history.replaceState
             response.set_cookie(TOKEN_COOKIE, policy.token, httponly=True, samesite="Strict")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -46,61 +46,97 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What a control value is checked against: the first model's labels, what the graphs provide."""
+
+    labels: Sequence[str]
+    provides: frozenset[str]
+    layers: int
+
+
+def _method(value: object, ctx: _Context) -> dict[str, Any]:
+    if not isinstance(value, str) or value not in cam.METHODS:
+        raise ControlError(f"method {_short(value)} is not one of {', '.join(cam.METHODS)}")
+    lacking = cam.METHODS[value].lacking(ctx.provides)
+    if lacking:
+        raise ControlError(f"method {value!r} needs {lacking}")
+    return {"method": value}
+
+
+def _class(value: object, ctx: _Context) -> dict[str, Any]:
+    if isinstance(value, str) and value == "auto":
+        return {"class_name": None, "rank": 0}
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(ctx.labels):
+        return {"class_name": ctx.labels[value], "rank": 0}
+    raise ControlError(f'class {_short(value)} must be "auto" or an id from 0 to {len(ctx.labels) - 1}')
+
+
+def _number(name: str, top: float) -> Callable[[object, _Context], dict[str, Any]]:
+    def check(value: object, ctx: _Context) -> dict[str, Any]:
+        number = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)  # an integer too large for a float raises here
+            except OverflowError:
+                number = None
+        if number is None or not 0.0 <= number <= top:  # NaN fails both comparisons
+            raise ControlError(f"{name} {_short(value)} must be a number from 0 to {top}")
+        return {name: number}
+
+    return check
+
+
+def _layer(value: object, ctx: _Context) -> dict[str, Any]:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < ctx.layers:
+        raise ControlError(f"layer {_short(value)} must be an index from 0 to {ctx.layers - 1}")
+    return {"layer": value}
+
+
+def _choice(name: str, options: Sequence[str], key: str | None = None) -> Callable[[object, _Context], dict[str, Any]]:
+    def check(value: object, ctx: _Context) -> dict[str, Any]:
+        if not isinstance(value, str) or value not in options:
+            raise ControlError(f"{name} {_short(value)} is not one of {', '.join(options)}")
+        return {key or name: value}
+
+    return check
+
+
+def _flag(value: object, ctx: _Context) -> dict[str, Any]:
+    if not isinstance(value, bool):
+        raise ControlError(f"frozen {_short(value)} must be true or false")
+    return {"frozen": value}
+
+
+FIELDS: Mapping[str, Callable[[object, _Context], dict[str, Any]]] = {
+    "method": _method,
+    "class": _class,
+    "alpha": _number("alpha", 1.0),
+    "smooth": _number("smooth", SMOOTH_MAX),
+    "layer": _layer,
+    "style": _choice("style", tuple(overlay.STYLES)),
+    "frozen": _flag,
+    "action": _choice("action", ACTIONS),
+}  # one row per field a client may send: its type and range, checked before any use
+
+
 def parse_control(body: object, labels: Sequence[str], provides: frozenset[str], layers: int = 1) -> dict[str, Any]:
     """Validate a POST /api/control body into Controls fields (and an `action`); anything odd is a ControlError.
 
     A class comes as an id of the first model's labels and is kept by name, so that every
     model of a comparison explains the same class.
     """
-    num_classes = len(labels)
     if not isinstance(body, Mapping):
         raise ControlError('the body must be a JSON object, e.g. {"method": "gradcam"}')
-    allowed = {"method", "class", "alpha", "smooth", "frozen", "style", "layer", "action"}
-    unknown = sorted(set(body) - allowed)
+    unknown = sorted(_short(key) for key in body if key not in FIELDS)
     if unknown:
-        raise ControlError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ControlError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(FIELDS))}")
     if not body:
-        raise ControlError("empty request: send at least one of " + ", ".join(sorted(allowed)))
+        raise ControlError("empty request: send at least one of " + ", ".join(sorted(FIELDS)))
+    ctx = _Context(labels, provides, layers)
     changes: dict[str, Any] = {}
-    if "method" in body:
-        method = body["method"]
-        if not isinstance(method, str) or method not in cam.METHODS:
-            raise ControlError(f"method {_short(method)} is not one of {', '.join(cam.METHODS)}")
-        lacking = cam.METHODS[method].lacking(provides)
-        if lacking:
-            raise ControlError(f"method {method!r} needs {lacking}")
-        changes["method"] = method
-    if "class" in body:
-        value = body["class"]
-        if value == "auto":
-            changes.update(class_name=None, rank=0)
-        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < num_classes:
-            changes.update(class_name=labels[value], rank=0)
-        else:
-            raise ControlError(f'class {_short(value)} must be "auto" or an id from 0 to {num_classes - 1}')
-    for name, top in (("alpha", 1.0), ("smooth", SMOOTH_MAX)):
-        if name in body:
-            value = body[name]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= top:
-                raise ControlError(f"{name} {_short(value)} must be a number from 0 to {top}")
-            changes[name] = float(value)
-    if "layer" in body:
-        value = body["layer"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < layers:
-            raise ControlError(f"layer {_short(value)} must be an index from 0 to {layers - 1}")
-        changes["layer"] = value
-    if "style" in body:
-        if body["style"] not in overlay.STYLES:
-            raise ControlError(f"style {_short(body['style'])} is not one of {', '.join(overlay.STYLES)}")
-        changes["style"] = body["style"]
-    if "frozen" in body:
-        if not isinstance(body["frozen"], bool):
-            raise ControlError(f"frozen {_short(body['frozen'])} must be true or false")
-        changes["frozen"] = body["frozen"]
-    if "action" in body:
-        if body["action"] not in ACTIONS:
-            raise ControlError(f"action {_short(body['action'])} is not one of {', '.join(ACTIONS)}")
-        changes["action"] = body["action"]
+    for name, value in body.items():
+        changes.update(FIELDS[name](value, ctx))
     return changes
 
 

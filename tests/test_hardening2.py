@@ -1,0 +1,214 @@
+"""Hardening, round 2: inputs never outputs, arguments checked first, the control API fuzzed (issue: Hardening 2)."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime import cam, contract
+from realtime.serve.hub import ControlError, parse_control
+from tests.live_server import LiveServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd or ROOT,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def _one_line_refusal(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("gradcam-")]
+    assert len(lines) == 1, proc.stderr  # argparse's usage aside, one line says what to do
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory) -> Path:
+    from tests.test_real_world import _tiny_classifier
+
+    return _tiny_classifier(tmp_path_factory.mktemp("tiny") / "tiny.onnx", ir_version=9)
+
+
+def test_an_export_onto_its_own_input_is_refused_and_the_input_kept(tiny_onnx: Path) -> None:
+    before = tiny_onnx.read_bytes()
+    message = _one_line_refusal(_cli("realtime.export.cli", "--onnx", str(tiny_onnx), "--output", str(tiny_onnx)))
+    assert "input model" in message and tiny_onnx.read_bytes() == before
+    alias = tiny_onnx.parent / "." / tiny_onnx.name  # the same file by another spelling
+    assert "input model" in _one_line_refusal(
+        _cli("realtime.export.cli", "--onnx", str(tiny_onnx), "--output", str(alias))
+    )
+
+
+def test_an_overlay_onto_its_own_photo_is_refused_and_the_photo_kept(tmp_path: Path) -> None:
+    import cv2
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((32, 32, 3), 120, np.uint8))
+    before = photo.read_bytes()
+    message = _one_line_refusal(_cli("realtime.image_cli", str(photo), "--output", str(photo)))
+    assert "input image" in message and photo.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"cat\n\xff\xfedog\n", "not UTF-8"), (b"a\nb\na\nc\nd\n", "more than once")],
+    ids=["not-utf8", "duplicates"],
+)
+def test_a_bad_labels_file_is_one_line(tiny_onnx: Path, tmp_path: Path, content: bytes, expected: str) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(content)
+    out = tmp_path / "g.onnx"
+    proc = _cli("realtime.export.cli", "--onnx", str(tiny_onnx), "--labels", str(labels), "--output", str(out),
+                "--preprocess", "raw")  # fmt: skip
+    assert expected in _one_line_refusal(proc) and not out.exists()
+
+
+def test_a_huge_input_size_and_options_without_their_partner_are_refused_first(tiny_onnx: Path) -> None:
+    start = time.perf_counter()
+    assert "at most" in _one_line_refusal(_cli("realtime.export.cli", "--onnx", str(tiny_onnx), "--input-size",
+                                               "90000x90000"))  # fmt: skip
+    assert "--int8" in _one_line_refusal(
+        _cli("realtime.export.cli", "--onnx", str(tiny_onnx), "--calibration", "random")
+    )
+    assert "--serve" in _one_line_refusal(_cli("realtime.cli", "--demo", "--token", "secret", "--no-window"))
+    assert "1 to 16" in _one_line_refusal(_cli("realtime.cli", "--demo", "--top-k", str(contract.MAX_TARGETS + 1)))
+    assert "cores" in _one_line_refusal(_cli("realtime.cli", "--demo", "--threads", "100000"))
+    assert time.perf_counter() - start < 60  # no model was loaded for any of them
+
+
+def test_the_api_checks_its_arguments_and_its_results_are_frozen() -> None:
+    from realtime import GradCam
+    from realtime.demo.models import demo_model_paths
+
+    gc = GradCam(demo_model_paths()["fair"], providers="cpu", warmup=0)
+    frame = np.full((224, 224, 3), 100, np.uint8)
+    with pytest.raises(ValueError, match="at least one frame"):
+        gc.batch([])
+    for bad in (0, -1, True, 1.5, contract.MAX_TARGETS + 1):
+        with pytest.raises(ValueError, match="top_k"):
+            gc(frame, top_k=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads"):
+        GradCam(demo_model_paths()["fair"], providers="cpu", threads=10**6)
+    explained = gc(frame, top_k=2)
+    assert explained.maps.shape[0] == 2 and not explained.maps.flags.writeable
+    with pytest.raises(ValueError):
+        explained.maps[0, 0, 0] = 1.0
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice([0, 1, -1, 2**31, 10**400, -(10**30), rng.randrange(-100, 100)])
+    if kind == 2:
+        return rng.choice([0.5, -0.0, 1e308, float("inf"), float("-inf"), float("nan"), rng.random()])
+    if kind == 3:
+        return "".join(chr(rng.randrange(0x20, 0x2FFFF)) for _ in range(rng.randrange(0, 12)))
+    if kind == 4:
+        return rng.choice([*cam.METHODS, "auto", "heat", "tint", "snapshot", "", "x" * 5000])
+    if kind == 5:
+        return rng.randrange(0, 3)
+    if kind == 6:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
+    return {str(_random_value(rng, depth + 1))[:20]: _random_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))}
+
+
+def _random_body(rng: random.Random) -> object:
+    fields = ["method", "class", "alpha", "smooth", "frozen", "style", "layer", "action", "other"]
+    if rng.random() < 0.1:
+        return _random_value(rng)
+    return {rng.choice(fields): _random_value(rng) for _ in range(rng.randrange(0, 4))}
+
+
+def test_a_thousand_random_bodies_are_each_accepted_or_refused_with_a_message() -> None:
+    rng = random.Random(7)
+    labels = ["elephant", "penguin", "7", "elephant"]  # numeric and repeated labels too
+    refused = 0
+    for _ in range(1000):
+        body = _random_body(rng)
+        try:
+            parse_control(body, labels, frozenset({contract.GRADIENTS}), layers=2)
+        except ControlError as exc:
+            refused += 1
+            assert str(exc) and "\n" not in str(exc) and len(str(exc)) < 400
+    assert refused > 500  # most random bodies are wrong; none raised anything but a ControlError
+
+
+@pytest.fixture(scope="module")
+def live():
+    server = LiveServer()
+    yield server
+    server.close()
+
+
+def test_random_bodies_and_header_bytes_never_get_a_500_and_the_loop_goes_on(live, caplog) -> None:
+    rng = random.Random(11)
+    before = live.hub.snapshot.sequence
+    for _ in range(200):
+        body = json.dumps(_random_body(rng), allow_nan=True).encode()
+        request = urllib.request.Request(
+            live.url + "api/control", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5).close()
+        except urllib.error.HTTPError as exc:
+            assert exc.code in (400, 413, 415), exc.code
+    for _ in range(200):
+        value = (
+            bytes(rng.randrange(0, 256) for _ in range(rng.randrange(1, 40))).replace(b"\r", b"").replace(b"\n", b"")
+        )
+        name = rng.choice([b"Cookie", b"Authorization", b"X-Token", b"Host", b"Content-Type", b"Origin"])
+        raw = (
+            b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n" + name + b": " + value + b"\r\nConnection: close\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", live.server.port), timeout=5) as conn:
+            conn.sendall(raw)
+            reply = conn.recv(64)
+        assert not reply.startswith(b"HTTP/1.1 500"), (name, value, reply)
+    time.sleep(0.5)
+    assert live.hub.snapshot.sequence > before  # the loop kept running
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_the_token_cookie_goes_only_to_a_client_that_presented_the_token() -> None:
+    """A local client is let in without a token, but never handed one; the page drops ?token= from the address."""
+    import asyncio
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from realtime.serve import guard
+
+    policy = guard.Policy(frozenset({"127.0.0.1"}), token="s3cret")
+    middleware = guard.middleware(policy)
+
+    async def page(request):
+        from aiohttp import web
+
+        return web.Response(text="page")
+
+    def cookie(query: str, headers: dict[str, str] | None = None) -> str | None:
+        request = make_mocked_request("GET", f"/{query}", headers={"Host": "127.0.0.1", **(headers or {})})
+        response = asyncio.run(middleware(request, page))
+        morsel = response.cookies.get(guard.TOKEN_COOKIE)
+        return None if morsel is None else morsel.value
+
+    assert cookie("?token=wrong") is None  # from 127.0.0.1: let in, but not told the real token
+    assert cookie("") is None
+    assert cookie("?token=s3cret") == "s3cret"
+    assert guard.token_matches("caf\udce9", "s3cret") is False  # undecodable header bytes: no match, no error
+    page_text = (ROOT / "realtime" / "serve" / "static" / "index.html").read_text()
+    assert "history.replaceState" in page_text
