@@ -6,7 +6,7 @@ targets. The model is timm's VisionTransformer, small enough for a 2-core CPU (p
 4 blocks, 3 heads: 0.5 M parameters, a 14x14 token grid). It is exported with torch's default
 exporter and then through gradcam-export --onnx like any file a user brings; the ViT and the fair
 CNN explain the same demo frame side by side in docs/images/transformers.png.
-    python scripts/train_demo_vit.py --figure docs/images/transformers.png   # minutes on 2 cores
+    python scripts/train_demo_vit.py --figure docs/images/transformers.png   # about 9 minutes on 2 cores
     python scripts/train_demo_vit.py --quick          # a few steps: the pipeline, not the accuracy
 """
 

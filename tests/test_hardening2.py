@@ -212,3 +212,14 @@ def test_the_token_cookie_goes_only_to_a_client_that_presented_the_token() -> No
     assert guard.token_matches("caf\udce9", "s3cret") is False  # undecodable header bytes: no match, no error
     page_text = (ROOT / "realtime" / "serve" / "static" / "index.html").read_text()
     assert "history.replaceState" in page_text
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("0.0.0.0", "http://127.0.0.1:8080/"), ("::1", "http://[::1]:8080/"), ("::", "http://[::1]:8080/"),
+     ("127.0.0.1", "http://127.0.0.1:8080/"), ("10.0.0.2", "http://10.0.0.2:8080/")],
+)  # fmt: skip
+def test_the_printed_address_opens_in_a_browser(host: str, url: str) -> None:
+    from realtime.serve.app import page_url
+
+    assert page_url(host, 8080) == url

@@ -44,6 +44,11 @@ def _log_bad_requests_in_one_line() -> None:
         logger.addFilter(OneLineBadRequests())
 
 
+def page_url(host: str, port: int) -> str:
+    reachable = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{reachable}]:{port}/" if ":" in reachable else f"http://{reachable}:{port}/"
+
+
 class ServeAddressError(ValueError):
     """--serve got something that is not [HOST:]PORT."""
 
@@ -225,7 +230,9 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        """An address a browser can open: a wildcard bind is reached on this machine's loopback, and an
+        IPv6 literal goes in brackets."""
+        return page_url(self.host, self.port)
 
     def stop(self) -> None:
         if self._thread.is_alive():
