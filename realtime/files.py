@@ -4,12 +4,15 @@ A recording, a snapshot or a saved frame is written as `.NAME.PID.partial.EXT`
 (the extension kept, so OpenCV picks the right container) and moved into place
 by os.replace once it is complete, which is atomic on one filesystem. A kill
 leaves at most a partial file; the next run in that folder removes the ones
-whose process is gone.
+whose process is gone. A process id says nothing across PID namespaces (a
+container sharing the folder), so a writer also holds an flock on its partial
+file, and a partial that someone holds is never removed, whoever's it looks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -34,12 +37,44 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def hold(path: Path) -> int:
+    """Create `path` (a partial file) and hold an exclusive flock on it until `release`; the writer that
+    fills it (OpenCV) may open it again by name."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def release(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _held(path: Path) -> bool:
+    """Someone (in any process namespace) holds an flock on `path`."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def remove_stale(folder: Path, marker: str = PARTIAL) -> int:
-    """Delete the temporary files of processes that are gone (killed mid-write) from `folder`."""
+    """Delete the temporary files of processes that are gone (killed mid-write) from `folder`: not ours,
+    no such process here, and no flock on them (a writer in another PID namespace holds one)."""
     removed = 0
     for path in folder.glob(f".*{marker}*") if folder.is_dir() else ():
         pid = path.name.split(marker)[0].rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)) and not _held(path):
             if path.is_dir():  # a large graph's folder (the graph and its external data)
                 shutil.rmtree(path, ignore_errors=True)
             else:

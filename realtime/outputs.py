@@ -146,9 +146,16 @@ class Recorder(Output):
             self.write(shown)
 
     def close(self) -> None:
+        """Finish the recording; one the disk could not hold is an error for --record, a message for r."""
         if self.recorder is not None:
             recorder, self.recorder = self.recorder, None
-            recorder.close()
+            try:
+                recorder.close()
+            except SinkError as exc:
+                if not self.toggled:
+                    raise
+                self.failure = str(exc)
+                self.log(f"record failed: {exc}")
 
 
 def save_snapshot(frame: np.ndarray, folder: Path, prefix: str = "gradcam") -> Path:

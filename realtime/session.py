@@ -257,20 +257,23 @@ def run_session(config: LiveConfig) -> SessionResult:
     controls = controls_for(config, engines)
     sources = SourceSet(open_sources(config))
     steps = plan(config, [e.info.model_name for e in engines])
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(sources)  # a bad source fails before any output is made
-        model_ms = sum(e.warmup_ms for e in engines)
-        fps = sources.sources[0].fps or 0.0  # 0: folders, stills
-        try:
-            display = choose_display(config.display, model_ms, fps)
-        except ValueError as exc:
-            raise SessionError(str(exc)) from exc
-        rates = f"model {model_ms:.0f} ms, source {fps:.0f} FPS"
-        print(f"gradcam-live: display at {display} rate ({rates})", file=sys.stderr)
-        outputs, snapshots, saver = open_outputs(config, engines, steps, record_rate(display, model_ms, fps), stack)
-        loop = Loop(engines, sources, controls, outputs, display, config.fit, config.warp)
-        with stop_on_signals(loop):
-            summary = loop.run(steps.max_frames)
+    try:  # closing the outputs checks what they wrote: a recording the disk could not hold is an error
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(sources)  # a bad source fails before any output is made
+            model_ms = sum(e.warmup_ms for e in engines)
+            fps = sources.sources[0].fps or 0.0  # 0: folders, stills
+            try:
+                display = choose_display(config.display, model_ms, fps)
+            except ValueError as exc:
+                raise SessionError(str(exc)) from exc
+            rates = f"model {model_ms:.0f} ms, source {fps:.0f} FPS"
+            print(f"gradcam-live: display at {display} rate ({rates})", file=sys.stderr)
+            outputs, snapshots, saver = open_outputs(config, engines, steps, record_rate(display, model_ms, fps), stack)
+            loop = Loop(engines, sources, controls, outputs, display, config.fit, config.warp)
+            with stop_on_signals(loop):
+                summary = loop.run(steps.max_frames)
+    except SinkError as exc:
+        raise SessionError(str(exc)) from exc
     if saver is not None and saver.saved:
         print(
             f"gradcam-live: kept {saver.saved} frames in {config.save_frames} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.files import discard, finish, partial_path, remove_stale
+from realtime.files import discard, finish, hold, partial_path, release, remove_stale
 
 
 class SinkError(RuntimeError):
@@ -55,7 +56,7 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vide
                 writer.release()
     finally:
         cv2.utils.logging.setLogLevel(level)
-    raise SinkError(f"cannot write video {path}; try a .avi path")
+    raise SinkError(f"no encoder here writes {path.suffix} at {size[0]}x{size[1]}; try a .avi path")
 
 
 class VideoRecorder:
@@ -75,6 +76,7 @@ class VideoRecorder:
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=8)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._lock: int | None = None
 
     def _open(self, size: tuple[int, int]) -> None:
         try:
@@ -82,7 +84,14 @@ class VideoRecorder:
         except OSError as exc:
             raise SinkError(f"cannot write video {self.path}: {exc.strerror or exc}") from exc
         remove_stale(self.path.parent)
-        writer, self.codec = open_writer(self.partial, self.fps, size)
+        try:
+            self._lock = hold(self.partial)  # before OpenCV opens it: no other process's cleanup takes it
+            writer, self.codec = open_writer(self.partial, self.fps, size)
+        except (OSError, SinkError) as exc:
+            release(self._lock)
+            self._lock = None
+            discard(self.partial)
+            raise SinkError(f"cannot write video {self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
         if self.codec not in BROWSER_CODECS:
             self.log(
                 f"note: this OpenCV has no H.264 encoder, so {self.path.name} is MPEG-4 Part 2, which browsers "
@@ -115,11 +124,45 @@ class VideoRecorder:
         self.frames += 1
 
     def close(self) -> None:
-        """Finish the file and move it into place (a recording with no frames leaves nothing)."""
+        """Finish the file, read it back, and only then move it into place (a recording with no frames
+        leaves nothing; one the disk could not hold leaves the previous file as it was)."""
+        problem = None
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
             if self.frames and self._error is None:
-                finish(self.partial, self.path)
+                problem = unreadable(self.partial, self.frames)
+                if problem is None:
+                    finish(self.partial, self.path)
         discard(self.partial)
+        release(self._lock)
+        self._lock = None
+        if problem is not None:
+            kept = f"; the previous {self.path.name} is kept" if self.path.exists() else ""
+            raise SinkError(f"recording {self.path} failed: {problem}{kept}")
+
+
+def unreadable(path: Path, frames: int) -> str | None:
+    """Why the finished file at `path` does not hold the `frames` written (None: it does). OpenCV's writer
+    does not report a full disk; the file read back does."""
+    try:
+        size = path.stat().st_size
+        free = shutil.disk_usage(path.parent).free
+    except OSError as exc:
+        return f"the file is gone ({exc.strerror})"
+    hint = f" (is the disk full? {free / 2**20:.0f} MB free)"
+    if size == 0:
+        return "nothing reached the file" + hint
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return "the file cannot be read back" + hint
+        counted = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if counted <= 0 or counted > frames:  # a container without an index: count by decoding
+            counted = 0
+            while counted < frames and capture.grab():
+                counted += 1
+    finally:
+        capture.release()
+    return None if counted >= frames else f"only {counted} of {frames} frames reached the file" + hint

@@ -223,3 +223,69 @@ def test_the_printed_address_opens_in_a_browser(host: str, url: str) -> None:
     from realtime.serve.app import page_url
 
     assert page_url(host, 8080) == url
+
+
+def _file_size_limit(limit: int):  # the disk "fills" after `limit` bytes of any file this process writes
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".webm"])
+def test_a_recording_the_disk_cannot_hold_keeps_the_previous_file_and_fails(tmp_path: Path, suffix: str) -> None:
+    """Fault injection without root: a file-size limit on the recording process (RLIMIT_FSIZE, SIGXFSZ
+    ignored), so OpenCV's writes fail past 64 kB as on a full disk."""
+    out = tmp_path / f"talk{suffix}"
+    out.write_bytes(b"the previous recording")
+    proc = subprocess.run(
+        [sys.executable, "-m", "realtime.cli", "--demo", "--max-frames", "40", "--record", str(out), "--providers",
+         "cpu", "--no-window"], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+        preexec_fn=_file_size_limit(64 * 1024),
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    message = [line for line in proc.stderr.splitlines() if "failed" in line]
+    assert message and "previous" in message[-1] and "video written" not in proc.stderr, proc.stderr
+    assert out.read_bytes() == b"the previous recording"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no partial file left behind
+
+
+def test_a_partial_file_held_by_a_process_this_one_cannot_see_is_not_removed(tmp_path: Path) -> None:
+    """A writer in another PID namespace: its partial carries a process id that means nothing here, but it
+    holds an flock on the file, so the cleanup leaves it; once released (the writer gone), it is removed."""
+    from realtime.files import hold, release, remove_stale
+
+    partial = tmp_path / ".talk.999999999.partial.avi"  # no such process here
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"), str(partial)],
+        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert remove_stale(tmp_path) == 0 and partial.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert remove_stale(tmp_path) == 1 and not partial.exists()
+    mine = tmp_path / ".other.999999998.partial.avi"
+    fd = hold(mine)  # this process's own lock counts too
+    assert remove_stale(tmp_path) == 0
+    release(fd)
+
+
+def test_an_export_the_disk_cannot_hold_keeps_the_previous_graph_in_one_line(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "g.onnx"
+    out.write_bytes(b"the previous graph")
+    proc = subprocess.run(
+        [sys.executable, "-m", "realtime.export.cli", "--onnx", str(tiny_onnx), "--output", str(out), "--preprocess",
+         "raw", "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+        preexec_fn=_file_size_limit(2048),
+    )  # fmt: skip
+    message = _one_line_refusal(proc)
+    assert "cannot write" in message and "previous g.onnx is kept" in message, message
+    assert out.read_bytes() == b"the previous graph"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]

@@ -232,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(config: Any) -> int:
     """Export as `config` says; one line of result, or one line saying what went wrong (exit 2 or 3)."""
+    from realtime.export.graph.writing import GraphWriteError
     from realtime.export.pipeline import ExportError, SelfCheckError, export
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: temp files go
@@ -240,7 +241,7 @@ def run(config: Any) -> int:
     except KeyboardInterrupt:
         print("gradcam-export: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except ExportError as exc:
+    except (ExportError, GraphWriteError) as exc:
         print(f"gradcam-export: {exc}", file=sys.stderr)
         return 2
     except SelfCheckError as exc:

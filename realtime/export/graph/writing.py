@@ -31,12 +31,28 @@ INLINE_LIMIT = 2**31 - 2**24  # bytes: protobuf cannot serialize a message of 2 
 EXTERNAL_THRESHOLD = 1024  # bytes: smaller tensors stay in the graph file when the weights go external
 
 
+class GraphWriteError(RuntimeError):
+    """The graph could not be written (a full disk, a folder gone); the previous file, if any, is kept."""
+
+
 def save_checked(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
     """Write `model` under a temporary name, run `check` on that file, and only then move it to `output`."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(output.parent, TMP_SUFFIX)
-    if model.ByteSize() >= INLINE_LIMIT:
-        return _save_external(model, output, check)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(output.parent, TMP_SUFFIX)
+        if model.ByteSize() >= INLINE_LIMIT:
+            return _save_external(model, output, check)
+        return _save_inline(model, output, check)
+    except OSError as exc:
+        try:
+            free = f"{shutil.disk_usage(output.parent).free / 2**20:.0f} MB free there"
+        except OSError:
+            free = "its folder is gone"
+        kept = f"; the previous {output.name} is kept" if output.exists() else ""
+        raise GraphWriteError(f"cannot write {output}: {exc.strerror or exc} ({free}){kept}") from exc
+
+
+def _save_inline(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
     tmp = output.with_name(f".{output.stem}.{os.getpid()}{TMP_SUFFIX}")
     try:
         onnx.save_model(model, str(tmp))
