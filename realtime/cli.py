@@ -169,6 +169,9 @@ def run(config: LiveConfig) -> int:
     ) as exc:
         print(f"gradcam-live: {exc}", file=sys.stderr)
         return 2
+    if result.summary.displayed == 0:  # a folder of unreadable files, a stream that never sent a frame
+        print(f"gradcam-live: no frame was shown ({result.summary.end_reason})", file=sys.stderr)
+        return 1
     report(result)
     return 0 if not result.summary.end_reason.startswith(("capture failed", "camera")) else 1
 

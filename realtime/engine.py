@@ -183,6 +183,13 @@ class Engine:
             )
             for i in range(1, len(self.info.layers))
         )
+        classes = values[contract.OUT_CLASSES]
+        wrong = classes[(classes < 0) | (classes >= self.info.num_classes)]
+        if wrong.size:  # a graph that is not this contract's, or an edited one: its ids index the labels
+            raise contract.ContractError(
+                f"{self.path}: its classes output holds {int(wrong[0])}, outside 0..{self.info.num_classes - 1}; "
+                "re-export the graph with gradcam-export"
+            )
         return CamResult(
             logits=values[contract.OUT_LOGITS],
             probabilities=values[contract.OUT_PROBABILITIES],

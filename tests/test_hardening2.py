@@ -289,3 +289,33 @@ def test_an_export_the_disk_cannot_hold_keeps_the_previous_graph_in_one_line(tin
     assert "cannot write" in message and "previous g.onnx is kept" in message, message
     assert out.read_bytes() == b"the previous graph"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+
+
+def test_a_folder_with_no_readable_image_ends_non_zero(tmp_path: Path, capsys) -> None:
+    from realtime import cli
+    from realtime.demo.models import demo_model_paths
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png")
+    code = cli.main(["--model", str(demo_model_paths()["fair"]), "--source", str(folder), "--no-window",
+                     "--providers", "cpu", "--record", str(tmp_path / "out.avi")])  # fmt: skip
+    assert code == 1 and "no frame was shown" in capsys.readouterr().err
+    assert not (tmp_path / "out.avi").exists()
+
+
+def test_a_graph_whose_classes_are_out_of_range_is_a_contract_error(monkeypatch) -> None:
+    from realtime.contract import ContractError
+    from realtime.demo.models import demo_model_paths
+    from realtime.engine import Engine, EngineOptions
+
+    engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu", warmup=0))
+    call = engine._call
+
+    def broken(*args, **kwargs):
+        values = call(*args, **kwargs)
+        return {**values, contract.OUT_CLASSES: values[contract.OUT_CLASSES] + 1000}
+
+    monkeypatch.setattr(engine, "_call", broken)
+    with pytest.raises(ContractError, match=r"outside 0\.\.1; re-export"):
+        engine.run(np.zeros((1, 224, 224, 3), np.uint8), [[-1]])
