@@ -44,6 +44,8 @@ class Controls:
     frozen: bool = False
     style: str = overlay.DEFAULT_STYLE
     layer: int = 0  # which of the graph's explained layers (0: the first --layer)
+    class_id: int | None = None  # a class picked by id in the first model's labels (the browser); the others
+    # match it by name
 
 
 def _normal(label: str) -> str:
@@ -68,8 +70,16 @@ def resolve_class(value: str | None, labels: Sequence[str], model: str = "this m
     raise ClassNameError(f"--class {value!r} is not a class of {model}{hint}")
 
 
-def class_id_in(controls: Controls, labels: Sequence[str]) -> int | None:
-    """The controls' class in one model's labels; None (explain by rank) when that model lacks it."""
+def class_id_in(controls: Controls, labels: Sequence[str], first: bool = True) -> int | None:
+    """The controls' class in one model's labels; None (explain by rank) when that model lacks it.
+
+    A class picked by id stays that id in the first model; the others find it by name, and only by
+    name (a label "7" is not id 7), so duplicate or numeric labels never switch the class."""
+    if controls.class_id is not None and controls.class_name is not None:
+        if first:
+            return controls.class_id if 0 <= controls.class_id < len(labels) else None
+        wanted = _normal(controls.class_name)
+        return next((i for i, label in enumerate(labels) if _normal(label) == wanted), None)
     try:
         return resolve_class(controls.class_name, labels)
     except ClassNameError:
@@ -112,7 +122,7 @@ def apply_key(controls: Controls, key: int, provides: frozenset[str], layers: in
     if char == "o":
         return replace(controls, style=_next(list(overlay.STYLES), controls.style)), None
     if char in "12345":
-        return replace(controls, class_name=None, rank=int(char) - 1), None
+        return replace(controls, class_name=None, class_id=None, rank=int(char) - 1), None
     if char == "0":
-        return replace(controls, class_name=None, rank=0), None
+        return replace(controls, class_name=None, class_id=None, rank=0), None
     return controls, None

@@ -49,7 +49,7 @@ def infer(engines: Sequence[Engine], frames: Sequence[Frame | None], controls: C
             batches[size] = np.stack([fit(f.image, size, fit_mode) for f in present])
             resize_s += time.perf_counter() - t0
             resize_cpu += time.thread_time() - c0
-        class_id = class_id_in(controls, engine.info.labels)
+        class_id = class_id_in(controls, engine.info.labels, first=engine is engines[0])
         class_ids.append(class_id)
         targets = [targets_for(controls, class_id)] * len(present)
         results.append(engine.run(batches[size], targets, need_gradients=need_gradients))

@@ -101,6 +101,8 @@ def model_panels(
 ) -> tuple[list[np.ndarray], overlay.Hud]:  # fmt: skip
     """One model's panels for one source: its explained map, then the other top-k maps."""
     columns = explained_columns(view, model.class_id)
+    if view.class_name is not None and model.class_id is None:  # another model has the class, this one not
+        notes = (*notes, f"no class {view.class_name!r}: top-1")
     panels, first = [], None
     for i, column in enumerate(columns):
         hud = hud_for(result, index, column, view, stats, model.name, model.ms, notes)

@@ -319,3 +319,18 @@ def test_a_graph_whose_classes_are_out_of_range_is_a_contract_error(monkeypatch)
     monkeypatch.setattr(engine, "_call", broken)
     with pytest.raises(ContractError, match=r"outside 0\.\.1; re-export"):
         engine.run(np.zeros((1, 224, 224, 3), np.uint8), [[-1]])
+
+
+def test_a_class_picked_by_id_stays_that_id_and_other_models_match_it_by_name() -> None:
+    """Numeric and repeated labels: id 2 of the first model ("7") is not id 7, and not the first "penguin"."""
+    from realtime.controls import Controls, class_id_in
+    from realtime.serve.hub import parse_control
+
+    first = ["elephant", "penguin", "7", "penguin"]
+    changes = parse_control({"class": 3}, first, frozenset())
+    controls = Controls(**{k: v for k, v in changes.items() if k != "rank"})
+    assert class_id_in(controls, first, first=True) == 3  # the id clicked, not the first "penguin"
+    assert class_id_in(controls, ["penguin", "elephant"], first=False) == 0  # by name in another model
+    numeric = Controls(**{k: v for k, v in parse_control({"class": 2}, first, frozenset()).items() if k != "rank"})
+    assert class_id_in(numeric, first) == 2
+    assert class_id_in(numeric, [f"c{i}" for i in range(10)], first=False) is None  # no class named "7" there

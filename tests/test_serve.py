@@ -24,8 +24,8 @@ FULL = frozenset({"gradients"})  # what a full graph provides
 
 def test_parse_control_accepts_good_requests() -> None:
     assert parse_control({"method": "gradcam++", "alpha": 0.5}, TWO, FULL) == {"method": "gradcam++", "alpha": 0.5}
-    assert parse_control({"class": 1}, TWO, FULL) == {"class_name": "zebra", "rank": 0}
-    assert parse_control({"class": "auto"}, TWO, FULL) == {"class_name": None, "rank": 0}
+    assert parse_control({"class": 1}, TWO, FULL) == {"class_name": "zebra", "class_id": 1, "rank": 0}
+    assert parse_control({"class": "auto"}, TWO, FULL) == {"class_name": None, "class_id": None, "rank": 0}
     assert parse_control({"frozen": True, "smooth": 0}, TWO, FULL) == {"frozen": True, "smooth": 0.0}
     assert parse_control({"layer": 1, "style": "tint"}, TWO, FULL, layers=2) == {"layer": 1, "style": "tint"}
 

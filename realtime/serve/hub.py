@@ -66,9 +66,9 @@ def _method(value: object, ctx: _Context) -> dict[str, Any]:
 
 def _class(value: object, ctx: _Context) -> dict[str, Any]:
     if isinstance(value, str) and value == "auto":
-        return {"class_name": None, "rank": 0}
+        return {"class_name": None, "class_id": None, "rank": 0}
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(ctx.labels):
-        return {"class_name": ctx.labels[value], "rank": 0}
+        return {"class_name": ctx.labels[value], "class_id": value, "rank": 0}
     raise ControlError(f'class {_short(value)} must be "auto" or an id from 0 to {len(ctx.labels) - 1}')
 
 
@@ -123,8 +123,8 @@ FIELDS: Mapping[str, Callable[[object, _Context], dict[str, Any]]] = {
 def parse_control(body: object, labels: Sequence[str], provides: frozenset[str], layers: int = 1) -> dict[str, Any]:
     """Validate a POST /api/control body into Controls fields (and an `action`); anything odd is a ControlError.
 
-    A class comes as an id of the first model's labels and is kept by name, so that every
-    model of a comparison explains the same class.
+    A class comes as an id of the first model's labels: the first model explains that id, the others
+    the class of the same name (controls.class_id_in), and a model without it says so on screen.
     """
     if not isinstance(body, Mapping):
         raise ControlError('the body must be a JSON object, e.g. {"method": "gradcam"}')
