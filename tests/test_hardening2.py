@@ -334,3 +334,19 @@ def test_a_class_picked_by_id_stays_that_id_and_other_models_match_it_by_name() 
     numeric = Controls(**{k: v for k, v in parse_control({"class": 2}, first, frozenset()).items() if k != "rank"})
     assert class_id_in(numeric, first) == 2
     assert class_id_in(numeric, [f"c{i}" for i in range(10)], first=False) is None  # no class named "7" there
+
+
+def test_gradcam_eval_checks_its_arguments_and_its_output_first(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    assert "1 to 10000" in _one_line_refusal(_cli("realtime.demo.evaluate", "--scenes", "0"))
+    assert "2 to 256" in _one_line_refusal(_cli("realtime.demo.evaluate", "--steps", "-3"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    message = _one_line_refusal(_cli("realtime.demo.evaluate", "--scenes", "1", "--output", str(blocker / "eval.md")))
+    assert "not a folder" in message and time.perf_counter() - start < 30  # refused before any evaluation
+
+
+def test_a_layout_that_contradicts_the_model_is_one_line(tiny_onnx: Path, tmp_path: Path) -> None:
+    message = _one_line_refusal(_cli("realtime.export.cli", "--onnx", str(tiny_onnx), "--layout", "NHWC", "--output",
+                                     str(tmp_path / "g.onnx")))  # fmt: skip
+    assert "contradicts" in message and "NCHW" in message

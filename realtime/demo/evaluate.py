@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,25 +149,65 @@ def markdown(reports: Sequence[ModelReport], n_scenes: int, steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclass(frozen=True)
+class EvalConfig:
+    scenes: int = 100
+    steps: int = 16
+    seed: int = 1000
+    output: Path | None = None
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r}: a whole number from {low} to {high}")
+        return int(text)
+
+    return parse
+
+
+def parse_config(argv: Sequence[str] | None = None) -> EvalConfig:
     parser = argparse.ArgumentParser(prog="gradcam-eval", description=__doc__)
-    parser.add_argument("--scenes", type=int, default=100, help="held-out scenes per model (default 100)")
-    parser.add_argument("--steps", type=int, default=16, help="deletion/insertion steps per curve (default 16)")
-    parser.add_argument("--seed", type=int, default=1000, help="seed of the held-out scenes (training used others)")
-    parser.add_argument("--output", type=Path, help="also write the markdown table here")
-    args = parser.parse_args(argv)
-    models = demo_model_paths()
+    parser.add_argument("--scenes", type=_count(1, 10_000), default=100, help="held-out scenes per model (default 100)")
+    parser.add_argument(
+        "--steps", type=_count(2, 256), default=16, help="deletion/insertion steps per curve (default 16)"
+    )
+    parser.add_argument("--seed", type=_count(0, 2**31), default=1000, help="seed of the held-out scenes")
+    parser.add_argument("--output", type=Path, help="also write the markdown table here (.md)")
+    return EvalConfig(**vars(parser.parse_args(argv)))
+
+
+def run(config: EvalConfig) -> int:
+    """Every demo model on held-out scenes; the table printed and, with --output, written (checked first)."""
+    from realtime.demo.models import DemoModelsMissingError
+    from realtime.files import OutputPathError, check_output_file, finish, partial_path
+
+    try:
+        if config.output is not None:
+            check_output_file(config.output, "--output", (".md", ".txt"))  # before minutes of evaluation
+        models = demo_model_paths()
+    except (OutputPathError, DemoModelsMissingError) as exc:
+        print(f"gradcam-eval: {exc}", file=sys.stderr)
+        return 2
     progress = Progress(len(models))
     reports = []
     for name, path in models.items():
-        with progress.step(f"{name}: {args.scenes} scenes x every method, {args.steps}-step deletion and insertion"):
-            reports.append(evaluate(path, name, args.scenes, args.seed, args.steps))
-    text = markdown(reports, args.scenes, args.steps)
+        with progress.step(
+            f"{name}: {config.scenes} scenes x every method, {config.steps}-step deletion and insertion"
+        ):
+            reports.append(evaluate(path, name, config.scenes, config.seed, config.steps))
+    text = markdown(reports, config.scenes, config.steps)
     print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text("# Demo models: where do they look?\n\n" + text)
+    if config.output is not None:
+        config.output.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(config.output)
+        partial.write_text("# Demo models: where do they look?\n\n" + text, encoding="utf-8")
+        finish(partial, config.output)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse_config(argv))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ def _image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
 
 
 def _layout(dims: list[int | None], given: str | None) -> str:
+    channels_first, channels_last = dims[1] == 3 and dims[3] != 3, dims[3] == 3 and dims[1] != 3
+    if (given == NHWC and channels_first) or (given == NCHW and channels_last):
+        says = NCHW if channels_first else NHWC
+        raise ModelImportError(f"--layout {given} contradicts the input's shape {dims}, which is {says}; drop --layout")
     if given:
         return given
     if dims[1] == 3 and dims[3] != 3:
