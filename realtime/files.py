@@ -98,10 +98,12 @@ def write_image(path: Path, frame: np.ndarray) -> bool:
     """cv2.imwrite through a partial name; False (and nothing left behind) when OpenCV cannot write it."""
     partial = partial_path(path)
     try:
-        if not cv2.imwrite(str(partial), frame):
+        if not cv2.imwrite(str(partial), frame) or partial.stat().st_size == 0:
             return False
         finish(partial, path)
         return True
+    except (cv2.error, OSError):  # the folder went away, the disk is full
+        return False
     finally:
         discard(partial)
 

@@ -190,17 +190,22 @@ class Snapshots(Output):
 class FrameSaver(Output):
     """Keeps every n-th camera frame of each source as a JPEG (calibration data for gradcam-export --int8)."""
 
-    def __init__(self, folder: Path, every: int = 15, limit: int = 200) -> None:
-        self.folder, self.every, self.limit = folder, every, limit
+    def __init__(self, folder: Path, every: int = 15, limit: int = 200, log: Log = stderr) -> None:
+        self.folder, self.every, self.limit, self.log = folder, every, limit, log
         self.seen = self.saved = 0
+        self.failure: str | None = None  # why saving stopped (a full disk, the folder gone); the show goes on
 
     def write(self, shown: Shown) -> None:
         self.seen += 1
-        if self.saved >= self.limit or (self.seen - 1) % self.every:
+        if self.failure or self.saved >= self.limit or (self.seen - 1) % self.every:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for frame in shown.frames:
-            if frame is not None and self.saved < self.limit:
-                if not write_image(self.folder / f"frame_{self.saved:05d}.jpg", frame.image):
-                    raise SinkError(f"cannot write frames to {self.folder}")
-                self.saved += 1
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for frame in shown.frames:
+                if frame is not None and self.saved < self.limit:
+                    if not write_image(self.folder / f"frame_{self.saved:05d}.jpg", frame.image):
+                        raise SinkError("a frame could not be written (is the disk full?)")
+                    self.saved += 1
+        except (SinkError, OSError) as exc:
+            self.failure = str(exc)
+            self.log(f"--save-frames stopped after {self.saved} frames in {self.folder}: {exc}")

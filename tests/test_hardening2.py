@@ -350,3 +350,20 @@ def test_a_layout_that_contradicts_the_model_is_one_line(tiny_onnx: Path, tmp_pa
     message = _one_line_refusal(_cli("realtime.export.cli", "--onnx", str(tiny_onnx), "--layout", "NHWC", "--output",
                                      str(tmp_path / "g.onnx")))  # fmt: skip
     assert "contradicts" in message and "NCHW" in message
+
+
+def test_save_frames_that_cannot_be_written_stop_with_a_line_and_the_show_goes_on(tmp_path: Path, monkeypatch) -> None:
+    from realtime import files, outputs
+    from realtime.outputs import FrameSaver
+
+    said: list[str] = []
+    saver = FrameSaver(tmp_path / "frames", every=1, log=said.append)
+    monkeypatch.setattr(outputs, "write_image", lambda path, image: False)  # as a full disk answers
+    frame = type("Frame", (), {"image": np.zeros((8, 8, 3), np.uint8)})()
+    shown = type("Shown", (), {"frames": (frame,)})()
+    saver.write(shown)  # type: ignore[arg-type]
+    saver.write(shown)  # type: ignore[arg-type]
+    assert saver.saved == 0 and saver.failure and len(said) == 1 and "stopped after 0 frames" in said[0]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert files.write_image(blocker / "x.png", np.zeros((8, 8, 3), np.uint8)) is False  # no traceback
