@@ -75,6 +75,14 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV was built with a window backend (its build information's GUI line)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() != "NONE"
+    return True
+
+
 class Window(Output):
     """An OpenCV window; its keys steer the controls (see controls.KEYS)."""
 
@@ -86,7 +94,12 @@ class Window(Output):
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
-            raise SinkError(f"cannot open a window ({exc}); use --no-window") from exc
+            if not opencv_has_gui():  # pytorch-grad-cam's opencv-python-headless took the GUI's place
+                raise SinkError(
+                    "this OpenCV has no GUI (opencv-python-headless is installed): "
+                    "pip install --force-reinstall opencv-python, or use --no-window"
+                ) from exc
+            raise SinkError(f"cannot open a window ({' '.join(str(exc).split())[:160]}); use --no-window") from exc
 
     def write(self, shown: Shown) -> None:
         cv2.imshow(self.title, shown.image)

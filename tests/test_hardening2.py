@@ -367,3 +367,18 @@ def test_save_frames_that_cannot_be_written_stop_with_a_line_and_the_show_goes_o
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert files.write_image(blocker / "x.png", np.zeros((8, 8, 3), np.uint8)) is False  # no traceback
+
+
+def test_a_window_without_opencv_gui_names_the_cause_and_the_fix(monkeypatch) -> None:
+    import cv2
+
+    from realtime import outputs
+
+    def no_gui(*args: object) -> None:
+        raise cv2.error("The function is not implemented. Rebuild the library with Windows, GTK+ 2.x or Cocoa support")
+
+    monkeypatch.setattr(outputs, "has_display", lambda: True)
+    monkeypatch.setattr(outputs.cv2, "namedWindow", no_gui)
+    monkeypatch.setattr(outputs, "opencv_has_gui", lambda: False)
+    with pytest.raises(outputs.SinkError, match="opencv-python-headless is installed.*--force-reinstall opencv-python"):
+        outputs.Window()
