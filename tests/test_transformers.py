@@ -177,7 +177,10 @@ def exported(request, tmp_path_factory):
     probe = outputs_of(model, (case.default, case.earlier), x[:1])
     default, earlier = (_tensor_of(source, probe[m], x) for m in (case.default, case.earlier))
     # the first layer is the exporter's own default; the earlier block comes second, from the same backward
-    result = export(ExportConfig(onnx=source, more_layers=(earlier,), output=folder / "g.onnx", quiet=True))
+    # torch autograd is the reference here; the exporter's own self-check runs for one Swin and in the DeiT tests
+    checked = case.name == "swin_t" and exporter == "classic"
+    result = export(ExportConfig(onnx=source, more_layers=(earlier,), output=folder / "g.onnx", quiet=True,
+                                 self_check=checked))  # fmt: skip
     return case, exporter, model, result, default, result.layer
 
 
