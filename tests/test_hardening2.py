@@ -22,9 +22,19 @@ from tests.live_server import LiveServer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd or ROOT,
-                          timeout=120, check=False)  # fmt: skip
+def _cli(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command line run in this process (no interpreter start-up): its exit code and stderr."""
+    import contextlib
+    import importlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = importlib.import_module(module).main(list(args))
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess([module, *args], code, "", err.getvalue())
 
 
 def _one_line_refusal(proc: subprocess.CompletedProcess[str]) -> str:
