@@ -59,7 +59,10 @@ CASES = [
     Case("swin_tiny_patch4_window7_224", _timm("swin_tiny_patch4_window7_224"), "norm", "layers.3.blocks.1.norm1"),
     Case("swin_t", _torchvision("swin_t"), "norm", "features.7.1.norm1"),
 ]
-SOURCES = [(case, exporter) for case in CASES for exporter in ("classic", "dynamo")]
+# torchvision's Swin-T through the classic exporter only: timm's Swin covers the default exporter's Swin
+# (window padding, static batch) and the dynamo export of torchvision's alone took 44 s of the suite's 20 minutes
+SOURCES = [(case, exporter) for case in CASES for exporter in ("classic", "dynamo")
+           if not (case.name == "swin_t" and exporter == "dynamo")]  # fmt: skip
 
 
 def _module(model: Any, dotted: str) -> Any:

@@ -100,7 +100,7 @@ def _where(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
 
 RECORDS = (
     OpRecord("Slice", _slice, tensorrt=True, tensorrt_note="constant axes"),
-    OpRecord("Gather", _gather, tensorrt=True),
+    OpRecord("Gather", _gather, tensorrt=True, per_token="picks"),
     OpRecord("Expand", _expand, tensorrt=True),
     OpRecord("Where", _where, grad_inputs="all", tensorrt=True),
 )

@@ -37,10 +37,11 @@ def _transpose(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
 RECORDS = (
     OpRecord("Flatten", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=True),
     OpRecord("Reshape", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=True,
-             folds_on_constants=True),
+             folds_on_constants=True, per_token="reshapes"),
     OpRecord("Squeeze", _reshape, layout="breaks", plumbing=True, tensorrt=True, tensorrt_note="constant axes",
              folds_on_constants=True),
     OpRecord("Unsqueeze", _reshape, layout="breaks", plumbing=True, tensorrt=True, tensorrt_note="constant axes",
              folds_on_constants=True),
-    OpRecord("Transpose", _transpose, layout="permutes", plumbing=True, pooled="permutes", tensorrt=True),
+    OpRecord("Transpose", _transpose, layout="permutes", plumbing=True, pooled="permutes", tensorrt=True,
+             per_token="permutes"),
 )  # fmt: skip

@@ -20,8 +20,18 @@ LAYOUTS = ("follows", "nchw", "breaks", "permutes", "last_axis")  # keeps its in
 POOLED_ROLES = ("blocks", "moves", "window", "permutes", "global", "reduce", "flattens", "dense")
 TOKEN_ROLES = ("", "mixes", "mixes_two_activations", "reduces")  # whether it mixes a transformer's tokens:
 # always (attention's Softmax), when both inputs are computed (Q @ K^T, A @ V), when it reduces the token axis
-PER_TOKEN_ROLES = ("", "elementwise", "last_axis_norm", "right_product")  # works on each token alone: every
-# input element by element; normalising the last axis; times a constant matrix on the right
+PER_TOKEN_ROLES = (
+    "",
+    "elementwise",
+    "last_axis_norm",
+    "right_product",
+    "normalises_one_axis",
+    "permutes",
+    "picks",
+    "reshapes",
+)  # how a ViT's class token can be selected before the op (select_early):
+# element by element; a norm of the last axis; rows of a matrix product; a softmax along another axis;
+# through a transpose, a pick along another axis, a reshape of later axes
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 
 
