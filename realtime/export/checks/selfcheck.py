@@ -18,7 +18,7 @@ import onnx
 
 from realtime import contract
 from realtime.export.autodiff.head import Head
-from realtime.export.checks.head_graph import float64_runner, head_model, side_values
+from realtime.export.checks.head_graph import HeadModel, float64_runner, head_model, side_values
 from realtime.export.checks.portable import GraphCheckError
 from realtime.export.graph.layout import NCHW
 from realtime.export.messages import first_line
@@ -47,7 +47,7 @@ class SelfCheck:
 
 
 def self_check(
-    forward: onnx.ModelProto,
+    head_graph: HeadModel,
     head: Head,
     outputs: dict[str, np.ndarray],
     directions: int = 2,
@@ -55,13 +55,14 @@ def self_check(
     stacked: bool = True,
     side: dict[str, np.ndarray] | None = None,
 ) -> SelfCheck:
-    """Compare the graph's `outputs` (for one batch) with finite differences of the forward's head.
+    """Compare the graph's `outputs` (for one batch) with finite differences of the forward's head
+    (`head_graph`, from head_graph.head_model).
 
     With `stacked`, the head runs once, on the activations and every nudged copy stacked along the
     batch axis; a graph whose batch is baked in (stacked=False) runs them one by one. `side` holds the
     forward's values of the tensors the head reads besides the target (head_graph.side_values).
     """
-    run_head = float64_runner(head_model(forward, head), head.target, side or {})
+    run_head = float64_runner(head_graph, head.target, side or {})
     if any(value.dtype.kind != "f" for value in (side or {}).values()):
         stacked = False  # a reshape target computed from the batch (Swin's windows) fixes it at the test batch
     activations = outputs[contract.OUT_ACTIVATIONS].astype(np.float64)
@@ -128,12 +129,18 @@ def check_layers(
         outputs = run_onnx(path, image, targets)
     except Exception as exc:  # onnxruntime's own error types: the graph cannot run its test batch
         raise SelfCheckError(f"the built graph does not run on the test batch: {first_line(exc)}") from exc
+    try:
+        head_graphs = [head_model(model, layer_head) for layer_head in heads]  # each built once
+        wanted = tuple(dict.fromkeys(name for graph in head_graphs for name in graph.side))
+        side = side_values(model, wanted, image, targets)  # one forward run for every layer's side inputs
+    except GraphCheckError as exc:
+        raise SelfCheckError(str(exc)) from exc
     reports = []
-    for i, layer_head in enumerate(heads):
+    for i, (layer_head, head_graph) in enumerate(zip(heads, head_graphs, strict=True)):
         named = {k: outputs[contract.layer_output(k, i)] for k in contract.LAYER_OUTPUTS if k in outputs}
+        mine = {name: side[name] for name in head_graph.side}
         try:
-            side = side_values(model, head_model(model, layer_head).side, image, targets)
-            report = self_check(model, layer_head, {**outputs, **named}, stacked=stacked, side=side)
+            report = self_check(head_graph, layer_head, {**outputs, **named}, stacked=stacked, side=mine)
         except GraphCheckError as exc:
             raise SelfCheckError(str(exc)) from exc
         if not report.ok():
