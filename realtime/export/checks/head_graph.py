@@ -17,6 +17,7 @@ from realtime.export.autodiff.head import Head
 from realtime.export.checks.portable import GraphCheckError
 from realtime.export.graph.index import GraphIndex, producers, topological
 from realtime.export.graph.passes import with_outputs
+from realtime.export.graph.session import cpu_session
 from realtime.export.graph.shapes import element_types
 
 LARGE_WEIGHT = 1 << 20  # elements: float weights above this stay float32 in the float64 head
@@ -228,7 +229,6 @@ def _static_shape_nodes(node: onnx.NodeProto, head: Head) -> list[onnx.NodeProto
 def float64_runner(head: HeadModel, target: str, side: dict[str, np.ndarray]) -> Any:
     """onnxruntime where it has float64 kernels for every head op (fast), else onnx's numpy reference;
     `side` holds the side inputs' values for one copy of the batch, repeated to the batch run."""
-    import onnxruntime as ort
 
     def feeds(x: np.ndarray) -> dict[str, np.ndarray]:
         given = {}
@@ -240,10 +240,7 @@ def float64_runner(head: HeadModel, target: str, side: dict[str, np.ndarray]) ->
         return {target: x, **head.weights, **given}
 
     try:
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no fused float32 kernels
-        session = ort.InferenceSession(head.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(head.model, optimize=False)  # no fused float32 kernels
         return lambda x: session.run(None, feeds(x))[0]
     except Exception:  # a float64 kernel is missing (HardSwish, ...): the reference evaluator has them all
         from onnx.reference import ReferenceEvaluator
@@ -258,14 +255,10 @@ def side_values(
     """The forward's values of `names` for this batch, from the contract graph in memory with them as outputs."""
     if not names:
         return {}
-    import onnxruntime as ort
 
     from realtime import contract
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    probe = with_outputs(model, names).SerializeToString()
-    session = ort.InferenceSession(probe, options, providers=["CPUExecutionProvider"])
+    session = cpu_session(with_outputs(model, names))
     feeds = {contract.INPUT_IMAGE: image, contract.INPUT_TARGETS: targets}
     return dict(zip(names, session.run(list(names), feeds), strict=True))
 

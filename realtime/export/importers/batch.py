@@ -17,6 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
+from realtime.export.graph.session import cpu_session
 from realtime.export.importers import ModelImportError
 from realtime.export.messages import first_line
 
@@ -81,14 +82,11 @@ def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequen
     """Does batch 2 give each image the logits it gets alone? Then the batch axis is really free.
 
     A model that does not run on one image is an import error, not a batch question."""
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
     output = model.graph.output[0].name
     x = np.random.default_rng(5).random((2, *input_dims), dtype=np.float32)
     try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(model)
         alone = np.concatenate([session.run([output], {input_name: x[i : i + 1]})[0] for i in range(2)])
     except Exception as exc:  # onnxruntime's own error types
         first = first_line(exc)

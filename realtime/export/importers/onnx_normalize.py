@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
 from realtime.export.graph.passes import drop_dead, with_outputs
+from realtime.export.graph.session import cpu_session
 from realtime.export.importers import ModelImportError
 from realtime.export.ops import record
 
@@ -139,14 +140,9 @@ def _evaluate(
 ) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
     """The values of `names` for a random input at batch 1 and at batch 2, from one session;
     None for a batch the graph cannot run at."""
-    import onnxruntime as ort
 
-    probe = with_outputs(model, names)
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(with_outputs(model, names), optimize=False)
     except Exception:  # onnxruntime's own error types: the graph does not load
         return None, None
     values: list[dict[str, np.ndarray] | None] = []
