@@ -95,10 +95,14 @@ def finish(partial: Path, path: Path) -> None:
 
 
 def write_image(path: Path, frame: np.ndarray) -> bool:
-    """cv2.imwrite through a partial name; False (and nothing left behind) when OpenCV cannot write it."""
+    """cv2.imwrite through a partial name, read back before the rename (a full disk can leave a file that
+    imwrite called written); False, the old file kept and nothing left behind, when it does not decode."""
     partial = partial_path(path)
     try:
         if not cv2.imwrite(str(partial), frame) or partial.stat().st_size == 0:
+            return False
+        back = cv2.imread(str(partial), cv2.IMREAD_UNCHANGED)
+        if back is None or back.shape[:2] != frame.shape[:2]:
             return False
         finish(partial, path)
         return True

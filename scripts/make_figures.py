@@ -17,7 +17,7 @@ from realtime.demo import scenes
 from realtime.demo.live import DemoScene, DemoSource, Timeline
 from realtime.demo.models import demo_model_paths
 from realtime.engine import Engine, EngineOptions
-from realtime.files import finish, partial_path, write_image
+from realtime.files import discard, finish, partial_path, write_image
 from realtime.frames import model_region
 from realtime.loop import Loop
 from realtime.outputs import Output, Shown
@@ -139,12 +139,40 @@ def write_gif(frames: list[np.ndarray], path: Path, width: int, fps: float) -> N
         ).quantize(colors=96)
         for f in frames
     ]
-    partial = partial_path(path)  # written whole, then moved into place
-    images[0].save(partial, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True)
-    finish(partial, path)
+    partial = partial_path(path)  # written whole, read back, then moved into place
+    try:
+        images[0].save(partial, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True)
+        with Image.open(partial) as back:
+            complete = getattr(back, "n_frames", 1) == len(images)
+        if not complete:
+            raise FigureError(f"cannot write {path}: the GIF read back has missing frames (is the disk full?)")
+        finish(partial, path)
+    except OSError as error:
+        raise FigureError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        discard(partial)
+
+
+class FigureError(RuntimeError):
+    """A figure that could not be written and verified; the previous file is kept."""
+
+
+def save(path: Path, image: np.ndarray, note: str = "") -> None:
+    """Write one figure through the verified writer, or stop with one line."""
+    if not write_image(path, image):
+        raise FigureError(f"cannot write {path} (disk full, or the folder is not writable); the previous file is kept")
+    print(f"wrote {path}{note}")
 
 
 def main() -> int:
+    try:
+        return make_all()
+    except FigureError as error:
+        print(f"make_figures: {error}", file=sys.stderr)
+        return 1
+
+
+def make_all() -> int:
     paths = demo_model_paths()
     engines = [Engine(paths[name], EngineOptions(providers="cpu", warmup=0)) for name in ("biased", "fair")]
     timeline = Timeline()
@@ -158,18 +186,14 @@ def main() -> int:
     image = np.concatenate(rows, axis=0)
     image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     OUT.mkdir(parents=True, exist_ok=True)
-    write_image(OUT / "demo.png", image)
-    print(f"wrote {OUT / 'demo.png'} (frames {matching} and {swapped})")
+    save(OUT / "demo.png", image, f" (frames {matching} and {swapped})")
     styles = np.concatenate([demo_still(swapped, engines[1:], scene, style) for style in overlay.STYLES], axis=1)
     styles = cv2.resize(styles, (styles.shape[1] // 2, styles.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    write_image(OUT / "styles.png", styles)
-    print(f"wrote {OUT / 'styles.png'} ({', '.join(overlay.STYLES)})")
+    save(OUT / "styles.png", styles, f" ({', '.join(overlay.STYLES)})")
     grid = live_mosaic(engines, 40)
     grid = cv2.resize(grid, (grid.shape[1] // 2, grid.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    write_image(OUT / "side_by_side.png", grid)
-    print(f"wrote {OUT / 'side_by_side.png'}")
-    write_image(OUT / "layers.png", layers_figure(scene, swapped))
-    print(f"wrote {OUT / 'layers.png'}")
+    save(OUT / "side_by_side.png", grid)
+    save(OUT / "layers.png", layers_figure(scene, swapped))
     # a 3 FPS model on a 30 FPS camera (a small device): the penguin, the fastest walker
     clip = stale_vs_warped(engines[1], scene, 160, 60, every=10)
     write_gif(clip, OUT / "stale_vs_warped.gif", width=640, fps=15)

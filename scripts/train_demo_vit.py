@@ -93,8 +93,7 @@ def figure(vit: Path, path: Path) -> Path:
     from realtime.demo.live import DemoScene, Timeline
     from realtime.demo.models import demo_model_paths
     from realtime.engine import Engine, EngineOptions
-    from realtime.files import write_image
-    from scripts.make_figures import demo_still
+    from scripts.make_figures import demo_still, save
 
     engines = [Engine(p, EngineOptions(providers="cpu", warmup=0)) for p in (demo_model_paths()["fair"], vit)]
     scene = DemoScene(Timeline())
@@ -102,8 +101,7 @@ def figure(vit: Path, path: Path) -> Path:
     image = demo_still(index, engines, scene)
     image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(path, image)
-    print(f"[vit] wrote {path} (frame {index})", file=sys.stderr)
+    save(path, image, f" (frame {index})")
     return path
 
 
@@ -118,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     size, epochs, steps = (64, 1, 2) if args.quick else (2000, 12, None)
     vit = train(args.seed, size, epochs, steps, args.out)
     if parser_figure is not None:
-        figure(vit, parser_figure)
+        from scripts.make_figures import FigureError
+
+        try:
+            figure(vit, parser_figure)
+        except FigureError as error:
+            print(f"train_demo_vit: {error}", file=sys.stderr)
+            return 1
     return 0
 
 

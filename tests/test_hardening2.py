@@ -392,3 +392,30 @@ def test_a_window_without_opencv_gui_names_the_cause_and_the_fix(monkeypatch) ->
     monkeypatch.setattr(outputs, "opencv_has_gui", lambda: False)
     with pytest.raises(outputs.SinkError, match=r"headless is installed.*--force-reinstall opencv-python"):
         outputs.Window()
+
+
+def test_images_and_figures_the_disk_cannot_hold_keep_the_previous_file(tmp_path: Path) -> None:
+    """Snapshots, saved frames, gradcam-image and the README figures share one writer: imwrite into a partial
+    name, read back, then rename. With a file-size limit 10 bytes short of the PNG (as on a nearly full disk),
+    imwrite still answers True, as its last buffered bytes fail silently; the read-back catches that."""
+    import cv2
+
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    limit = len(cv2.imencode(".png", noise)[1]) - 10
+    png, gif = tmp_path / "snap.png", tmp_path / "clip.gif"
+    png.write_bytes(b"the previous snapshot")
+    gif.write_bytes(b"the previous figure")
+    script = (
+        "import sys, numpy as np; from pathlib import Path; from realtime.files import write_image; "
+        "from scripts.make_figures import FigureError, write_gif; "
+        "noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8); "
+        "print('image', write_image(Path(sys.argv[1]), noise)); "
+        "exec('try:\\n write_gif([noise] * 4, Path(sys.argv[2]), 256, 10)\\nexcept FigureError as e:\\n print(e)')"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(png), str(gif)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, check=False, preexec_fn=_file_size_limit(limit))  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "image False" and lines[1].startswith(f"cannot write {gif}"), proc.stdout
+    assert png.read_bytes() == b"the previous snapshot" and gif.read_bytes() == b"the previous figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "snap.png"]  # no partial left behind
