@@ -91,9 +91,9 @@ class GradCam:
         if lacking:
             raise cam.MethodNeedsGradientsError(f"{method} needs {lacking}; {self.engine.path} lacks them")
         name = None if target is None else str(target)
-        class_id = resolve_class(name, self.labels, str(self.engine.path))
+        class_id = resolve_class(name, self.labels, str(self.engine.path), name="target")
         if not 0 <= layer < len(self.engine.info.layers):
-            raise ValueError(f"layer {layer}: {self.engine.path} explains {len(self.engine.info.layers)} layer(s)")
+            raise ValueError(f"layer={layer!r}: {self.engine.path} explains {len(self.engine.info.layers)} layer(s)")
         controls = Controls(method=method, class_name=name, top_k=top_k, layer=layer)
         info = self.engine.info
         size = (info.input_height, info.input_width)

@@ -52,14 +52,17 @@ def _normal(label: str) -> str:
     return label.lower().replace("_", " ").strip()
 
 
-def resolve_class(value: str | None, labels: Sequence[str], model: str = "this model") -> int | None:
-    """A class given as an id or a name (case and _/space insensitive) -> its id in `labels`."""
+def resolve_class(
+    value: str | None, labels: Sequence[str], model: str = "this model", name: str = "--class"
+) -> int | None:
+    """A class given as an id or a name (case and _/space insensitive) -> its id in `labels`; `name` is
+    what the message calls the argument (`--class` on a command line, `target` in the API)."""
     if value is None:
         return None
     if value.lstrip("-").isdigit():
         class_id = int(value)
         if not 0 <= class_id < len(labels):
-            raise ClassNameError(f"--class {value}: ids run from 0 to {len(labels) - 1} in {model}")
+            raise ClassNameError(f"{name} {value}: ids run from 0 to {len(labels) - 1} in {model}")
         return class_id
     ids = {_normal(label): i for i, label in enumerate(labels)}
     key = _normal(value)
@@ -67,7 +70,7 @@ def resolve_class(value: str | None, labels: Sequence[str], model: str = "this m
         return ids[key]
     close = difflib.get_close_matches(key, list(ids), n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ClassNameError(f"--class {value!r} is not a class of {model}{hint}")
+    raise ClassNameError(f"{name} {value!r} is not a class of {model}{hint}")
 
 
 def class_id_in(controls: Controls, labels: Sequence[str], first: bool = True) -> int | None:

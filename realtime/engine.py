@@ -72,6 +72,21 @@ class CamResult:
         return [(int(c), self.labels[c] if c < len(self.labels) else str(c), float(probs[c])) for c in order]
 
 
+def export_command(path: Path) -> str:
+    """The gradcam-export line that writes `path`, read from the exporter's default name
+    <source>_gradcam_<pooled|full>[_int8].onnx; VGG16 from Keras only for a name that says vgg16."""
+    stem, gradients, int8 = path.stem, "full", ""
+    if stem.endswith("_int8"):
+        stem, int8 = stem[: -len("_int8")], " --int8"
+    for kind in ("pooled", "full"):
+        if stem.endswith(f"_gradcam_{kind}"):
+            stem, gradients = stem[: -len(f"_gradcam_{kind}")], kind
+    options = f"--gradients {gradients}{int8} --output {path}"
+    if stem == "vgg16":
+        return f"gradcam-export --weights imagenet {options} (offline: --weights PATH or --weights random)"
+    return f"gradcam-export --onnx {stem}.onnx {options} (your classifier exported to ONNX)"
+
+
 class Engine:
     """A loaded, validated and warmed-up Grad-CAM graph."""
 
@@ -80,10 +95,7 @@ class Engine:
         self.options = options or EngineOptions()
         path = Path(model_path)
         if not path.exists():
-            raise ModelNotFoundError(
-                f"no model at {path}. Make one with: gradcam-export --weights imagenet --output {path} "
-                "(offline: --weights PATH or --weights random), or try gradcam-live --demo"
-            )
+            raise ModelNotFoundError(f"no model at {path}. Make one with: {export_command(path)}, or try gradcam-live --demo")
         providers = provider_chain(self.options)
         self.session = self._open(path, providers, prepack=False)
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)

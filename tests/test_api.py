@@ -52,6 +52,27 @@ def test_a_target_by_name_and_clear_errors(small_models) -> None:
     assert explainer.methods == ["gradcam", "counterfactual"]  # the two that need only the channel weights
 
 
+def test_api_errors_name_its_arguments_and_the_export_that_fits_the_path(small_models, tmp_path: Path) -> None:
+    """The API speaks of its own arguments (target=, layer=), not of gradcam-live's flags, and a missing
+    model gets the gradcam-export line that writes that very path."""
+    from realtime.engine import ModelNotFoundError
+
+    explainer = GradCam(small_models["pooled"], providers="cpu")
+    frame = np.zeros((64, 64, 3), np.uint8)
+    for bad in ("not a class", 99):
+        with pytest.raises(ClassNameError) as caught:
+            explainer(frame, target=bad)
+        assert str(caught.value).startswith("target ") and "--class" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"^layer=3: "):
+        explainer(frame, layer=3)
+    with pytest.raises(ModelNotFoundError) as caught:
+        GradCam(tmp_path / "resnet50_gradcam_pooled_int8.onnx")
+    assert f"gradcam-export --onnx resnet50.onnx --gradients pooled --int8 --output {tmp_path}" in str(caught.value)
+    assert "--weights imagenet" not in str(caught.value)
+    with pytest.raises(ModelNotFoundError, match="gradcam-export --weights imagenet --gradients full --output"):
+        GradCam(tmp_path / "vgg16_gradcam_full.onnx")
+
+
 def test_a_batch_is_one_call_with_the_same_answers(small_models) -> None:
     explainer = GradCam(small_models["full"], providers="cpu")
     rng = np.random.default_rng(1)
