@@ -83,6 +83,17 @@ def opencv_has_gui() -> bool:
     return True
 
 
+def headless_installed() -> bool:
+    """Whether pip's window-less OpenCV wheel is installed (it shares the cv2 folder with opencv-python)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("opencv-python-headless")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 class Window(Output):
     """An OpenCV window; its keys steer the controls (see controls.KEYS)."""
 
@@ -94,10 +105,10 @@ class Window(Output):
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
-            if not opencv_has_gui():  # pytorch-grad-cam's opencv-python-headless took the GUI's place
+            if not opencv_has_gui():  # e.g. pytorch-grad-cam's opencv-python-headless took the GUI's place
+                cause = "opencv-python-headless is installed" if headless_installed() else "built without one"
                 raise SinkError(
-                    "this OpenCV has no GUI (opencv-python-headless is installed): "
-                    "pip install --force-reinstall opencv-python, or use --no-window"
+                    f"this OpenCV has no GUI ({cause}): pip install --force-reinstall opencv-python, or use --no-window"
                 ) from exc
             raise SinkError(f"cannot open a window ({' '.join(str(exc).split())[:160]}); use --no-window") from exc
 

@@ -390,7 +390,11 @@ def test_a_window_without_opencv_gui_names_the_cause_and_the_fix(monkeypatch) ->
     monkeypatch.setattr(outputs, "has_display", lambda: True)
     monkeypatch.setattr(outputs.cv2, "namedWindow", no_gui)
     monkeypatch.setattr(outputs, "opencv_has_gui", lambda: False)
-    with pytest.raises(outputs.SinkError, match=r"headless is installed.*--force-reinstall opencv-python"):
+    monkeypatch.setattr(outputs, "headless_installed", lambda: True)
+    with pytest.raises(outputs.SinkError, match=r"headless is installed\).*--force-reinstall opencv-python"):
+        outputs.Window()
+    monkeypatch.setattr(outputs, "headless_installed", lambda: False)
+    with pytest.raises(outputs.SinkError, match=r"no GUI \(built without one\)"):
         outputs.Window()
 
 
