@@ -95,7 +95,8 @@ class Engine:
         self.options = options or EngineOptions()
         path = Path(model_path)
         if not path.exists():
-            raise ModelNotFoundError(f"no model at {path}. Make one with: {export_command(path)}, or try gradcam-live --demo")
+            hint = f"Make one with: {export_command(path)}, or try gradcam-live --demo"
+            raise ModelNotFoundError(f"no model at {path}. {hint}")
         providers = provider_chain(self.options)
         self.session = self._open(path, providers, prepack=False)
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)

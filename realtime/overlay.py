@@ -112,10 +112,14 @@ def _scale(width: int) -> tuple[float, int]:
     return scale, int(22 * scale / 0.5)
 
 
+@functools.lru_cache(maxsize=16)
 def colour_scale(width: int, height: int) -> np.ndarray:
-    """A small JET bar from cold (left) to hot (right), labelled, for the caption."""
+    """A small JET bar from cold (left) to hot (right), for the caption: made once per size (read-only),
+    as every panel of every frame draws the same one."""
     ramp = np.tile(np.linspace(0, 255, width, dtype=np.float32).astype(np.uint8), (height, 1))
-    return np.asarray(cv2.applyColorMap(ramp, cv2.COLORMAP_JET))
+    bar = np.asarray(cv2.applyColorMap(ramp, cv2.COLORMAP_JET))
+    bar.setflags(write=False)
+    return bar
 
 
 def caption(width: int, hud: Hud) -> np.ndarray:
@@ -160,8 +164,8 @@ def tile(images: Sequence[np.ndarray], captions: Sequence[str] = ()) -> np.ndarr
     parts = []
     for i, img in enumerate(images):
         part = img if img.shape[0] == height else cv2.resize(img, (int(img.shape[1] * height / img.shape[0]), height))
-        part = part.copy()
-        if i < len(captions):
+        if i < len(captions):  # drawn on a copy; without a caption, concatenate copies anyway
+            part = part.copy()
             _text(part, captions[i], (8, 18), 0.5, (255, 255, 255))
         parts.append(part)
     return np.concatenate(parts, axis=1)

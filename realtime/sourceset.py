@@ -18,8 +18,11 @@ class SourceSet:
 
     With one source it is that source's reader. With several, a call returns as soon as any
     source has a new frame, with the latest frame of every other one beside it (None until a
-    source's first frame). A live source that drops out is reported in `lost` and reopened in
-    the background while the others go on; the set ends when every source has ended.
+    source's first frame), but not more often than the fastest source delivers: two unsynchronised
+    30 FPS cameras would otherwise draw the mosaic 60 times a second, each time with only one of
+    them new, at twice the drawing cost and nothing more to see. A live source that drops out is
+    reported in `lost` and reopened in the background while the others go on; the set ends when
+    every source has ended.
     """
 
     def __init__(
@@ -38,6 +41,9 @@ class SourceSet:
         self._latest: list[Frame | None] = [None] * len(self.sources)
         self._retry_at = [0.0] * len(self.sources)
         self._lock = threading.Lock()
+        fastest = max((s.fps or 0.0 for s in self.sources), default=0.0)
+        self.step_every = 0.9 / fastest if fastest > 0 else 0.0  # 10% slack: camera clocks jitter
+        self._stepped_at: float | None = None
 
     def _reader(self, source: FrameSource) -> LatestFrameReader:
         return LatestFrameReader(source, self._backoff, self._clock, log=self._log)
@@ -107,8 +113,8 @@ class SourceSet:
             frame = self.readers[0].get(timeout)
             return None if frame is None else (frame,)
         deadline = None if timeout is None else self._clock() + timeout
+        fresh = False  # a new frame since the last step, kept while the step waits for its turn
         while True:
-            fresh = False
             for i in range(len(self.readers)):
                 with self._lock:
                     reader = self.readers[i]
@@ -118,11 +124,13 @@ class SourceSet:
                 elif reader.end_reason and self.sources[i].live:
                     self._latest[i] = None
                     self._revive(i)
-            if fresh:
+            now = self._clock()
+            if fresh and (self._stepped_at is None or now - self._stepped_at >= self.step_every):
+                self._stepped_at = now
                 return tuple(self._latest)
             if all(self._ended(i) for i in range(len(self.readers))):
                 return None
-            if deadline is not None and self._clock() >= deadline:
+            if deadline is not None and now >= deadline:
                 return None
             time.sleep(0.002)
 

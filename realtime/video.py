@@ -8,12 +8,13 @@ import queue
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from realtime.encoders import Encoder, EncoderError, codec_note, open_encoder
 from realtime.files import discard, finish, hold, partial_path, release, remove_stale
 
 
@@ -25,53 +26,20 @@ def stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-CODECS = {".avi": ("MJPG",), ".mp4": ("avc1", "mp4v"), ".mkv": ("avc1", "mp4v"), ".webm": ("VP80",)}
-BROWSER_CODECS = {"avc1", "VP80"}
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence C-level stderr: FFmpeg prints a page for each encoder it cannot open (no H.264 here)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.VideoWriter, str]:
-    """The first codec for this suffix that this OpenCV can write; browsers play H.264 and VP8."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        with quiet_stderr():
-            for codec in CODECS.get(path.suffix.lower(), ("mp4v",)):
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*codec), fps, size)
-                if writer.isOpened():
-                    return writer, codec
-                writer.release()
-    finally:
-        cv2.utils.logging.setLogLevel(level)
-    raise SinkError(f"no encoder here writes {path.suffix} at {size[0]}x{size[1]}; try a .avi path")
-
-
 class VideoRecorder:
     """A video file written on its own thread, under a partial name moved into place on close.
 
     It opens on the first frame, so its size follows what is drawn; a recording cut short by
-    a kill never replaces a good one with a broken file. Encoding VP8 costs ~18 ms a frame at
-    1280x480, so the loop only hands frames over (it waits only if 8 are queued).
+    a kill never replaces a good one with a broken file. The loop only hands frames over (it waits
+    only if 8 are queued); the encoder's thread runs at a lower priority, so the loop's threads win a
+    busy core and the encoder takes the idle time between frames.
     """
 
     def __init__(self, path: Path, fps: float = 15.0, log: Callable[[str], None] = stderr) -> None:
         self.path, self.fps, self.log = path, fps, log
         self.partial = partial_path(path)
         self.frames = 0
-        self.codec = ""
+        self.codec = ""  # the codec actually written, e.g. "VP8"
         self._size: tuple[int, int] | None = None
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=8)
         self._thread: threading.Thread | None = None
@@ -86,30 +54,32 @@ class VideoRecorder:
         remove_stale(self.path.parent)
         try:
             self._lock = hold(self.partial)  # before OpenCV opens it: no other process's cleanup takes it
-            writer, self.codec = open_writer(self.partial, self.fps, size)
-        except (OSError, SinkError) as exc:
+            encoder = open_encoder(self.partial, self.fps, size)
+        except (OSError, EncoderError) as exc:
             release(self._lock)
             self._lock = None
             discard(self.partial)
             raise SinkError(f"cannot write video {self.path}: {getattr(exc, 'strerror', None) or exc}") from exc
-        if self.codec not in BROWSER_CODECS:
-            self.log(
-                f"note: this OpenCV has no H.264 encoder, so {self.path.name} is MPEG-4 Part 2, which browsers "
-                f"do not play; record to a .webm file for a browser, or convert: "
-                f"ffmpeg -i {self.path.name} -c:v libx264 {self.path.stem}_h264.mp4"
-            )
+        self.codec = encoder.codec.name
+        note = codec_note(self.path, encoder.codec)
+        if note:
+            self.log(note)
         self._size = size
-        self._thread = threading.Thread(target=self._encode, args=(writer,), name="recorder", daemon=True)
+        self._thread = threading.Thread(target=self._encode, args=(encoder,), name="recorder", daemon=True)
         self._thread.start()
 
-    def _encode(self, writer: cv2.VideoWriter) -> None:
+    def _encode(self, encoder: Encoder) -> None:
+        lower_priority()
         try:
             while (frame := self._queue.get()) is not None:
-                writer.write(frame)
+                encoder.write(frame)
         except BaseException as exc:  # reported by the next write or close
             self._error = exc
         finally:
-            writer.release()
+            try:
+                encoder.close()
+            except Exception as exc:  # a full disk can surface only when the container is finished
+                self._error = self._error or exc
 
     def write(self, frame: np.ndarray) -> None:
         size = (frame.shape[1], frame.shape[0])
@@ -131,7 +101,9 @@ class VideoRecorder:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-            if self.frames and self._error is None:
+            if self._error is not None:  # the encoder failed (a full disk: while finishing the container)
+                problem = f"the encoder stopped ({self._error})"
+            elif self.frames:
                 problem = unreadable(self.partial, self.frames)
                 if problem is None:
                     finish(self.partial, self.path)
@@ -141,6 +113,13 @@ class VideoRecorder:
         if problem is not None:
             kept = f"; the previous {self.path.name} is kept" if self.path.exists() else ""
             raise SinkError(f"recording {self.path} failed: {problem}{kept}")
+
+
+def lower_priority(step: int = 10) -> None:
+    """Nice the calling thread (Linux: a thread is a task with its own niceness); elsewhere nothing."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # not allowed, or not Linux after all
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), step)
 
 
 def unreadable(path: Path, frames: int) -> str | None:

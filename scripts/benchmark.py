@@ -6,6 +6,7 @@
     python scripts/benchmark.py --int8-only         # int8 on this CPU: both forms against fp32, a few minutes
     python scripts/benchmark.py --real-world-only   # torch's default exporter and timm: the import's cost
     python scripts/benchmark.py --transformers-only  # DeiT-tiny and Swin-T: Grad-CAM against forward-only
+    python scripts/benchmark.py --recording-only    # display FPS with and without --record, per format
 
 The measuring code lives in scripts/bench/ (importable, with its child processes as modules);
 this script only chooses what to run and writes the report.
@@ -28,7 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark.py`
 
 from realtime.progress import Progress  # noqa: E402
-from scripts.bench import drawing, graphs, int8, layers, live, onnx_models, real_world, report, transformers  # noqa: E402
+from scripts.bench import (  # noqa: E402
+    drawing,
+    graphs,
+    int8,
+    layers,
+    live,
+    onnx_models,
+    real_world,
+    recording,
+    report,
+    transformers,
+)
 from scripts.bench.timing import child, machine  # noqa: E402
 
 
@@ -42,6 +54,7 @@ class BenchConfig:
     int8_only: bool = False
     real_world_only: bool = False
     transformers_only: bool = False
+    recording_only: bool = False
 
 
 def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -59,6 +72,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     )
     parser.add_argument(
         "--transformers-only", action="store_true", help="only transformers: DeiT-tiny and Swin-T against forward-only"
+    )
+    parser.add_argument(
+        "--recording-only", action="store_true", help="only recording: display FPS with and without --record"
     )
     return BenchConfig(**vars(parser.parse_args(argv)))
 
@@ -167,12 +183,15 @@ def run(config: BenchConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = config.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        focused = real_world if config.real_world_only else transformers if config.transformers_only else None
-        if focused is not None:
-            measured = focused.measure(work, 3 if config.quick else 15)
-            results = {"machine": machine(), focused.__name__.rsplit(".", 1)[-1]: measured}
-            results["goals"] = focused.goals(measured)
-            text = "\n".join([str(results["machine"]), *focused.table(measured), "",
+        focused = {real_world: config.real_world_only, transformers: config.transformers_only,
+                   recording: config.recording_only}  # fmt: skip
+        chosen = next((module for module, wanted in focused.items() if wanted), None)
+        if chosen is not None:
+            quick, full = (1, 3) if chosen is recording else (3, 15)
+            measured = chosen.measure(work, quick if config.quick else full)
+            results = {"machine": machine(), chosen.__name__.rsplit(".", 1)[-1]: measured}
+            results["goals"] = chosen.goals(measured)
+            text = "\n".join([str(results["machine"]), *chosen.table(measured), "",
                               *(f"- {k}: {v}" for k, v in results["goals"].items())])  # fmt: skip
         else:
             results = measure_int8(config, work) if config.int8_only else measure(config, work)

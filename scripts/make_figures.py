@@ -141,7 +141,8 @@ def write_gif(frames: list[np.ndarray], path: Path, width: int, fps: float) -> N
     ]
     partial = partial_path(path)  # written whole, read back, then moved into place
     try:
-        images[0].save(partial, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True)
+        frame_ms = int(1000 / fps)
+        images[0].save(partial, save_all=True, append_images=images[1:], duration=frame_ms, loop=0, optimize=True)
         with Image.open(partial) as back:
             complete = getattr(back, "n_frames", 1) == len(images)
         if not complete:
