@@ -8,15 +8,15 @@ real-time settings (5-8 ms a frame there), and gives .mp4 files the H.264 that O
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
+
+from realtime.quiet import quiet_stderr
 
 
 @dataclass(frozen=True)
@@ -55,20 +55,6 @@ class Encoder(Protocol):
 
 class EncoderError(RuntimeError):
     """No codec for this suffix could be opened, or one failed while writing."""
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence C-level stderr: FFmpeg prints a page for each encoder it cannot open (no H.264 in OpenCV)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class OpenCVEncoder:

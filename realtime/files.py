@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -112,6 +113,25 @@ def write_image(path: Path, frame: np.ndarray) -> bool:
         discard(partial)
 
 
+@contextlib.contextmanager
+def folder_for(path: Path) -> Iterator[None]:
+    """Make `path`'s folder for the block; when the block fails, the folders it made are removed again
+    (while empty), so a failed export or recording leaves no empty models/ behind."""
+    made: list[Path] = []
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
 class OutputPathError(ValueError):
     """An output path that cannot be written; said before any slow work starts."""
 
@@ -138,3 +158,12 @@ def check_output_folder(folder: Path, flag: str, shown: Path | None = None) -> N
         raise OutputPathError(f"{flag} {shown or folder}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputPathError(f"{flag} {shown or folder}: {probe} is not writable; choose another place")
+    trial = probe / f".gradcam-probe.{os.getpid()}"  # access() says yes as root, even on /proc: try it
+    try:
+        os.close(os.open(trial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputPathError(
+            f"{flag} {shown or folder}: cannot create a file in {probe} ({reason}); choose another place"
+        ) from None
+    discard(trial)

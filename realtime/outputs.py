@@ -211,10 +211,15 @@ class Snapshots(Output):
             self.log(f"snapshot failed: {exc}")
 
 
-class FrameSaver(Output):
-    """Keeps every n-th camera frame of each source as a JPEG (calibration data for gradcam-export --int8)."""
+INT8_WANTS = 40  # gradcam-export --int8 --calibration DIR: 32 frames to calibrate, 8 held out for its check
+SAVE_EVERY = 15  # --save-frames keeps every 15th frame
 
-    def __init__(self, folder: Path, every: int = 15, limit: int = 200, log: Log = stderr) -> None:
+
+class FrameSaver(Output):
+    """Keeps every n-th camera frame of each source as a JPEG (calibration data for gradcam-export --int8):
+    neighbouring frames are nearly the same picture, and calibration wants variety."""
+
+    def __init__(self, folder: Path, every: int = SAVE_EVERY, limit: int = 200, log: Log = stderr) -> None:
         self.folder, self.every, self.limit, self.log = folder, every, limit, log
         self.seen = self.saved = 0
         self.failure: str | None = None  # why saving stopped (a full disk, the folder gone); the show goes on
@@ -233,3 +238,13 @@ class FrameSaver(Output):
         except (SinkError, OSError) as exc:
             self.failure = str(exc)
             self.log(f"--save-frames stopped after {self.saved} frames in {self.folder}: {exc}")
+
+    def report(self) -> str:
+        """How many frames were kept, and why that many; what to do when int8 wants more."""
+        capped = f", at most {self.limit}" if self.saved >= self.limit else ""
+        why = f"every {self.every}th of {self.seen} shown{capped}"
+        line = f"kept {self.saved} frames in {self.folder} ({why})"
+        if self.saved < INT8_WANTS:
+            more = INT8_WANTS * self.every
+            return f"{line}; gradcam-export --int8 wants {INT8_WANTS}: run longer (--max-frames {more})"
+        return f"{line}: gradcam-export --int8 --calibration {self.folder}"

@@ -140,7 +140,9 @@ def caption(width: int, hud: Hud) -> np.ndarray:
     ramp_w = min(bar_w, width // 4)
     _text(band, "low", (8, y - 2), scale * 0.8, (200, 200, 200))
     x0 = 8 + int(40 * scale / 0.5)
-    band[y - line + 8 : y - 2, x0 : x0 + ramp_w] = colour_scale(ramp_w, line - 10)
+    ramp_w = min(ramp_w, width - x0)  # a panel narrower than the scale's place (a 40 px frame) clips it
+    if ramp_w > 0:
+        band[y - line + 8 : y - 2, x0 : x0 + ramp_w] = colour_scale(ramp_w, line - 10)
     _text(band, "high", (x0 + ramp_w + 6, y - 2), scale * 0.8, (200, 200, 200))
     x = width - bar_w - 8
     for i, (name, prob) in enumerate(top):

@@ -19,7 +19,7 @@ from realtime.controls import Controls, resolve_class
 from realtime.engine import Engine, EngineOptions
 from realtime.loop import Loop, RunSummary
 from realtime.outputs import FrameSaver, Output, Recorder, SinkError, Snapshots, Window, has_display
-from realtime.sources import FrameSource, open_source
+from realtime.sources import FolderSource, FrameSource, open_source
 from realtime.sourceset import SourceSet
 
 DEFAULT_MODELS = (Path("models/vgg16_gradcam_full.onnx"), Path("models/vgg16_gradcam_pooled.onnx"))
@@ -220,6 +220,11 @@ def stop_on_signals(loop: Loop) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def describe_rateless(source: FrameSource) -> str:
+    """What a source without a frame rate is, for the start line: a folder, or a still image."""
+    return f"folder {source.name}" if isinstance(source, FolderSource) else source.name
+
+
 @dataclass(frozen=True)
 class SessionResult:
     summary: RunSummary
@@ -266,7 +271,9 @@ def run_session(config: LiveConfig) -> SessionResult:
                 display = choose_display(config.display, model_ms, fps)
             except ValueError as exc:
                 raise SessionError(str(exc)) from exc
-            rates = f"model {model_ms:.0f} ms, source {fps:.0f} FPS"
+            first = sources.sources[0]
+            rate = f"source {fps:.0f} FPS" if fps else f"source {describe_rateless(first)}: no frame rate"
+            rates = f"model {model_ms:.0f} ms, {rate}"
             print(f"gradcam-live: display at {display} rate ({rates})", file=sys.stderr)
             outputs, snapshots, saver = open_outputs(config, engines, steps, record_rate(display, model_ms, fps), stack)
             loop = Loop(engines, sources, controls, outputs, display, config.fit, config.warp)
@@ -274,10 +281,6 @@ def run_session(config: LiveConfig) -> SessionResult:
                 summary = loop.run(steps.max_frames)
     except SinkError as exc:
         raise SessionError(str(exc)) from exc
-    if saver is not None and saver.saved:
-        print(
-            f"gradcam-live: kept {saver.saved} frames in {config.save_frames} "
-            f"(gradcam-export --int8 --calibration {config.save_frames})",
-            file=sys.stderr,
-        )
+    if saver is not None and not saver.failure:
+        print(f"gradcam-live: {saver.report()}", file=sys.stderr)
     return SessionResult(summary, tuple(engines), steps.record, tuple(snapshots.saved), saver.saved if saver else 0)

@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{k}: {v}" for k, v in INT8_TARGETS.items()),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show third-party output too (TensorFlow's CUDA probe, the quantizer)"
+    )
     return parser
 
 
@@ -217,6 +220,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
         preprocessing=args.preprocess,
         self_check=not args.no_check,
         quiet=args.quiet,
+        verbose=args.verbose,
         int8=args.int8,
         calibration=args.calibration or "demo",
         int8_scope=args.int8_scope,

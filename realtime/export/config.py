@@ -55,6 +55,7 @@ class ExportConfig:
     prefix_tokens: int | None = None  # class / distillation tokens before them; None: inferred (0-2)
     self_check: bool = True
     quiet: bool = False
+    verbose: bool = False  # third-party noise too (quiet.py silences it by default)
     int8: bool = False
     calibration: str = "demo"  # demo | random | DIR
     int8_scope: str = DEFAULT_SCOPE

@@ -39,6 +39,7 @@ from realtime.export.graph.writing import save_checked
 from realtime.export.importers import ForwardGraph, ModelImportError
 from realtime.export.int8 import stage as int8_stage
 from realtime.export.tokens import TokenHint
+from realtime.files import folder_for
 from realtime.progress import Progress
 
 __all__ = ["ExportConfig", "ExportError", "ExportResult", "SelfCheckError", "export", "export_model"]
@@ -117,7 +118,7 @@ def _finish(forward: ForwardGraph, config: ExportConfig, progress: Progress, sta
     if not config.int8:
         report = save_checked(built.model, output, lambda path: _check(path, built, config, size, progress))
         return _result(output, start, report, built, progress)
-    with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as tmp:
+    with folder_for(output), tempfile.TemporaryDirectory(dir=output.parent) as tmp:  # failed: no empty folder left
         fp32 = Path(tmp) / "fp32.onnx"
         report = save_checked(built.model, fp32, lambda path: _check(path, built, config, size, progress))
         fidelity, target = int8_stage.quantize_checked(fp32, output, size, config, progress)

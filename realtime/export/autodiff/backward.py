@@ -30,7 +30,7 @@ from realtime.export.ops.geometry import non_overlapping_window
 class PooledStop:
     """Where the pooled backward can stop, and how to read the spatial sum there."""
 
-    node: str
+    output: str  # the stopping node's output tensor (node names may be empty: onnx's helper leaves them so)
     kind: str  # "global": the gradient at this node's output is the sum; "dense": through a pooled kernel
     flat_dims: tuple[int, ...] = ()
     channel_axis: int = 1
@@ -49,7 +49,7 @@ def pooled_stop(head: Head, value: Callable[[str], np.ndarray | None] = lambda n
         role = record(node.op_type).pooled
         if flat is not None:
             if role == "dense" and node.input[0] == current:
-                return PooledStop(node.name, "dense", flat[0], flat[1])
+                return PooledStop(node.output[0], "dense", flat[0], flat[1])
             return None
         sizes = (head.shapes.get(node.input[0], (0,))[1:], head.shapes.get(node.output[0], (0,))[1:])
         if (role == "window" and channel == 1 and non_overlapping_window(node, *sizes) is not None) or role == "moves":
@@ -62,7 +62,7 @@ def pooled_stop(head: Head, value: Callable[[str], np.ndarray | None] = lambda n
         elif (role == "global" and channel == 1) or (
             role == "reduce" and sorted(_axes(node, value)) == sorted({1, 2, 3} - {channel})
         ):
-            return PooledStop(node.name, "global")
+            return PooledStop(node.output[0], "global")
         elif role == "flattens" and len(head.shapes.get(node.output[0], ())) == 1:
             flat = (head.shapes[current], channel)
         else:
@@ -111,12 +111,12 @@ def build_backward(
         g = _sum(ctx, contributions)
         if node.output[0] in capture:
             captured[node.output[0]] = ctx.normal(g)
-        if stop is not None and node.name == stop.node:
-            return Backward(None, _spatial_sum_at(ctx, node, g, stop, carried_by[node.name], head))
+        if stop is not None and node.output[0] == stop.output:
+            return Backward(None, _spatial_sum_at(ctx, node, g, stop, carried_by[node.output[0]], head))
         apply = record(node.op_type).rule
         if apply is None:
             raise RuleError(f"node {node.name!r} ({node.op_type}) has no derivative rule")
-        carried = carried_by[node.name]
+        carried = carried_by[node.output[0]]
         grads = apply(ctx, node, g, carried)
         if len(grads) != len(node.input) or any(grad is not None and p not in carried for p, grad in enumerate(grads)):
             raise RuleError(f"the {node.op_type} rule answered for inputs {len(grads)} / {carried}: a bug in ops/")
@@ -145,11 +145,11 @@ def _spatial_sum_at(
 
 
 def _carried_positions(head: Head) -> dict[str, tuple[int, ...]]:
-    """For each head node, which inputs carry the gradient (come from the target)."""
+    """For each head node (by its output: names may be empty), which inputs carry the gradient."""
     carried = {head.target}
     positions: dict[str, tuple[int, ...]] = {}
     for node in head.nodes:
-        positions[node.name] = tuple(i for i, name in enumerate(node.input) if name in carried)
+        positions[node.output[0]] = tuple(i for i, name in enumerate(node.input) if name in carried)
         carried.add(node.output[0])
     return positions
 

@@ -23,7 +23,7 @@ from typing import TypeVar
 import onnx
 from onnx.external_data_helper import load_external_data_for_model, set_external_data
 
-from realtime.files import remove_stale
+from realtime.files import folder_for, remove_stale
 
 T = TypeVar("T")
 TMP_SUFFIX = ".onnx.tmp"
@@ -38,11 +38,11 @@ class GraphWriteError(RuntimeError):
 def save_checked(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
     """Write `model` under a temporary name, run `check` on that file, and only then move it to `output`."""
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(output.parent, TMP_SUFFIX)
-        if model.ByteSize() >= INLINE_LIMIT:
-            return _save_external(model, output, check)
-        return _save_inline(model, output, check)
+        with folder_for(output):  # a check that fails leaves no empty folder behind
+            remove_stale(output.parent, TMP_SUFFIX)
+            if model.ByteSize() >= INLINE_LIMIT:
+                return _save_external(model, output, check)
+            return _save_inline(model, output, check)
     except OSError as exc:
         try:
             free = f"{shutil.disk_usage(output.parent).free / 2**20:.0f} MB free there"

@@ -17,11 +17,22 @@ import onnx
 from realtime.export.config import ExportConfig, ExportError
 from realtime.export.graph.layout import NHWC
 from realtime.export.importers import OPSET, ForwardGraph, ModelImportError
+from realtime.quiet import quiet_stderr
+
+
+def import_tensorflow(verbose: bool = False) -> None:
+    """TensorFlow imported once, without its "Could not find cuda drivers" lines on a CPU machine
+    (printed before TF_CPP_MIN_LOG_LEVEL applies, so only a silenced stderr keeps them out)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_stderr(enabled=not verbose):
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+        import tf2onnx  # noqa: F401
 
 
 def load_keras_model(config: ExportConfig) -> Any:
     """VGG16 with the requested weights, or the user's own saved model."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tensorflow(config.verbose)
     import keras
 
     if config.model is not None:
@@ -71,7 +82,7 @@ def keras_forward(model: Any, layers: str | Sequence[str], name: str) -> Forward
     Every named layer's output stays a tensor of the layer's name, for the backward to reach.
     """
     wanted = [layers] if isinstance(layers, str) else list(layers)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tensorflow()
     import keras
     import tensorflow as tf
     import tf2onnx

@@ -20,6 +20,7 @@ import onnx
 from realtime import contract, cpu
 from realtime.export.graph.index import attrs, drop_unused_initializers, producers
 from realtime.export.ops import record
+from realtime.quiet import quiet_logging
 
 SCOPES = {
     "convs": "convolutions, ReLUs and pools only; every Dense layer stays fp32",
@@ -188,8 +189,9 @@ class _Reader:
 
 
 def quantize(
-    fp32_path: Path, output: Path, images: np.ndarray, scope: str = DEFAULT_SCOPE, target: str | None = None
-) -> Path:
+    fp32_path: Path, output: Path, images: np.ndarray, scope: str = DEFAULT_SCOPE, target: str | None = None,
+    verbose: bool = False,
+) -> Path:  # fmt: skip
     """Write the int8 QDQ version of `fp32_path` to `output`, calibrated on `images`, for CPUs of `target`
     (vnni or no-vnni; None: this CPU's).
 
@@ -215,18 +217,19 @@ def quantize(
         onnx.save_model(model, str(prepared))
         del model
         quantized = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            _Reader(images),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_quantize=nodes,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )
+        with quiet_logging(enabled=not verbose):  # its advice to pre-process: the shapes here are inferred already
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                _Reader(images),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=nodes,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
         model = onnx.load(str(quantized))
     del model.metadata_props[:]
     written = {

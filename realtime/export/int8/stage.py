@@ -9,7 +9,11 @@ from typing import Any
 from realtime import cpu
 from realtime.export.config import ExportConfig, ExportError
 from realtime.export.int8 import calibration, quantize
+from realtime.outputs import SAVE_EVERY
 from realtime.progress import Progress
+
+MIN_HELD_OUT = 8  # fewer held-out frames than this say nothing about top-1 agreement
+DEMO_HELD_OUT = 100  # demo scenes never used for calibration, with their animals' masks
 
 
 def steps(config: ExportConfig) -> int:
@@ -27,22 +31,30 @@ def quantize_checked(
     except quantize.QuantizeError as exc:
         raise ExportError(str(exc)) from exc
     calibrate, held_out = images[: config.calibration_count], images[config.calibration_count :]
+    wanted = config.calibration_count * 5 // 4  # a quarter more than calibration, held out for the check
+    on_demo = config.calibration == "demo" or len(held_out) < MIN_HELD_OUT
+    if config.calibration not in ("demo", "random") and on_demo:  # said even with --quiet: the check changed
+        print(
+            f"note: --calibration {config.calibration} has {len(images)} images; the fidelity check needs "
+            f"{wanted} ({config.calibration_count} to calibrate, {wanted - config.calibration_count} held out), so "
+            f"int8 is calibrated on all {len(images)} and checked on the demo scenes instead; save more with "
+            f"gradcam-live --save-frames {config.calibration} --max-frames {wanted * SAVE_EVERY}",
+            file=sys.stderr,
+        )
     target = cpu.int8_target(config.int8_cpu)
     if not config.quiet:
         print(f"      int8 for {target} CPUs: {cpu.target_reason(config.int8_cpu)}", file=sys.stderr)
     what = f"quantizing to int8 ({config.int8_scope}) on {len(calibrate)} {config.calibration} images"
     with progress.step(what, "int8"):
-        quantize.quantize(fp32, output, calibrate, config.int8_scope, target)
+        quantize.quantize(fp32, output, calibrate, config.int8_scope, target, config.verbose)
     if config.calibration == "random":
         return None, target
     with progress.step("fidelity: int8 against fp32 on held-out images", "fidelity"):
-        if config.calibration == "demo":
-            held, masks = calibration.demo_holdout(100, size)
+        if on_demo:
+            held, masks = calibration.demo_holdout(DEMO_HELD_OUT, size)
             result = calibration.fidelity(fp32, output, held, masks)
-        elif len(held_out):
-            result = calibration.fidelity(fp32, output, held_out)
         else:
-            return None, target
+            result = calibration.fidelity(fp32, output, held_out)
     if not config.quiet:
         print(f"      on {cpu.detect().describe()}: {calibration.describe(result)}", file=sys.stderr)
     return result, target

@@ -1,0 +1,46 @@
+"""Third-party noise, silenced where it says nothing the user can act on (--verbose shows it all).
+
+FFmpeg prints a page for each encoder it cannot open; TensorFlow prints "Could not find cuda drivers"
+before its own log level applies; onnxruntime's quantizer logs advice about pre-processing that the
+exporter's graphs do not need (their shapes are inferred already).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def quiet_stderr(enabled: bool = True) -> Iterator[None]:
+    """Silence C-level stderr (file descriptor 2) inside the block; Python exceptions still propagate."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet_logging(enabled: bool = True, level: int = logging.ERROR) -> Iterator[None]:
+    """Python logging below `level` dropped inside the block (the quantizer logs on the root logger)."""
+    if not enabled:
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(level - 1)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
