@@ -28,6 +28,7 @@ class Codec:
     codec: str  # FFmpeg's encoder name (pyav) or a FOURCC (opencv)
     browser: bool  # whether browsers play it
     options: Mapping[str, str] = field(default_factory=dict)
+    pixel_format: str = "yuv420p"  # pyav: what the encoder takes (MJPEG: full-range yuvj420p)
 
 
 VP8_REALTIME = {"deadline": "realtime", "cpu-used": "16", "crf": "10", "b": "4M"}  # libvpx's live settings
@@ -41,7 +42,10 @@ CODECS: dict[str, tuple[Codec, ...]] = {
     ".webm": (Codec("VP8", "pyav", "libvpx", True, VP8_REALTIME), Codec("VP8", "opencv", "VP80", True)),
     ".mp4": H264,
     ".mkv": H264,
-    ".avi": (Codec("Motion JPEG", "opencv", "MJPG", False),),
+    ".avi": (  # OpenCV's MJPEG spreads over every core; PyAV's runs on the encoder's one niced thread
+        Codec("Motion JPEG", "pyav", "mjpeg", False, {"qmin": "2", "qmax": "5"}, "yuvj420p"),
+        Codec("Motion JPEG", "opencv", "MJPG", False),
+    ),
 }
 
 
@@ -84,7 +88,7 @@ class PyAVEncoder:
         try:
             rate = max(1, round(fps))
             stream: Any = self.container.add_stream(codec.codec, rate=rate, options=dict(codec.options))
-            stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = self.width, self.height, codec.pixel_format
             stream.codec_context.thread_count = 1  # one core: the loop keeps the other
             stream.codec_context.open()
         except Exception as exc:

@@ -159,6 +159,10 @@ def plan(config: LiveConfig, names: Sequence[str]) -> Plan:
     """The demo with no display writes a video of DEMO_HEADLESS_FRAMES unless told otherwise."""
     title = "gradcam-live" + (f" ({' | '.join(names)})" if len(names) > 1 else "")
     if not config.demo:
+        elsewhere = config.record or config.serve or config.save_frames  # outputs that need no window
+        if config.window and elsewhere and not has_display():
+            print("no display here: running without a window (--no-window)", file=sys.stderr)
+            return Plan(None, config.record, config.max_frames)
         return Plan(title if config.window else None, config.record, config.max_frames)
     windowed = config.window and has_display()
     headless = not windowed and not config.serve

@@ -24,11 +24,12 @@ from realtime.export.importers.keras_reference import PREPROCESSORS  # noqa: E40
 from realtime.export.pipeline import ExportConfig, export_model  # noqa: E402
 
 TOLERANCE = 1e-4
-CASES = {  # builder, two layers, preprocessing
+# builder, two layers, preprocessing. Keras ResNet50 left this list for the suite's time (33 s): its residual
+# Adds, convolutions and folded batch norms are here in MobileNetV2, its head in test_export.py, and
+# torchvision's ResNet50 at two layers and the input in test_layers.py
+CASES = {
     "vgg16": (lambda: keras.applications.VGG16(weights=None, classifier_activation=None),
               ("block4_conv3", "block3_conv3"), "caffe"),
-    "resnet50": (lambda: keras.applications.ResNet50(weights=None, classifier_activation=None),
-                 ("conv4_block6_out", "conv3_block4_out"), "caffe"),
     "mobilenetv2": (lambda: keras.applications.MobileNetV2(weights=None, classifier_activation=None),
                     ("block_13_expand_relu", "block_6_expand_relu"), "tf"),
 }  # fmt: skip
