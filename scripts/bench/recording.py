@@ -19,6 +19,7 @@ from realtime.engine import Engine, EngineOptions
 from realtime.loop import Loop
 from realtime.outputs import Output, Recorder
 from realtime.sourceset import SourceSet
+from scripts.bench.timing import goal
 
 FORMATS = ("", ".webm", ".mp4", ".avi")  # "": no recording
 LAYOUTS = {"demo": 1, "side by side": 2}  # sources
@@ -66,14 +67,11 @@ def measure(work: Path, rounds: int) -> dict[str, Any]:
 
 
 def goals(measured: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for layout in LAYOUTS:
-        for suffix in FORMATS[1:]:
-            ratio = measured[layout][suffix]["ratio"]
-            out[f"{layout}, recording {suffix}"] = f"{ratio:.3f}x of no recording (goal >= {GOAL}): " + (
-                "met" if ratio >= GOAL else "missed"
-            )
-    return out
+    return {
+        f"{layout}, recording {suffix} / without": goal(measured[layout][suffix]["ratio"], GOAL, below=False)
+        for layout in LAYOUTS
+        for suffix in FORMATS[1:]
+    }
 
 
 def table(measured: dict[str, Any]) -> list[str]:

@@ -65,7 +65,17 @@ def machine() -> dict[str, Any]:
         "onnxruntime": ort.__version__,
         "opencv": cv2.__version__,
         "numpy": np.__version__,
+        "pyav": _version("av"),  # the recordings' encoders (realtime/encoders.py)
     }
+
+
+def _version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def goal(value: float, limit: float, below: bool = True) -> str:
