@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from realtime.frames import BadFrameError, to_bgr
@@ -27,6 +28,13 @@ class Frame:
     index: int
     image: np.ndarray
     captured_at: float
+
+
+def mirrored(frames: Sequence[Frame | None], on: bool) -> tuple[Frame | None, ...]:
+    """The frames flipped left-right (new arrays; the reader's own are untouched), or as they are."""
+    if not on:
+        return tuple(frames)
+    return tuple(None if f is None else replace(f, image=cv2.flip(f.image, 1)) for f in frames)
 
 
 @dataclass(frozen=True)

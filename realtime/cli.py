@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from realtime import arguments, cam, overlay
 from realtime.cam import SMOOTH_MAX
+from realtime.camera import CameraMode, parse_fourcc, parse_size
 from realtime.contract import MAX_TARGETS
 from realtime.controls import KEYS, ClassNameError
 from realtime.files import VIDEO_SUFFIXES, OutputPathError, check_output_file, check_output_folder
 from realtime.frames import FIT_MODES
+from realtime.panels import panel_names
 from realtime.providers import PROVIDER_CHAINS
 from realtime.session import DISPLAY_MODES, LiveConfig, SessionResult
 
@@ -113,19 +115,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--no-warp", dest="warp", action="store_false", help="camera rate without flow (stale maps)")
     add("--save-frames", type=Path, metavar="DIR", help="keep every 15th camera frame here, for int8 calibration")
+    presenting = parser.add_argument_group("presenting")
+    more = presenting.add_argument
+    more("--list-cameras", action="store_true", help="list the cameras, their --source index and modes, and exit")
+    more("--camera-size", type=_parsed(parse_size), metavar="WxH", help="ask the camera for this size (1280x720)")
+    more("--camera-fps", type=_positive_float, metavar="N", help="ask the camera for this frame rate")
+    more(
+        "--fourcc",
+        type=_parsed(parse_fourcc),
+        metavar="CODE",
+        help="camera pixel format: MJPG (720p30 on most webcams), YUYV, ...",
+    )
+    more(
+        "--mirror",
+        action="store_true",
+        help="mirror the view, as a mirror would (key v); the model then sees the mirrored frame, which is a "
+        "different input for a model trained on unmirrored images",
+    )
+    more("--fullscreen", action="store_true", help="start the window full screen (key f)")
     return parser  # fmt: skip
+
+
+def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """A camera.py parser as an argparse type: its ValueError becomes argparse's one-line refusal."""
+
+    def parse_text(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse_text
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a frame rate above 0, up to 1000")
+    return value
 
 
 def parse_config(argv: Sequence[str] | None = None) -> LiveConfig:
     args = vars(build_parser().parse_args(argv))
     args["sources"] = tuple(args["sources"] or ())
     args["models"] = tuple(args["models"] or ())
+    args["camera"] = CameraMode(args.pop("camera_size"), args.pop("camera_fps"), args.pop("fourcc"))
     return LiveConfig(**args)
 
 
 def report(result: SessionResult) -> None:
     summary, stats = result.summary, result.summary.stats
-    each = ", ".join(f"{e.info.model_name} {ms:.1f} ms" for e, ms in zip(result.engines, stats.engine_ms, strict=False))
+    names = panel_names(result.engines)
+    each = ", ".join(f"{name} {ms:.1f} ms" for name, ms in zip(names, stats.engine_ms, strict=False))
     print(
         f"{summary.displayed} frames shown ({summary.end_reason}); {stats.display_fps:.1f} FPS, "
         f"model {stats.model_ms:.1f} ms ({each}), latency {stats.latency_ms:.1f} ms on {result.engines[0].provider}",
@@ -154,6 +198,11 @@ def run(config: LiveConfig) -> int:
     from realtime.session import SessionError, run_session
     from realtime.sources import SourceError
 
+    if config.list_cameras:
+        from realtime.camera_list import describe, list_cameras
+
+        print("\n".join(describe(*list_cameras())))
+        return 0
     try:
         check_outputs(config)  # in the first second, not after loading a model or at the first frame
         result = run_session(config)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from realtime import cam, overlay
 
 QUIT, SNAPSHOT, RECORD = "quit", "snapshot", "record"
+FULLSCREEN, HELP = "fullscreen", "help"
+WINDOW_ACTIONS = {"f": FULLSCREEN, "h": HELP}  # the window's own: they change how it shows, not what
 
 KEYS: Mapping[str, str] = {  # the README's key table, and the window's help
     "q / Esc": "quit",
@@ -24,6 +26,9 @@ KEYS: Mapping[str, str] = {  # the README's key table, and the window's help
     "0": "back to the top-1 class",
     "s": "snapshot (PNG in --snapshots)",
     "r": "start / stop recording",
+    "v": "mirror the view (the model sees the mirrored frame)",
+    "f": "full screen on / off",
+    "h": "show / hide this list of keys",
 }
 
 
@@ -46,6 +51,7 @@ class Controls:
     layer: int = 0  # which of the graph's explained layers (0: the first --layer)
     class_id: int | None = None  # a class picked by id in the first model's labels (the browser); the others
     # match it by name
+    mirror: bool = False  # frames flipped left-right before the model and the drawing
 
 
 def _normal(label: str) -> str:
@@ -118,6 +124,10 @@ def apply_key(controls: Controls, key: int, provides: frozenset[str], layers: in
         return controls, actions[char]
     if char == " ":
         return replace(controls, frozen=not controls.frozen), None
+    if char == "v":
+        return replace(controls, mirror=not controls.mirror), None
+    if char in WINDOW_ACTIONS:
+        return controls, WINDOW_ACTIONS[char]
     if char == "m":
         return replace(controls, method=_next(cam.usable_methods(provides), controls.method)), None
     if char == "l":

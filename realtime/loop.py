@@ -24,7 +24,7 @@ from realtime.frames import model_region
 from realtime.meters import Meters
 from realtime.outputs import Output, Shown, stderr
 from realtime.overlay import Hud
-from realtime.panels import Model, Stats, mosaic
+from realtime.panels import Model, Stats, mosaic, panel_names
 from realtime.schedule import CameraRate, ModelRate, Scheduler, Step, view_of
 from realtime.sourceset import SourceSet
 
@@ -68,7 +68,7 @@ class Loop:
         self.sources, self.controls, self.outputs = sources, controls, list(outputs)
         self.display, self.fit_mode, self.warp_maps = display, fit_mode, warp_maps
         self.log = log  # the loop's own messages (none since methods are checked where they are chosen)
-        self.names = [e.info.model_name for e in self.engines] if len(self.engines) > 1 else [None]
+        self.names: list[str | None] = list(panel_names(self.engines)) if len(self.engines) > 1 else [None]
         self.meters = Meters(len(self.engines), display == "camera", clock)
         self.stop_requested = False
         self.last_huds: tuple[Hud, ...] = ()

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 from realtime.capture import Frame
-from realtime.controls import RECORD, SNAPSHOT, Controls, apply_key
+from realtime.controls import FULLSCREEN, HELP, KEYS, RECORD, SNAPSHOT, Controls, apply_key
 from realtime.engine import CamResult
 from realtime.files import write_image
-from realtime.overlay import Hud
+from realtime.overlay import Hud, key_help
 from realtime.panels import Stats
 from realtime.video import SinkError, VideoRecorder, stderr
 
@@ -97,11 +97,12 @@ def headless_installed() -> bool:
 class Window(Output):
     """An OpenCV window; its keys steer the controls (see controls.KEYS)."""
 
-    def __init__(self, title: str = "gradcam-live", layers: int = 1) -> None:
+    def __init__(self, title: str = "gradcam-live", layers: int = 1, fullscreen: bool = False) -> None:
         if not has_display():
             raise SinkError("no display here: use --no-window (with --record FILE or --serve PORT)")
         self.title, self.key, self.open = title, -1, True
         self.layers = layers  # the l key cycles through this many explained layers
+        self.fullscreen, self.help = fullscreen, False  # the window's own state (f, h): nothing else sees it
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
@@ -111,10 +112,23 @@ class Window(Output):
                     f"this OpenCV has no GUI ({cause}): pip install --force-reinstall opencv-python, or use --no-window"
                 ) from exc
             raise SinkError(f"cannot open a window ({' '.join(str(exc).split())[:160]}); use --no-window") from exc
+        self._apply_fullscreen()
+
+    def _apply_fullscreen(self) -> None:
+        mode = cv2.WINDOW_FULLSCREEN if self.fullscreen else cv2.WINDOW_NORMAL
+        cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, mode)
 
     def write(self, shown: Shown) -> None:
-        cv2.imshow(self.title, shown.image)
+        image = key_help(shown.image, KEYS) if self.help else shown.image  # the window's only: not recorded
+        cv2.imshow(self.title, image)
         self.key = int(cv2.waitKey(1))
+
+    def act(self, actions: tuple[str, ...], shown: Shown) -> None:
+        if FULLSCREEN in actions:
+            self.fullscreen = not self.fullscreen
+            self._apply_fullscreen()
+        if HELP in actions:
+            self.help = not self.help
 
     def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
         controls, action = apply_key(controls, self.key, provides, self.layers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -191,3 +191,21 @@ def lost_panel(size: tuple[int, int], name: str, note: str) -> np.ndarray:
     _text(image, f"{name}: lost", (12, height // 2 - line // 2), scale * 1.3, (0, 200, 255))
     _text(image, note, (12, height // 2 + line), scale, (220, 220, 220))
     return image
+
+
+def key_help(frame: np.ndarray, keys: Mapping[str, str]) -> np.ndarray:
+    """The frame with the key list over its top left, on a dark box: a new array. The text is sized to
+    the frame's height (3% a line), so it reads from the back of a room on a projector."""
+    out = frame.copy()
+    height = frame.shape[0]
+    scale = max(0.4, height * 0.03 / 22)  # FONT's cap height at scale 1 is about 22 px
+    line = int(height * 0.045)
+    lines = ["keys (h hides this)", *(f"{key:>7}  {what}" for key, what in keys.items())]
+    widths = [cv2.getTextSize(text, FONT, scale, 1)[0][0] for text in lines]
+    box_w = min(frame.shape[1], max(widths) + 2 * line)
+    box_h = min(height, line * (len(lines) + 1))
+    region = out[:box_h, :box_w]
+    region[:] = (region * 0.25).astype(np.uint8)
+    for i, text in enumerate(lines):
+        _text(out, text, (line, line * (i + 1)), scale, (255, 255, 255) if i else (0, 220, 255))
+    return out

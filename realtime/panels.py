@@ -13,7 +13,7 @@ import numpy as np
 
 from realtime import cam, overlay
 from realtime.controls import Controls, explained_columns
-from realtime.engine import CamResult
+from realtime.engine import CamResult, Engine
 from realtime.frames import Region
 
 
@@ -155,3 +155,18 @@ def mosaic(
             huds.append(hud)
         rows.append(overlay.tile(row))
     return (rows[0] if len(rows) == 1 else overlay.stack(rows)), tuple(huds)
+
+
+def panel_names(engines: Sequence[Engine]) -> list[str]:
+    """Each model's caption name, with what tells it apart from the others: its precision where that
+    differs ("vgg16 int8 (all)"), else its file name ("vgg16 (before.onnx)"), else its place."""
+    names = [e.info.model_name for e in engines]
+    if len(set(names)) == len(names):
+        return names
+    with_precision = [f"{e.info.model_name} {e.info.precision}" for e in engines]
+    if len(set(with_precision)) == len(names):
+        return with_precision
+    with_file = [f"{name} ({e.path.name})" for name, e in zip(with_precision, engines, strict=True)]
+    if len(set(with_file)) == len(names):
+        return with_file
+    return [f"{name} #{i + 1}" for i, name in enumerate(with_file)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from realtime import cam
-from realtime.capture import Frame
+from realtime.capture import Frame, mirrored
 from realtime.controls import Controls
 from realtime.engine import Engine
 from realtime.flow import FLOW_WIDTH, MapCarrier, embed
@@ -64,6 +64,12 @@ class Scheduler:
         """The next step under `controls`; `last`: no step follows this one, so infer nothing more."""
         raise NotImplementedError
 
+    def _newest(self, controls: Controls) -> tuple[Frame | None, ...] | None:
+        """The sources' newest frames, mirrored when the controls say so: the model and the drawing then
+        see the same picture, so the map stays on the object."""
+        frames = self.sources.get()
+        return None if frames is None else mirrored(frames, controls.mirror)
+
     def _submit(self, frames: Sequence[Frame | None], controls: Controls) -> None:
         self._pending = self._pool.submit(infer, self.engines, frames, controls, self.fit_mode)
 
@@ -99,14 +105,14 @@ class ModelRate(Scheduler):
     def next(self, controls: Controls, last: bool) -> Step | None:
         if not self._started:
             self._started = True
-            first = self.sources.get()
+            first = self._newest(controls)
             if first is not None:
                 self._submit(first, controls)
         if self._pending is None:
             return None
         done = self._take()
         if not last:  # start frame t+1 before drawing frame t; frozen: re-explain the same frames
-            nxt = done.frames if controls.frozen else self.sources.get()
+            nxt = done.frames if controls.frozen else self._newest(controls)
             if nxt is not None:
                 self._submit(nxt, controls)
         start = self.meters.stamp()
@@ -152,7 +158,7 @@ class CameraRate(Scheduler):
             self._carriers[s].update(image, frame.index, full, controls.smooth)
 
     def next(self, controls: Controls, last: bool) -> Step | None:
-        frames = self.sources.get()
+        frames = self._newest(controls)
         if frames is None:
             return None
         if frames[0] is not None:

@@ -7,18 +7,19 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from realtime import cam, overlay
+from realtime.camera import CameraMode
 from realtime.controls import Controls, resolve_class
 from realtime.engine import Engine, EngineOptions
 from realtime.loop import Loop, RunSummary
 from realtime.outputs import FrameSaver, Output, Recorder, SinkError, Snapshots, Window, has_display
+from realtime.panels import panel_names
+from realtime.signals import stop_on_signals
 from realtime.sources import FolderSource, FrameSource, open_source
 from realtime.sourceset import SourceSet
 
@@ -61,6 +62,10 @@ class LiveConfig:
     save_frames: Path | None = None
     display: str = "auto"
     warp: bool = True
+    camera: CameraMode = field(default_factory=CameraMode)  # --camera-size, --camera-fps, --fourcc
+    mirror: bool = False
+    fullscreen: bool = False
+    list_cameras: bool = False
 
 
 class SessionError(RuntimeError):
@@ -110,7 +115,7 @@ def open_sources(config: LiveConfig) -> list[FrameSource]:
         from realtime.demo.live import DemoSource
 
         return [DemoSource()]
-    return [open_source(spec) for spec in (config.sources or ("0",))]
+    return [open_source(spec, config.camera) for spec in (config.sources or ("0",))]
 
 
 def controls_for(config: LiveConfig, engines: Sequence[Engine]) -> Controls:
@@ -123,8 +128,9 @@ def controls_for(config: LiveConfig, engines: Sequence[Engine]) -> Controls:
     top_k = min([config.top_k, *(e.info.num_classes for e in engines)])
     layer = layer_index(config.layer, engines)
     return Controls(
-        config.method, config.class_, 0, top_k, config.alpha, config.smooth, style=config.style, layer=layer
-    )
+        config.method, config.class_, 0, top_k, config.alpha, config.smooth, style=config.style, layer=layer,
+        mirror=config.mirror,
+    )  # fmt: skip
 
 
 def layer_index(value: str | None, engines: Sequence[Engine]) -> int:
@@ -201,29 +207,6 @@ def open_browser(config: LiveConfig, engines: Sequence[Engine]) -> Output:
     return hub
 
 
-@contextlib.contextmanager
-def stop_on_signals(loop: Loop) -> Iterator[None]:
-    """SIGTERM and Ctrl-C end the loop like the q key: the recording is finished, the summary printed.
-
-    A second signal interrupts at once. Only the main thread can take signals; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        if loop.stop_requested:
-            raise KeyboardInterrupt
-        loop.stop_requested = True
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def describe_rateless(source: FrameSource) -> str:
     """What a source without a frame rate is, for the start line: a folder, or a still image."""
     return f"folder {source.name}" if isinstance(source, FolderSource) else source.name
@@ -246,7 +229,7 @@ def open_outputs(
     try:
         if steps.window_title:
             layers = min(len(e.info.layers) for e in engines)
-            outputs.append(stack.enter_context(Window(steps.window_title, layers)))
+            outputs.append(stack.enter_context(Window(steps.window_title, layers, config.fullscreen)))
         if config.serve:
             outputs.append(stack.enter_context(open_browser(config, engines)))
     except SinkError as exc:
@@ -265,10 +248,14 @@ def run_session(config: LiveConfig) -> SessionResult:
         print(warning, file=sys.stderr)
     controls = controls_for(config, engines)
     sources = SourceSet(open_sources(config))
-    steps = plan(config, [e.info.model_name for e in engines])
+    steps = plan(config, panel_names(engines))
     try:  # closing the outputs checks what they wrote: a recording the disk could not hold is an error
         with contextlib.ExitStack() as stack:
             stack.enter_context(sources)  # a bad source fails before any output is made
+            for source in sources.sources:  # a camera that gave another mode than asked: one line each
+                notice = getattr(source, "notice", None)
+                if notice:
+                    print(f"gradcam-live: {notice}", file=sys.stderr)
             model_ms = sum(e.warmup_ms for e in engines)
             fps = sources.sources[0].fps or 0.0  # 0: folders, stills
             try:

@@ -11,6 +11,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from realtime.camera import CameraMode, apply_mode, mismatch
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -34,12 +36,18 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+def open_capture(spec: int | str, backend: int) -> cv2.VideoCapture:
+    """cv2.VideoCapture, in one place (the tests put a fake driver here)."""
+    return cv2.VideoCapture(spec, backend)
+
+
 class VideoCaptureSource:
     """A camera index, a video file, a URL or a GStreamer pipeline, through cv2.VideoCapture."""
 
-    def __init__(self, spec: int | str, live: bool, size: tuple[int, int] | None = None) -> None:
-        self.spec, self.live, self.size = spec, live, size
+    def __init__(self, spec: int | str, live: bool, mode: CameraMode | None = None) -> None:
+        self.spec, self.live, self.mode = spec, live, mode or CameraMode()
         self.name = f"camera {spec}" if isinstance(spec, int) else str(spec)
+        self.notice: str | None = None  # what the camera gave, when it is not what was asked
         self._cap: cv2.VideoCapture | None = None
         self.frames_read = 0
         self.frame_count = 0  # what a file's header promises (0: unknown, or not a file)
@@ -50,18 +58,19 @@ class VideoCaptureSource:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         try:
             if isinstance(self.spec, str) and ("!" in self.spec):
-                cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
+                cap = open_capture(self.spec, cv2.CAP_GSTREAMER)
+            elif self.is_v4l2_path:
+                cap = open_capture(self.spec, cv2.CAP_V4L2)
             else:
-                cap = cv2.VideoCapture(self.spec)
+                cap = open_capture(self.spec, cv2.CAP_ANY)
         finally:
             cv2.utils.logging.setLogLevel(level)
-        if isinstance(self.spec, int) and self.size is not None:
-            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
-            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         if not cap.isOpened():
             cap.release()
             if isinstance(self.spec, int):
                 raise SourceError(f"no camera at index {self.spec}: try --source FILE or --demo")
+            if self.is_v4l2_path:
+                raise SourceError(f"cannot open camera {self.spec} (busy, or not a capture device); try --list-cameras")
             if not self.live:
                 raise SourceError(
                     f"cannot open {self.spec}: not a video OpenCV can decode here; convert it "
@@ -69,8 +78,14 @@ class VideoCaptureSource:
                 )
             raise SourceError(f"cannot open {self.spec}: check the address, or try --source FILE or --demo")
         self._cap = cap
+        if self.mode.asked():
+            self.notice = mismatch(self.name, self.mode, apply_mode(cap, self.mode))
         if not self.live:
             self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+
+    @property
+    def is_v4l2_path(self) -> bool:
+        return isinstance(self.spec, str) and self.spec.startswith("/dev/video")
 
     def read(self) -> np.ndarray | None:
         if self._cap is None:
@@ -135,10 +150,15 @@ class FolderSource:
         self._files = []
 
 
-def open_source(spec: str, camera_size: tuple[int, int] | None = None) -> FrameSource:
-    """A source from a --source value: camera index, folder, video file, URL or GStreamer pipeline."""
+def open_source(spec: str, mode: CameraMode | None = None) -> FrameSource:
+    """A source from a --source value: camera index or /dev/videoN, folder, video file, URL or GStreamer
+    pipeline; `mode` (--camera-size, --camera-fps, --fourcc) goes to cameras."""
     if spec.isdigit():
-        return VideoCaptureSource(int(spec), live=True, size=camera_size)
+        return VideoCaptureSource(int(spec), live=True, mode=mode)
+    if spec.startswith("/dev/video"):  # V4L2 by path: a character device, not a file
+        if not Path(spec).exists():
+            raise SourceError(f"--source {spec}: no such camera; gradcam-live --list-cameras shows the cameras here")
+        return VideoCaptureSource(spec, live=True, mode=mode)
     if "://" in spec or "!" in spec:
         return VideoCaptureSource(spec, live=True)
     path = Path(spec)

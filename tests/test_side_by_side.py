@@ -160,13 +160,14 @@ EVERY_FLAG = {  # one demo-mode run per flag, with this value ({tmp}: the test's
     "--providers": ["cpu"], "--fp16": [], "--no-tf32": [], "--threads": ["1"], "--crop": ["center"],
     "--record": ["{tmp}/out.avi"], "--snapshots": ["{tmp}/snaps"], "--no-window": [], "--max-frames": ["3"],
     "--serve": ["0"], "--max-clients": ["2"], "--token": ["secret"], "--display": ["camera"], "--no-warp": [],
-    "--save-frames": ["{tmp}/frames"],
+    "--save-frames": ["{tmp}/frames"], "--mirror": [], "--fullscreen": [], "--camera-size": ["320x240"],
+    "--camera-fps": ["15"], "--fourcc": ["MJPG"],
 }  # fmt: skip
 
 
 def test_the_flag_table_covers_every_flag() -> None:
     flags = {o for action in cli.build_parser()._actions for o in action.option_strings if o.startswith("--")}
-    assert flags - {"--help"} == set(EVERY_FLAG)
+    assert flags - {"--help", "--list-cameras"} == set(EVERY_FLAG)  # --list-cameras lists and exits: tested apart
 
 
 def _effect(flag: str, config: LiveConfig, result, tmp: Path) -> None:
@@ -184,6 +185,8 @@ def _effect(flag: str, config: LiveConfig, result, tmp: Path) -> None:
         "--record": lambda: count_frames(tmp / "out.avi") == 3,
         "--save-frames": lambda: len(list((tmp / "frames").glob("*.jpg"))) >= 1,
         "--top-k": lambda: _width(tmp) == 2 * 2 * 640,
+        "--camera-size": lambda: config.camera.size == (320, 240),  # asked of cameras; the demo is none
+        "--mirror": lambda: config.mirror,
     }
     assert checks.get(flag, lambda: True)(), flag
 
