@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 
 from realtime import arguments, cam, overlay
+from realtime.caption import draw_hud
 from realtime.cli import fraction
 from realtime.files import IMAGE_SUFFIXES, OutputPathError, check_output_file, write_image
 from realtime.frames import FIT_MODES
@@ -75,7 +76,7 @@ def run(config: ImageConfig) -> int:
     )
     image = explained.overlay(frame, config.alpha, config.style)
     if config.caption:
-        image = overlay.draw_hud(image, hud)
+        image = draw_hud(image, hud)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     if not write_image(config.output, image):
         print(f"gradcam-image: cannot write {config.output} (use a .png or .jpg name)", file=sys.stderr)

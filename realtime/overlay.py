@@ -86,10 +86,17 @@ class Hud:
     notes: Sequence[str] = field(default_factory=tuple)
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color: tuple[int, int, int]) -> None:
-    # a 1-px drop shadow: a thicker black pass would advance wider and trail ghost letters
-    cv2.putText(img, text, (org[0] + 1, org[1] + 1), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, text, org, FONT, scale, color, 1, cv2.LINE_AA)
+def thickness(scale: float) -> int:
+    """Stroke width for a font scale: thin strokes vanish on a projector once the text is large."""
+    return max(1, int(scale * 1.4 + 0.3))
+
+
+def draw_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color: tuple[int, int, int]) -> None:
+    """Text with a drop shadow of its own stroke width, drawn into `img` (the caller's own new array);
+    a thicker black pass would advance wider and trail ghost letters."""
+    stroke = thickness(scale)
+    cv2.putText(img, text, (org[0] + stroke, org[1] + stroke), FONT, scale, (0, 0, 0), stroke, cv2.LINE_AA)
+    cv2.putText(img, text, org, FONT, scale, color, stroke, cv2.LINE_AA)
 
 
 def hud_lines(hud: Hud) -> list[str]:
@@ -122,42 +129,6 @@ def colour_scale(width: int, height: int) -> np.ndarray:
     return bar
 
 
-def caption(width: int, hud: Hud) -> np.ndarray:
-    """The band drawn under a panel: class, method, rates and notes on the left, a colour
-    scale beneath them, the top classes' bars on the right. Nothing covers the picture."""
-    scale, line = _scale(width)
-    lines = hud_lines(hud)
-    status = lines[: len(lines) - len(hud.notes)]
-    top = list(hud.top[:3])
-    rows = max(len(lines) + 1, len(top), 3)
-    band = np.full((rows * line + 10, width, 3), 24, np.uint8)
-    for i, text in enumerate(status):
-        _text(band, text, (8, line * (i + 1)), scale, (255, 255, 255))
-    for i, text in enumerate(hud.notes):
-        _text(band, text, (8, line * (len(status) + i + 1)), scale, (0, 255, 255))
-    bar_w = max(40, width // 6)
-    y = line * (len(lines) + 1)
-    ramp_w = min(bar_w, width // 4)
-    _text(band, "low", (8, y - 2), scale * 0.8, (200, 200, 200))
-    x0 = 8 + int(40 * scale / 0.5)
-    ramp_w = min(ramp_w, width - x0)  # a panel narrower than the scale's place (a 40 px frame) clips it
-    if ramp_w > 0:
-        band[y - line + 8 : y - 2, x0 : x0 + ramp_w] = colour_scale(ramp_w, line - 10)
-    _text(band, "high", (x0 + ramp_w + 6, y - 2), scale * 0.8, (200, 200, 200))
-    x = width - bar_w - 8
-    for i, (name, prob) in enumerate(top):
-        y = line * (i + 1)
-        cv2.rectangle(band, (x, y - line + 8), (x + bar_w, y), (60, 60, 60), -1)
-        cv2.rectangle(band, (x, y - line + 8), (x + int(bar_w * min(max(prob, 0.0), 1.0)), y), (0, 200, 255), -1)
-        _text(band, f"{name[:18]} {prob * 100:.0f}%", (max(2, x - int(bar_w * 1.5)), y - 2), scale * 0.85, (255,) * 3)
-    return band
-
-
-def draw_hud(frame: np.ndarray, hud: Hud) -> np.ndarray:
-    """The frame with its caption band underneath: a new, taller array; the frame is untouched."""
-    return np.concatenate([frame, caption(frame.shape[1], hud)], axis=0)
-
-
 def tile(images: Sequence[np.ndarray], captions: Sequence[str] = ()) -> np.ndarray:
     """Images side by side (scaled to the first one's height), each with an optional caption."""
     if not images:
@@ -168,7 +139,7 @@ def tile(images: Sequence[np.ndarray], captions: Sequence[str] = ()) -> np.ndarr
         part = img if img.shape[0] == height else cv2.resize(img, (int(img.shape[1] * height / img.shape[0]), height))
         if i < len(captions):  # drawn on a copy; without a caption, concatenate copies anyway
             part = part.copy()
-            _text(part, captions[i], (8, 18), 0.5, (255, 255, 255))
+            draw_text(part, captions[i], (8, 18), 0.5, (255, 255, 255))
         parts.append(part)
     return np.concatenate(parts, axis=1)
 
@@ -188,8 +159,8 @@ def lost_panel(size: tuple[int, int], name: str, note: str) -> np.ndarray:
     width, height = size
     image = np.full((height, width, 3), 40, np.uint8)
     scale, line = _scale(width)
-    _text(image, f"{name}: lost", (12, height // 2 - line // 2), scale * 1.3, (0, 200, 255))
-    _text(image, note, (12, height // 2 + line), scale, (220, 220, 220))
+    draw_text(image, f"{name}: lost", (12, height // 2 - line // 2), scale * 1.3, (0, 200, 255))
+    draw_text(image, note, (12, height // 2 + line), scale, (220, 220, 220))
     return image
 
 
@@ -207,5 +178,5 @@ def key_help(frame: np.ndarray, keys: Mapping[str, str]) -> np.ndarray:
     region = out[:box_h, :box_w]
     region[:] = (region * 0.25).astype(np.uint8)
     for i, text in enumerate(lines):
-        _text(out, text, (line, line * (i + 1)), scale, (255, 255, 255) if i else (0, 220, 255))
+        draw_text(out, text, (line, line * (i + 1)), scale, (255, 255, 255) if i else (0, 220, 255))
     return out

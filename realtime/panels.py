@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from realtime import cam, overlay
+from realtime.caption import draw_hud
 from realtime.controls import Controls, explained_columns
 from realtime.engine import CamResult, Engine
 from realtime.frames import Region
@@ -110,7 +111,7 @@ def model_panels(
             hud = overlay.Hud(hud.label, hud.probability, hud.method, notes=(f"top {column + 1}",))
         first = first or hud
         blended = overlay.blend(image, maps[i], view.alpha, model.region, view.style)
-        panels.append(overlay.draw_hud(blended, hud))
+        panels.append(draw_hud(blended, hud))
     assert first is not None
     return panels, first
 
@@ -145,7 +146,7 @@ def mosaic(
         if image is None or index is None or any(m is None for m in row_maps):
             placeholder = overlay.lost_panel(size, name, note or "waiting for the first frame")
             hud = overlay.Hud(f"{name}: {note or 'no picture yet'}", None, view.method)
-            rows.append(overlay.tile([overlay.draw_hud(placeholder, hud)] * len(models)))
+            rows.append(overlay.tile([draw_hud(placeholder, hud)] * len(models)))
             continue
         row = []
         for model, result, model_maps in zip(models, results, row_maps, strict=True):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from realtime import overlay
+from realtime.caption import draw_hud
 from realtime.frames import BadFrameError, Region, fit, model_region, to_bgr
 
 
@@ -98,7 +99,7 @@ def test_nan_and_zero_maps_blend_without_error() -> None:
 def test_the_caption_goes_under_the_frame_and_covers_nothing() -> None:
     frame = np.zeros((240, 320, 3), np.uint8)
     hud = overlay.Hud("tabby", 0.5, "gradcam", [("tabby", 0.5), ("lynx", 0.2)], 10.0, 90.0, 120.0)
-    out = overlay.draw_hud(frame, hud)
+    out = draw_hud(frame, hud)
     assert frame.max() == 0
     assert out.shape[1] == 320 and out.shape[0] > 240
     assert out[:240].max() == 0 and out[240:].max() > 0  # the picture is untouched, the band drawn

@@ -189,3 +189,44 @@ def test_panels_of_one_model_at_two_precisions_are_told_apart(tmp_path) -> None:
     assert panel_names([engines[0], int8]) == ["fair fp32", "fair int8 (all)"]  # type: ignore[list-item]
     biased = Engine(demo_model_paths()["biased"], EngineOptions(providers="cpu", warmup=0))
     assert panel_names([biased, engines[0]]) == ["biased", "fair"]
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("window", [320, 640, 1280, 1920, 2560, 3840])
+def test_no_caption_text_overlaps_or_leaves_its_band(window: int) -> None:
+    """From the drawing code's own boxes: every window width, 1 to 4 panels side by side, top-k 1 to 5,
+    the longest status line gradcam-live writes (camera rate) and long class names."""
+    from realtime.caption import caption_layout
+    from realtime.overlay import Hud
+
+    top = [("a very long class name indeed, longer than any panel", 0.61), ("tabby cat", 0.2), ("lynx", 0.05)]
+    for panels in range(1, 5):
+        for top_k in range(1, 6):
+            width = window // (panels * top_k)
+            hud = Hud("Egyptian cat, the explained class of this panel", 0.7, "gradcam++", top, 30.6, 483.9, 32.0,
+                      2.0, 2, ("no class 'penguin' in this model",))  # fmt: skip
+            layout = caption_layout(width, hud)
+            boxes = layout.boxes()
+            for box in boxes:
+                assert 0 <= box[0] <= box[2] <= width and 0 <= box[1] <= box[3] <= layout.height, (width, box)
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1 :]:
+                    assert not _overlap(a, b), (width, a, b)
+            if width >= 120:  # shortened, not dropped
+                assert layout.texts[0].text.startswith("Egyptian"), (width, layout.texts[0])
+
+
+@pytest.mark.parametrize("panel", [(640, 480), (1280, 720), (1920, 1080)])
+def test_caption_text_is_readable_from_the_back_of_the_room(panel: tuple[int, int]) -> None:
+    """The window scales the whole picture to the screen, so what counts is the text's height against
+    the picture's: at least 2.5% of the panel with its caption (27 px of a 1080p projector)."""
+    from realtime.caption import caption_layout
+    from realtime.overlay import FONT, Hud, thickness
+
+    layout = caption_layout(panel[0], Hud("tabby", 0.9, "gradcam", [("tabby", 0.9)], 30.0, 12.0, 40.0))
+    first = layout.texts[0]
+    cap_height = cv2.getTextSize("T", FONT, first.scale, thickness(first.scale))[0][1]
+    assert cap_height >= 0.025 * (panel[1] + layout.height), (cap_height, panel[1] + layout.height)

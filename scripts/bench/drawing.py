@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.caption import draw_hud
 from scripts.bench.timing import alternate
 
 TRACKING_CLIPS = {"walk": 150, "run": 30}  # frames an animal takes to cross: the demo's 5 s, and 1 s
@@ -63,7 +64,7 @@ def drawing_scale(sizes: Sequence[tuple[int, int]], rounds: int) -> dict[str, An
             "resize": lambda f=frame: fit(f, (224, 224)),
             "cam": lambda: cam.normalise(raw),
             **{f"blend_{s}": (lambda f=frame, s=s: overlay.blend(f, raw[0], style=s)) for s in overlay.STYLES},
-            "hud": lambda f=frame: overlay.draw_hud(f, hud),
+            "hud": lambda f=frame: draw_hud(f, hud),
         }
         ms = alternate(runs, rounds)
         total = ms["resize"] + ms["cam"] + ms[f"blend_{overlay.DEFAULT_STYLE}"] + ms["hud"]
