@@ -112,7 +112,7 @@ class Window(Output):
                     f"this OpenCV has no GUI ({cause}): pip install --force-reinstall opencv-python, or use --no-window"
                 ) from exc
             raise SinkError(f"cannot open a window ({' '.join(str(exc).split())[:160]}); use --no-window") from exc
-        self._apply_fullscreen()
+        self.shown = 0  # frames shown: full screen is applied once the window has its first picture
 
     def _apply_fullscreen(self) -> None:
         mode = cv2.WINDOW_FULLSCREEN if self.fullscreen else cv2.WINDOW_NORMAL
@@ -121,6 +121,9 @@ class Window(Output):
     def write(self, shown: Shown) -> None:
         image = key_help(shown.image, KEYS) if self.help else shown.image  # the window's only: not recorded
         cv2.imshow(self.title, image)
+        self.shown += 1
+        if self.shown == 1 and self.fullscreen:  # Qt sizes the window at the first imshow, undoing it before
+            self._apply_fullscreen()
         self.key = int(cv2.waitKey(1))
 
     def act(self, actions: tuple[str, ...], shown: Shown) -> None:
