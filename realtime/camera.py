@@ -61,9 +61,12 @@ def parse_fourcc(text: str) -> str:
 
 
 def fourcc_of(code: float) -> str:
+    """A FOURCC code as text; "?" when the backend does not say (0, -1, or not letters)."""
     value = int(code)
+    if value <= 0:
+        return "?"
     text = "".join(chr((value >> 8 * i) & 0xFF) for i in range(4))
-    return text if text.isprintable() and text.strip("\0") else "?"
+    return text if text.isascii() and text.isprintable() and text.strip("\0") else "?"
 
 
 def apply_mode(capture: Capture, mode: CameraMode) -> CameraMode:
@@ -75,19 +78,20 @@ def apply_mode(capture: Capture, mode: CameraMode) -> CameraMode:
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, mode.size[1])
     if mode.fps is not None:
         capture.set(cv2.CAP_PROP_FPS, mode.fps)
-    return CameraMode(
-        (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))),
-        float(capture.get(cv2.CAP_PROP_FPS)),
-        fourcc_of(capture.get(cv2.CAP_PROP_FOURCC)),
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    fourcc = fourcc_of(capture.get(cv2.CAP_PROP_FOURCC))
+    return CameraMode(  # None: the backend does not report it (0, or no FOURCC), so nothing to compare
+        size if min(size) > 0 else None, fps if fps > 0 else None, None if fourcc == "?" else fourcc
     )
 
 
 def mismatch(name: str, asked: CameraMode, got: CameraMode) -> str | None:
     """One line when the camera gave something else than asked (None: it gave what was asked)."""
-    wrong = (
-        (asked.size is not None and asked.size != got.size)
+    wrong = (  # a part the backend does not report (None) is not a mismatch
+        (asked.size is not None and got.size is not None and asked.size != got.size)
         or (asked.fps is not None and got.fps is not None and abs(asked.fps - got.fps) > 0.5)
-        or (asked.fourcc is not None and asked.fourcc != got.fourcc)
+        or (asked.fourcc is not None and got.fourcc is not None and asked.fourcc != got.fourcc)
     )
     if not wrong:
         return None

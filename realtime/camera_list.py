@@ -40,6 +40,8 @@ def _sysfs() -> list[tuple[int, str, str | None]]:
     for node in sorted(SYSFS.glob("video*")) if SYSFS.is_dir() else []:
         try:
             name = (node / "name").read_text().strip()
+            if (node / "index").read_text().strip() not in ("", "0"):
+                continue  # a camera's second node (UVC metadata), not one to capture from
         except OSError:
             continue
         found.append((int(node.name[len("video") :]), name, f"/dev/{node.name}"))
@@ -73,7 +75,7 @@ def list_cameras(
     cameras = []
     for index, name, path in found:
         listed: tuple[CameraMode, ...] = ()
-        if path is not None:
+        if path is not None and path.startswith("/dev/video"):  # V4L2's modes: Linux only
             try:
                 listed = modes(path)
             except ImportError:

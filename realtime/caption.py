@@ -64,10 +64,11 @@ def fit(text: str, scale: float, room: int) -> str:
 
     if wide(text) <= room:
         return text
-    for end in range(len(text) - 1, 0, -1):
-        if wide(text[:end] + "...") <= room:
-            return text[:end] + "..."
-    return ""
+    low, high = 0, len(text) - 1  # the longest prefix that fits with "...": a binary search (few measures)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if wide(text[:middle] + "...") <= room else (low, middle - 1)
+    return text[:low] + "..." if low > 0 else ""
 
 
 def caption_layout(width: int, hud: Hud) -> CaptionLayout:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,7 +42,7 @@ H264 = (
 CODECS: dict[str, tuple[Codec, ...]] = {
     ".webm": (Codec("VP8", "pyav", "libvpx", True, VP8_REALTIME), Codec("VP8", "opencv", "VP80", True)),
     ".mp4": H264,
-    ".mkv": H264,
+    ".mkv": tuple(replace(c, browser=False) for c in H264),  # Matroska with H.264: VLC, not most browsers
     ".avi": (  # OpenCV's MJPEG spreads over every core; PyAV's runs on the encoder's one niced thread
         Codec("Motion JPEG", "pyav", "mjpeg", False, {"qmin": "2", "qmax": "5"}, "yuvj420p"),
         Codec("Motion JPEG", "opencv", "MJPG", False),
@@ -86,7 +87,7 @@ class PyAVEncoder:
         self.width, self.height = size[0] // 2 * 2, size[1] // 2 * 2
         self.container: Any = av.open(str(path), "w")
         try:
-            rate = max(1, round(fps))
+            rate = Fraction(fps if fps > 0 else 30.0).limit_denominator(1001)  # 5.5 FPS stays 5.5, not 6
             stream: Any = self.container.add_stream(codec.codec, rate=rate, options=dict(codec.options))
             stream.width, stream.height, stream.pix_fmt = self.width, self.height, codec.pixel_format
             stream.codec_context.thread_count = 1  # one core: the loop keeps the other
@@ -134,7 +135,7 @@ def codec_note(path: Path, codec: Codec) -> str | None:
     if codec.browser:
         return None
     convert = f"ffmpeg -i {path.name} -c:v libx264 {path.stem}_h264.mp4"
-    if path.suffix.lower() in (".mp4", ".mkv"):
+    if path.suffix.lower() in (".mp4", ".mkv") and codec.name != "H.264":
         return (
             f"note: no H.264 encoder here (pip install av gives one), so {path.name} is {codec.name}, which "
             f"browsers do not play; record to .webm for a browser, or convert: {convert}"

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,9 +159,10 @@ def check_output_folder(folder: Path, flag: str, shown: Path | None = None) -> N
         raise OutputPathError(f"{flag} {shown or folder}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputPathError(f"{flag} {shown or folder}: {probe} is not writable; choose another place")
-    trial = probe / f".gradcam-probe.{os.getpid()}"  # access() says yes as root, even on /proc: try it
-    try:
-        os.close(os.open(trial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:  # access() says yes as root, even on /proc: only creating a file there tells
+        fd, name = tempfile.mkstemp(prefix=".gradcam-probe.", dir=probe)
+        os.close(fd)
+        trial = Path(name)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputPathError(

@@ -19,6 +19,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from realtime.calibration import INT8_WANTS, SAVE_EVERY
 from realtime.capture import Frame
 from realtime.controls import FULLSCREEN, HELP, KEYS, RECORD, SNAPSHOT, Controls, apply_key
 from realtime.engine import CamResult
@@ -226,10 +227,6 @@ class Snapshots(Output):
             self.log(f"snapshot: {self.saved[-1]}")
         except (SinkError, OSError) as exc:
             self.log(f"snapshot failed: {exc}")
-
-
-INT8_WANTS = 40  # gradcam-export --int8 --calibration DIR: 32 frames to calibrate, 8 held out for its check
-SAVE_EVERY = 15  # --save-frames keeps every 15th frame
 
 
 class FrameSaver(Output):

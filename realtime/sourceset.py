@@ -41,8 +41,7 @@ class SourceSet:
         self._latest: list[Frame | None] = [None] * len(self.sources)
         self._retry_at = [0.0] * len(self.sources)
         self._lock = threading.Lock()
-        fastest = max((s.fps or 0.0 for s in self.sources), default=0.0)
-        self.step_every = 0.9 / fastest if fastest > 0 else 0.0  # 10% slack: camera clocks jitter
+        self.step_every = 0.0  # set by start(): a camera or file knows its rate only once opened
         self._stepped_at: float | None = None
 
     def _reader(self, source: FrameSource) -> LatestFrameReader:
@@ -66,6 +65,8 @@ class SourceSet:
             for reader in started:
                 reader.stop()
             raise
+        fastest = max((s.fps or 0.0 for s in self.sources if s.live), default=0.0)  # files: every frame
+        self.step_every = 0.95 / fastest if fastest > 0 and len(self.sources) > 1 else 0.0  # 5%: clocks jitter
 
     def stop(self) -> None:
         with self._lock:

@@ -75,6 +75,8 @@ class VideoRecorder:
                 encoder.write(frame)
         except BaseException as exc:  # reported by the next write or close
             self._error = exc
+            while self._queue.get() is not None:  # keep draining: a full queue must never block the loop
+                pass
         finally:
             try:
                 encoder.close()
@@ -119,7 +121,8 @@ def lower_priority(step: int = 10) -> None:
     """Nice the calling thread (Linux: a thread is a task with its own niceness); elsewhere nothing."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):  # not allowed, or not Linux after all
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), step)
+            task = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, task, min(19, os.getpriority(os.PRIO_PROCESS, task) + step))
 
 
 def unreadable(path: Path, frames: int) -> str | None:

@@ -147,12 +147,14 @@ def test_a_folder_source_says_folder_not_0_fps(tiny_onnx: Path, tmp_path: Path) 
 def test_an_unwritable_output_is_refused_in_the_first_second(
     module: str, args: list[str], tiny_onnx: Path
 ) -> None:  # fmt: skip
-    """/proc passes os.access as root; only trying to create a file there shows it cannot hold one."""
+    """/proc passes os.access as root; only trying to create a file there shows it cannot hold one (as
+    another user, os.access already says no)."""
     args = [*args, "--onnx", str(tiny_onnx)] if module == "realtime.export.cli" else args
     start = time.perf_counter()
     proc = _cli(module, *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert "cannot create a file in /proc" in proc.stderr and time.perf_counter() - start < 1.0
+    refused = "cannot create a file in /proc" in proc.stderr or "/proc is not writable" in proc.stderr
+    assert refused and time.perf_counter() - start < 2.0, proc.stderr  # no model was loaded first
 
 
 def test_a_failed_export_leaves_no_empty_folder(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:

@@ -119,9 +119,15 @@ def test_bad_camera_settings_are_refused_in_one_line(argument: str, value: str, 
     assert exit_.value.code == 2 and "Traceback" not in err and argument in err.splitlines()[-1]
 
 
-def test_listing_cameras_with_none_and_with_two(capsys) -> None:
+def test_listing_cameras_with_none_and_with_two(capsys, monkeypatch) -> None:
+    from realtime import camera_list
+
+    original = camera_list.list_cameras
+    monkeypatch.setattr(camera_list, "list_cameras", lambda: original(lambda: [], lambda path: ()))
     assert cli.main(["--list-cameras"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].startswith("no cameras found here")  # this machine has none
+    assert capsys.readouterr().out.splitlines() == [
+        "no cameras found here: try --source FILE, a stream URL, or --demo"
+    ]  # fmt: skip
     from realtime.camera_list import _v4l2_modes
 
     assert _v4l2_modes("/dev/video99") == ()  # linuxpy on a device that is not there: no modes, no traceback
@@ -230,3 +236,18 @@ def test_caption_text_is_readable_from_the_back_of_the_room(panel: tuple[int, in
     first = layout.texts[0]
     cap_height = cv2.getTextSize("T", FONT, first.scale, thickness(first.scale))[0][1]
     assert cap_height >= 0.025 * (panel[1] + layout.height), (cap_height, panel[1] + layout.height)
+
+
+def test_two_cameras_are_drawn_at_their_rate_not_twice_it() -> None:
+    """Two live 30 FPS sources that always have a new frame: the mosaic steps about 30 times a second
+    (it would step hundreds of times, each with one source new, if it stepped on every new frame)."""
+    import time
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    with SourceSet([Still(image), Still(image)]) as sources:
+        assert 0.9 / 30 < sources.step_every <= 1 / 30  # known once opened: a camera's rate comes with it
+        start, steps = time.perf_counter(), 0
+        while time.perf_counter() - start < 1.0:
+            assert sources.get(timeout=1.0) is not None
+            steps += 1
+    assert 20 <= steps <= 33, steps

@@ -155,9 +155,11 @@ def _run_block(section: str, work: Path, env: dict[str, str]) -> str:
             continue  # the environment's PATH already starts with .venv/bin
         if words[0] == "pip":
             extras = re.findall(r"\[([a-z,]+)\]", line)
-            modules = {"export": ("tensorflow", "tf2onnx", "onnx")}
+            modules = {"export": ("tensorflow", "tf2onnx", "onnx"), "dev": ("pytest", "playwright"),
+                       "torch": ("torch", "timm"), "camera": ("cv2_enumerate_cameras",)}  # fmt: skip
             for extra in ",".join(extras).split(","):
-                for module in modules.get(extra, ()):  # found, not imported: TensorFlow's import is slow
+                assert extra in modules, f"{line}: no extra {extra!r} in pyproject.toml"
+                for module in modules[extra]:  # found, not imported: TensorFlow's import is slow
                     if importlib.util.find_spec(module) is None:
                         pytest.skip(f"{line}: {module} is not installed here")
             continue

@@ -77,6 +77,7 @@ def load_onnx(
                 f"re-export the model with opset {OPSET}"
             ) from exc
     normalize.constants_to_initializers(model)
+    normalize.name_nodes(model)
     normalize.choose_logits(model, output_name)
     value = _image_input(model)
     shape = value.type.tensor_type.shape

@@ -61,6 +61,24 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
     return moved
 
 
+def name_nodes(model: onnx.ModelProto) -> int:
+    """A unique name for every unnamed node (onnx's helper and some exporters leave them empty): the
+    backward, the pooled stop and int8's node lists all name nodes, and "" would name them all at once."""
+    taken = {node.name for node in model.graph.node if node.name}
+    named = 0
+    for i, node in enumerate(model.graph.node):
+        if node.name:
+            continue
+        name, k = f"{node.op_type}_{i}", 0
+        while name in taken:
+            k += 1
+            name = f"{node.op_type}_{i}_{k}"
+        node.name = name
+        taken.add(name)
+        named += 1
+    return named
+
+
 def choose_logits(model: onnx.ModelProto, wanted: str | None) -> str:
     """Keep one graph output: `wanted`, or the one with a class dimension ([N, classes], classes > 1)."""
     outputs = list(model.graph.output)

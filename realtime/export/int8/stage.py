@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from realtime import cpu
+from realtime.calibration import SAVE_EVERY
 from realtime.export.config import ExportConfig, ExportError
 from realtime.export.int8 import calibration, quantize
-from realtime.outputs import SAVE_EVERY
 from realtime.progress import Progress
 
 MIN_HELD_OUT = 8  # fewer held-out frames than this say nothing about top-1 agreement
@@ -34,6 +34,7 @@ def quantize_checked(
     wanted = config.calibration_count * 5 // 4  # a quarter more than calibration, held out for the check
     on_demo = config.calibration == "demo" or len(held_out) < MIN_HELD_OUT
     if config.calibration not in ("demo", "random") and on_demo:  # said even with --quiet: the check changed
+        calibrate = images  # every frame there is, as the note says
         print(
             f"note: --calibration {config.calibration} has {len(images)} images; the fidelity check needs "
             f"{wanted} ({config.calibration_count} to calibrate, {wanted - config.calibration_count} held out), so "
