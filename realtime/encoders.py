@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from realtime.quiet import quiet_stderr
+from realtime.quiet import quiet_opencv, quiet_stderr
 
 
 @dataclass(frozen=True)
@@ -118,15 +118,10 @@ BACKENDS: dict[str, Callable[[Path, Codec, float, tuple[int, int]], Encoder]] = 
 
 def open_encoder(path: Path, fps: float, size: tuple[int, int]) -> Encoder:
     """The first codec in the suffix's table that opens here (PyAV missing: OpenCV's)."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        with quiet_stderr():
-            for codec in CODECS.get(path.suffix.lower(), H264):
-                with contextlib.suppress(EncoderError, ImportError):
-                    return BACKENDS[codec.backend](path, codec, fps, size)
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    with quiet_opencv(), quiet_stderr():  # FFmpeg's page per encoder it cannot open
+        for codec in CODECS.get(path.suffix.lower(), H264):
+            with contextlib.suppress(EncoderError, ImportError):
+                return BACKENDS[codec.backend](path, codec, fps, size)
     raise EncoderError(f"no encoder here writes {path.suffix} at {size[0]}x{size[1]}; try a .avi path")
 
 

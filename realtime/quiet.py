@@ -44,3 +44,17 @@ def quiet_logging(enabled: bool = True, level: int = logging.ERROR) -> Iterator[
         yield
     finally:
         logging.disable(previous)
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log silenced inside the block (it logs a page per backend or encoder it tries); the
+    caller's one-line message says it better."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)

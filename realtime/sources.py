@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from realtime.camera import CameraMode, apply_mode, mismatch
+from realtime.quiet import quiet_opencv
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -53,18 +54,13 @@ class VideoCaptureSource:
         self.frame_count = 0  # what a file's header promises (0: unknown, or not a file)
 
     def open(self) -> None:
-        # OpenCV logs a page per backend it tries on a missing camera; our one-line error says it better
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        try:
+        with quiet_opencv():  # a page per backend it tries on a missing camera
             if isinstance(self.spec, str) and ("!" in self.spec):
                 cap = open_capture(self.spec, cv2.CAP_GSTREAMER)
             elif self.is_v4l2_path:
                 cap = open_capture(self.spec, cv2.CAP_V4L2)
             else:
                 cap = open_capture(self.spec, cv2.CAP_ANY)
-        finally:
-            cv2.utils.logging.setLogLevel(level)
         if not cap.isOpened():
             cap.release()
             if isinstance(self.spec, int):

@@ -28,6 +28,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import count_frames, write_video
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = ("Live on a camera, a file or a stream", "Side by side: several models, several cameras", "Int8 on a CPU")
 
@@ -102,17 +104,6 @@ def vgg16_stand_in(path: Path) -> Path:
     return path
 
 
-def write_clip(path: Path, frames: int = 45) -> Path:
-    """A moving bright square on grey, 320x240 at 30 FPS: the camera and the stream of the blocks."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (320, 240))
-    for i in range(frames):
-        frame = np.full((240, 320, 3), 90, np.uint8)
-        cv2.rectangle(frame, (10 + 5 * i, 60), (90 + 5 * i, 140), (40, 200, 250), -1)
-        writer.write(frame)
-    writer.release()
-    return path
-
-
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """The user's folder (what the blocks expect to find there) and a clean environment."""
@@ -124,7 +115,7 @@ def shell(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         script = tools / name
         script.write_text(WRAPPER.format(python=sys.executable, name=name, module=module, rewrite=rewrite))
         script.chmod(0o755)
-    clip = write_clip(work / "clip.mp4")
+    clip = write_video(work / "clip.mp4", 45, (320, 240))  # the camera and the stream of the blocks
     (work / "frames").mkdir()
     for i in range(3):
         cv2.imwrite(str(work / "frames" / f"{i}.jpg"), _still(i))
@@ -170,23 +161,15 @@ def _run_block(section: str, work: Path, env: dict[str, str]) -> str:
     return "\n".join(said)
 
 
-def _frames(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
-
-
 def test_the_readme_blocks_run_as_written(shell: tuple[Path, dict[str, str]]) -> None:
     work, env = shell
     said = _run_block(BLOCKS[0], work, env)
     assert (work / "models" / "vgg16_gradcam_full.onnx").exists() and (work / "photo_cam.png").exists()
-    assert _frames(work / "out.mp4") == 45 and "no display here: running without a window" in said
+    assert count_frames(work / "out.mp4") == 45 and "no display here: running without a window" in said
     for name in ("before.onnx", "after.onnx"):  # the reader's own two graphs: here, the Live block's export
         os.link(work / "models" / "vgg16_gradcam_full.onnx", work / name)
     _run_block(BLOCKS[1], work, env)
-    assert _frames(work / "compare.webm") > 0
+    assert count_frames(work / "compare.webm") > 0
     said = _run_block(BLOCKS[2], work, env)
     assert (work / "models" / "vgg16_gradcam_pooled_int8.onnx").exists() and len(list((work / "calib").iterdir()))
     assert "kept 3 frames in calib" in said and "int8 fidelity on this CPU" in said, said

@@ -13,6 +13,7 @@ import numpy as np
 
 from realtime import contract
 from realtime.arguments import not_an_input
+from realtime.calibration import CALIBRATION_COUNT
 from realtime.cpu import INT8_TARGETS
 from realtime.export.graph.layout import LAYOUTS
 from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
@@ -59,7 +60,7 @@ class ExportConfig:
     int8: bool = False
     calibration: str = "demo"  # demo | random | DIR
     int8_scope: str = DEFAULT_SCOPE
-    calibration_count: int = 32
+    calibration_count: int = CALIBRATION_COUNT
     int8_cpu: str = "auto"  # auto (this CPU) | vnni | no-vnni: the CPUs the int8 graph is made for
 
 

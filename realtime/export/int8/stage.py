@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime import cpu
-from realtime.calibration import SAVE_EVERY
+from realtime.calibration import SAVE_EVERY, frames_wanted
 from realtime.export.config import ExportConfig, ExportError
 from realtime.export.int8 import calibration, quantize
 from realtime.progress import Progress
@@ -26,12 +26,12 @@ def quantize_checked(
 ) -> tuple[Any, str]:
     """Static int8 of the forward path for the CPUs asked for, then int8 against fp32 on held-out images
     (not on random data), on this CPU. Returns (fidelity or None, the int8 target written)."""
+    wanted = frames_wanted(config.calibration_count)  # a quarter more than calibration, held out
     try:
-        images = calibration.calibration_images(config.calibration, size, config.calibration_count * 5 // 4)
+        images = calibration.calibration_images(config.calibration, size, wanted)
     except quantize.QuantizeError as exc:
         raise ExportError(str(exc)) from exc
     calibrate, held_out = images[: config.calibration_count], images[config.calibration_count :]
-    wanted = config.calibration_count * 5 // 4  # a quarter more than calibration, held out for the check
     on_demo = config.calibration == "demo" or len(held_out) < MIN_HELD_OUT
     if config.calibration not in ("demo", "random") and on_demo:  # said even with --quiet: the check changed
         calibrate = images  # every frame there is, as the note says
