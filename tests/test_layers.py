@@ -117,14 +117,25 @@ def _relu_masks_from(graph: Path, image: np.ndarray, targets: np.ndarray) -> Any
         torch.nn.functional.relu = original
 
 
-def _route_pools(model: Any, graph: Path, image: np.ndarray, targets: np.ndarray) -> Any:
+def _pool_input(node: onnx.NodeProto) -> str | None:
+    return node.input[0] if node.op_type == "MaxPool" else None
+
+
+def _relu_output_or_pool_input(node: onnx.NodeProto) -> str | None:
+    return _pool_input(node) or _relu_output(node)
+
+
+def _of(op_type: str, values: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+    return [value for op, value in values if op == op_type]
+
+
+def _route_pools(model: Any, pool_inputs: list[np.ndarray]) -> Any:
     """`model` with every MaxPool2d routed by the pool inputs the Grad-CAM graph computed."""
     pools = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.MaxPool2d)]
     if not pools:
         return model
-    pool_inputs = forward_values(graph, image, targets, lambda n: n.input[0] if n.op_type == "MaxPool" else None)
     assert len(pool_inputs) == len(pools), (len(pool_inputs), [p for p, _ in pools])
-    for (name, pool), (_, value) in zip(pools, pool_inputs, strict=True):
+    for (name, pool), value in zip(pools, pool_inputs, strict=True):
         owner, _, last = name.rpartition(".")
         parent = _module(model, owner) if owner else model
         routed = RoutedMaxPool(pool, torch.from_numpy(value))
@@ -151,7 +162,7 @@ def exported(request, tmp_path_factory):
         output=folder / f"{case.name}_layers.onnx", quiet=True, self_check=False,
     )  # fmt: skip
     graph = export(config).output
-    model = _route_pools(model, graph, image, targets)
+    model = _route_pools(model, _of("MaxPool", forward_values(graph, image, targets, _pool_input)))
     yield case, model, graph, image, targets, x
     graph.unlink()
 
@@ -209,20 +220,21 @@ def test_guided_backprop_matches_pytorch_grad_cam_on_vgg16(tmp_path: Path) -> No
     targets = np.array([[-1, 11]], np.int64)
     x = preprocess_numpy(image, PRESETS["torch"], "NCHW")
     got = run_onnx(graph, image, targets)
-    routed = _route_pools(model, graph, image, targets)
+    decisions = forward_values(graph, image, targets, _relu_output_or_pool_input)  # one run serves every target
+    routed = _route_pools(model, _of("MaxPool", decisions))
     guided = grad_cam.GuidedBackpropReLUModel(routed, device=torch.device("cpu"))
     for k in range(2):
-        with _guided_relu_masks_from(graph, image, targets, grad_cam):
+        with _guided_relu_masks_from(_of("Relu", decisions), grad_cam):
             want = guided(torch.from_numpy(x).clone(), target_category=int(got["classes"][0, k]))  # [H,W,3]
         error = np.abs(got["guided"][0, k] - want).max() / np.abs(want).max()
         assert error <= TOLERANCE, f"guided backprop, target {k}: {error:.2e} relative"
 
 
 @contextlib.contextmanager
-def _guided_relu_masks_from(graph: Path, image: np.ndarray, targets: np.ndarray, grad_cam: Any) -> Any:
+def _guided_relu_masks_from(relu_outputs: list[np.ndarray], grad_cam: Any) -> Any:
     """pytorch-grad-cam's guided ReLUs, each fed an input whose sign is the graph's forward decision
     (a straight-through nudge of the units the two runtimes put on opposite sides of zero)."""
-    masks = iter([torch.from_numpy(value > 0) for _, value in forward_values(graph, image, targets, _relu_output)])
+    masks = iter([torch.from_numpy(value > 0) for value in relu_outputs])
     module = grad_cam.guided_backprop.GuidedBackpropReLUasModule
     original = module.forward
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 
 def attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -35,6 +37,29 @@ def perm(node: onnx.NodeProto) -> list[int] | None:
 def producers(nodes: Iterable[onnx.NodeProto]) -> dict[str, onnx.NodeProto]:
     """Tensor name -> the node that makes it."""
     return {out: node for node in nodes for out in node.output}
+
+
+class InitializerValues(Mapping[str, np.ndarray]):
+    """The graph's initializers by name, each converted to numpy when first read: the passes that look
+    for small index and shape constants do not copy a VGG16's half-gigabyte of weights to find them."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self._protos = {init.name: init for init in graph.initializer}
+        self._values: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._values:
+            self._values[name] = numpy_helper.to_array(self._protos[name])
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._protos
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._protos)
+
+    def __len__(self) -> int:
+        return len(self._protos)
 
 
 @dataclass(frozen=True)

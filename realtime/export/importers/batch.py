@@ -2,7 +2,7 @@
 
 torch's dynamo exporter writes the batch of its example input into Reshape targets ([1, 197, 3, 3,
 64]) and into constants it folded (DeiT's class token, expanded to [1, 1, 192] and concatenated with
-the patch tokens). Each pass here makes one of these follow the input's batch; `batch_is_dynamic`
+the patch tokens). Each pass here makes one of these follow the input's batch; the probe (`probe.py`)
 then checks that batch 2 gives each image its own logits, and `restore` undoes the Reshape targets
 when it does not.
 """
@@ -17,9 +17,6 @@ import onnx
 from onnx import numpy_helper
 
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
-from realtime.export.graph.session import cpu_session
-from realtime.export.importers import ModelImportError
-from realtime.export.messages import first_line
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
     """Reshape targets that start with a constant 1 (a batch baked in) start with -1 instead ("whatever
     is left", which is the batch when the other dims are per image), or with 0 ("the input's first
     dimension") where another dim is already -1; for Reshapes of computed tensors (a constant's
-    reshape has no batch). Whether that was right is checked afterwards (batch_is_dynamic); `restore`
+    reshape has no batch). Whether that was right is checked afterwards (the probe); `restore`
     undoes it."""
     index = GraphIndex.of(model.graph)
     inits = {init.name: init for init in model.graph.initializer}
@@ -76,28 +73,6 @@ def restore(model: onnx.ModelProto, rewritten: Sequence[Rewritten]) -> None:
             if attribute.name == "allowzero" and change.allowzero is not None:
                 attribute.i = change.allowzero
     drop_unused_initializers(model)
-
-
-def batch_is_dynamic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> bool:
-    """Does batch 2 give each image the logits it gets alone? Then the batch axis is really free.
-
-    A model that does not run on one image is an import error, not a batch question."""
-
-    output = model.graph.output[0].name
-    x = np.random.default_rng(5).random((2, *input_dims), dtype=np.float32)
-    try:
-        session = cpu_session(model)
-        alone = np.concatenate([session.run([output], {input_name: x[i : i + 1]})[0] for i in range(2)])
-    except Exception as exc:  # onnxruntime's own error types
-        first = first_line(exc)
-        raise ModelImportError(f"the model does not run in onnxruntime on one image ({first})") from exc
-    try:
-        both = session.run([output], {input_name: x})[0]
-    except Exception:  # onnxruntime's own error types: batch 2 does not run
-        return False
-    return both.shape == alone.shape and bool(
-        np.allclose(both, alone, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(alone).max()))
-    )
 
 
 def batch_one_constants_follow_the_batch(model: onnx.ModelProto) -> int:

@@ -10,6 +10,7 @@ from realtime.export.graph.builder import MIN_OPSET, model_opset
 from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.importers import ForwardGraph, ModelImportError, batch
 from realtime.export.importers import onnx_normalize as normalize
+from realtime.export.importers.probe import probe
 from realtime.export.importers.reshape_chains import collapse_batch_folding_chains
 from realtime.export.importers.select_early import select_before_the_tail
 from realtime.export.importers.splits import splits_to_slices
@@ -117,8 +118,9 @@ def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> b
     rewritten = batch.batch_one_reshapes_to_dynamic(model)
     batch.batch_one_constants_follow_the_batch(model)
     try:
-        normalize.fold_shape_arithmetic(model, input_name, dims)
-        freed = batch.batch_is_dynamic(model, input_name, dims)
+        seen = probe(model, input_name, dims, normalize.shape_only_tensors(model))
+        normalize.fold_shape_arithmetic(model, seen)
+        freed = seen.batch_free
     except ModelImportError:  # freed, it does not even run on one image: the file's own targets are tried
         if not rewritten:
             raise
@@ -126,7 +128,7 @@ def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> b
     if freed:
         return False
     batch.restore(model, rewritten)  # the batch stays 1: the targets as the file had them
-    normalize.fold_shape_arithmetic(model, input_name, dims)
+    normalize.fold_shape_arithmetic(model, probe(model, input_name, dims, normalize.shape_only_tensors(model)))
     for value in (*model.graph.input, *model.graph.output):
         shape = value.type.tensor_type.shape
         if shape.dim:

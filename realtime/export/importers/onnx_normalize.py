@@ -10,7 +10,6 @@ arithmetic folded once H and W are fixed, a dynamic batch where that is checked 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +17,9 @@ import onnx
 from onnx import numpy_helper
 
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
-from realtime.export.graph.passes import drop_dead, with_outputs
-from realtime.export.graph.session import cpu_session
+from realtime.export.graph.passes import drop_dead
 from realtime.export.importers import ModelImportError
+from realtime.export.importers.probe import Probe
 from realtime.export.ops import record
 
 ORT_MAX_IR = 10  # onnxruntime 1.18 (the oldest this project supports) reads IR versions up to 10
@@ -109,21 +108,20 @@ class Folded:
     nodes: int  # nodes removed
 
 
-def fold_shape_arithmetic(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int]) -> Folded:
-    """Evaluate every tensor computed only from constants and the shapes of other tensors (Shape, Size
-    and what follows them), at batch 1 and 2; those equal in both become initializers.
+def shape_only_tensors(model: onnx.ModelProto) -> list[str]:
+    """The tensors `fold_shape_arithmetic` may fold: those to read in the probe run."""
+    return sorted(_shape_only(model, GraphIndex.of(model.graph)))
+
+
+def fold_shape_arithmetic(model: onnx.ModelProto, seen: Probe) -> Folded:
+    """Make initializers of the shape-only tensors (Shape, Size and what follows them) whose values the
+    probe saw equal at batch 1 and 2.
 
     With H and W fixed this turns run-time "same" padding, reshape targets and scales into constants,
     so shape inference pins every tensor down. Tensors that depend on the batch stay computed.
     """
-    index = GraphIndex.of(model.graph)
-    shape_only = _shape_only(model, index)
-    if not shape_only:
-        return Folded(0, 0)
-    one, two = _evaluate(model, input_name, input_dims, sorted(shape_only))
-    if one is None:
-        raise ModelImportError("the model does not run in onnxruntime on one image; check it with onnxruntime alone")
-    two = two or one  # batch 2 does not run: a batch-1 graph, whose shapes are batch 1's
+    shape_only = _shape_only(model, GraphIndex.of(model.graph))
+    one, two = seen.one, seen.two or seen.one  # batch 2 does not run: a batch-1 graph, whose shapes are batch 1's
     same = {
         name for name in shape_only
         if name in one and name in two and one[name].shape == two[name].shape and np.array_equal(one[name], two[name])
@@ -151,23 +149,3 @@ def _shape_only(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
         if (record(node.op_type).reads_shape_only or from_shapes) and node.op_type != "Constant":
             found.update(o for o in node.output if o)
     return found
-
-
-def _evaluate(
-    model: onnx.ModelProto, input_name: str, input_dims: Sequence[int], names: Sequence[str]
-) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
-    """The values of `names` for a random input at batch 1 and at batch 2, from one session;
-    None for a batch the graph cannot run at."""
-
-    try:
-        session = cpu_session(with_outputs(model, names), optimize=False)
-    except Exception:  # onnxruntime's own error types: the graph does not load
-        return None, None
-    values: list[dict[str, np.ndarray] | None] = []
-    for batch in (1, 2):
-        x = np.random.default_rng(batch).random((batch, *input_dims), dtype=np.float32)
-        try:
-            values.append(dict(zip(names, session.run(list(names), {input_name: x}), strict=True)))
-        except Exception:  # onnxruntime's own error types: this batch does not run
-            values.append(None)
-    return values[0], values[1]

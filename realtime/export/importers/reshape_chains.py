@@ -9,13 +9,14 @@ assume the batch is every tensor's first axis. Replaying the chain on numbered e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import permutations
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from realtime.export.graph.index import GraphIndex, drop_unused_initializers, perm
+from realtime.export.graph.index import GraphIndex, InitializerValues, drop_unused_initializers, perm
 from realtime.export.graph.passes import drop_dead
 from realtime.export.graph.shapes import static_shapes
 
@@ -27,7 +28,7 @@ def collapse_batch_folding_chains(model: onnx.ModelProto) -> int:
     the batch first by one Transpose or Reshape; returns how many chains were replaced."""
     graph = model.graph
     index = GraphIndex.of(graph)
-    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inits = InitializerValues(graph)
     shapes = static_shapes(model)
     outputs = {o.name for o in graph.output}
     collapsed = 0
@@ -67,11 +68,11 @@ def collapse_batch_folding_chains(model: onnx.ModelProto) -> int:
     return collapsed
 
 
-def _movable(node: onnx.NodeProto, inits: dict[str, np.ndarray]) -> bool:
+def _movable(node: onnx.NodeProto, inits: Mapping[str, np.ndarray]) -> bool:
     return node.op_type == "Transpose" or (node.op_type == "Reshape" and node.input[1] in inits)
 
 
-def _replay(node: onnx.NodeProto, values: np.ndarray, inits: dict[str, np.ndarray]) -> np.ndarray:
+def _replay(node: onnx.NodeProto, values: np.ndarray, inits: Mapping[str, np.ndarray]) -> np.ndarray:
     if node.op_type == "Transpose":
         order = perm(node)
         return values.transpose(order) if order else values.transpose()

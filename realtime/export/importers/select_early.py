@@ -11,13 +11,14 @@ whole by something else (the keys and values, the residual stream of earlier blo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from realtime.export.graph.index import GraphIndex, attrs, drop_unused_initializers, perm
+from realtime.export.graph.index import GraphIndex, InitializerValues, attrs, drop_unused_initializers, perm
 from realtime.export.graph.passes import drop_dead, topological_sort
 from realtime.export.graph.shapes import static_shapes
 from realtime.export.ops import record
@@ -28,7 +29,7 @@ def select_before_the_tail(model: onnx.ModelProto) -> int:
     """Move every Gather of one constant token (axis 1 of [N, T, C]) up through the ops that make its input;
     returns how many Gathers moved."""
     graph = model.graph
-    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inits = InitializerValues(graph)
     moved = 0
     for node in [n for n in graph.node if n.op_type == "Gather"]:
         at = inits.get(node.input[1])
@@ -57,7 +58,13 @@ class _Chain:
     """The selected token of each tensor on the way up (that axis kept, of size 1), as new graph nodes."""
 
     def __init__(
-        self, graph: onnx.GraphProto, index: GraphIndex, shapes: dict, inits: dict, token: int, stem: str
+        self,
+        graph: onnx.GraphProto,
+        index: GraphIndex,
+        shapes: dict,
+        inits: Mapping[str, np.ndarray],
+        token: int,
+        stem: str,
     ) -> None:
         self.graph, self.index, self.shapes, self.inits, self.stem = graph, index, shapes, inits, stem
         self.token, self.added, self.memo = token, 0, {}  # type: ignore[var-annotated]

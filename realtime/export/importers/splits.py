@@ -7,18 +7,20 @@ onnxruntime runs the Slices as fast as the Split they replace.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from realtime.export.graph.index import attrs, drop_unused_initializers
+from realtime.export.graph.index import InitializerValues, attrs, drop_unused_initializers
 from realtime.export.graph.shapes import static_shapes
 
 
 def splits_to_slices(model: onnx.ModelProto) -> int:
     """Rewrite every Split along a non-batch axis whose piece sizes are known; returns how many."""
     graph = model.graph
-    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inits = InitializerValues(graph)
     shapes: dict[str, tuple[int, ...]] | None = None
     rewritten = 0
     for node in [n for n in graph.node if n.op_type == "Split" and n.domain in ("", "ai.onnx")]:
@@ -54,7 +56,7 @@ def splits_to_slices(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def _sizes(node: onnx.NodeProto, inits: dict[str, np.ndarray], extent: int) -> list[int] | None:
+def _sizes(node: onnx.NodeProto, inits: Mapping[str, np.ndarray], extent: int) -> list[int] | None:
     """The piece sizes: the `split` input (opset 13 on) or attribute, else equal pieces (`num_outputs`)."""
     if len(node.input) > 1 and node.input[1]:
         given = inits.get(node.input[1])

@@ -9,11 +9,13 @@ tensors with the batch first throughout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from realtime.export.graph.index import GraphIndex, attrs, perm
+from realtime.export.graph.index import GraphIndex, InitializerValues, attrs, perm
 from realtime.export.graph.passes import drop_dead
 
 
@@ -21,7 +23,7 @@ def picks_before_transposes(model: onnx.ModelProto) -> int:
     """Rewrite every batch-moving Transpose whose readers only pick single entries of its first axis."""
     graph = model.graph
     index = GraphIndex.of(graph)
-    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inits = InitializerValues(graph)
     rewritten = 0
     for node in [n for n in graph.node if n.op_type == "Transpose"]:
         order = perm(node)
@@ -45,7 +47,7 @@ def picks_before_transposes(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def _pick(reader: onnx.NodeProto, index: GraphIndex, inits: dict[str, np.ndarray]) -> list[tuple[int, str]] | None:
+def _pick(reader: onnx.NodeProto, index: GraphIndex, inits: Mapping[str, np.ndarray]) -> list[tuple[int, str]] | None:
     """(entry, the tensor that holds it with axis 0 gone) for each entry `reader` takes; None otherwise."""
     if reader.op_type == "Gather" and int(attrs(reader).get("axis", 0)) == 0:
         at = inits.get(reader.input[1])
@@ -64,7 +66,7 @@ def _pick(reader: onnx.NodeProto, index: GraphIndex, inits: dict[str, np.ndarray
     return None
 
 
-def _squeezed(name: str, index: GraphIndex, inits: dict[str, np.ndarray]) -> str | None:
+def _squeezed(name: str, index: GraphIndex, inits: Mapping[str, np.ndarray]) -> str | None:
     """The output of the only reader of `name`, when that is a Squeeze of axis 0."""
     readers = index.consumers.get(name, ())
     if len(readers) != 1 or readers[0].op_type != "Squeeze":
