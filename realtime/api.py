@@ -53,10 +53,11 @@ class GradCam:
 
     def __init__(
         self, model: str | Path, providers: str = "auto", threads: int | None = None, fit_mode: str = "squash",
-        warmup: int = 1,
+        warmup: int = 1, cuda_graph: bool = False,
     ) -> None:  # fmt: skip
         threads = arguments.threads(threads)
-        self.engine = Engine(model, EngineOptions(providers=providers, threads=threads, warmup=warmup))
+        options = EngineOptions(providers=providers, threads=threads, warmup=warmup, cuda_graph=cuda_graph)
+        self.engine = Engine(model, options)
         self.fit_mode = fit_mode
         if self.engine.cpu_warning:  # an int8 graph made for VNNI on a CPU without it
             warnings.warn(self.engine.cpu_warning, RuntimeWarning, stacklevel=2)

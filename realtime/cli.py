@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--providers", choices=list(PROVIDER_CHAINS), default="auto")
     add("--fp16", action="store_true", help="fp16 TensorRT engines (GPU only)")
     add(
+        "--cuda-graph",
+        action="store_true",
+        help="CUDA: replay each frame as a CUDA graph (fixed-shape copies, buffers bound once); one line if not",
+    )
+    add(
         "--no-tf32",
         dest="tf32",
         action="store_false",

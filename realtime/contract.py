@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 CONTRACT_VERSION = "1"  # what a graph with one layer and no input gradients is written as
 CONTRACT_VERSION_2 = "2"  # several layers and/or input gradients; version 1's outputs describe layer 0
@@ -39,7 +40,12 @@ GRADIENTS, SALIENCY, GUIDED, LAYERS = "gradients", "saliency", "guided", "layers
 
 REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
 MAX_TARGETS = 16  # columns of `targets`: the graph ranks this many classes (a small TopK, constant for TensorRT)
-INPUT_TYPES = {INPUT_IMAGE: "tensor(uint8)", INPUT_TARGETS: "tensor(int64)"}  # as onnxruntime names them
+PROFILE_DEFAULT, PROFILE_TRT8 = "default", "trt8"
+PROFILE_TYPES = {  # input types by profile, as onnxruntime names them; trt8: for TensorRT 8's parser (export/trt8.py)
+    PROFILE_DEFAULT: {INPUT_IMAGE: "tensor(uint8)", INPUT_TARGETS: "tensor(int64)"},
+    PROFILE_TRT8: {INPUT_IMAGE: "tensor(float)", INPUT_TARGETS: "tensor(int32)"},
+}
+INPUT_TYPES = PROFILE_TYPES[PROFILE_DEFAULT]
 REQUIRED_OUTPUTS = (OUT_LOGITS, OUT_PROBABILITIES, OUT_CLASSES, OUT_ACTIVATIONS, OUT_WEIGHTS, OUT_CAM)
 
 # metadata_props keys
@@ -54,6 +60,8 @@ META_BATCH = "gradcam.batch"  # "dynamic", or "1": the graph runs one image at a
 META_INT8_TARGET = "gradcam.int8_target"  # int8 graphs: vnni | no-vnni, the CPUs they were quantized for
 META_INT8_CPU = "gradcam.int8_cpu"  # int8 graphs: the CPU they were exported and checked on
 META_LAYERS = "gradcam.layers"  # v2: JSON list of the explained layers, layer 0 first
+FP16_SUFFIX = "_fp16"  # gradcam-export --fp16's default names: <graph>_fp16.onnx beside the fp32 graph
+META_PROFILE = "gradcam.profile"  # trt8: float32 image, int32 targets and classes; absent: the default profile
 
 GRADIENTS_FULL = "full"
 GRADIENTS_POOLED = "pooled"
@@ -104,6 +112,12 @@ class ModelInfo:
     layers: tuple[LayerInfo, ...] = ()
     provides: frozenset[str] = frozenset()
     max_batch: int | None = None  # None: any batch; 1: one image per call (the runtime feeds sources one by one)
+    profile: str = PROFILE_DEFAULT  # trt8: the runtime feeds a float32 image and int32 targets
+
+
+def fp16_copy(path: Path) -> Path:
+    """Where gradcam-export --fp16 puts the fp16 copy of `path` by default (the runtime prefers it on CUDA)."""
+    return path if path.stem.endswith(FP16_SUFFIX) else path.with_name(f"{path.stem}{FP16_SUFFIX}{path.suffix}")
 
 
 def _static(dim: object) -> int | None:
@@ -148,10 +162,13 @@ def validate(
     missing_out = [n for n in REQUIRED_OUTPUTS if n not in outputs]
     if missing_out:
         raise ContractError(f"{source} lacks output(s) {', '.join(missing_out)}; {hint}")
-    for name, wanted in INPUT_TYPES.items():
+    profile = metadata.get(META_PROFILE, PROFILE_DEFAULT)
+    if profile not in PROFILE_TYPES:
+        raise ContractError(f"{source} has profile {profile!r}; this runtime reads {', '.join(PROFILE_TYPES)}; {hint}")
+    for name, wanted in PROFILE_TYPES[profile].items():
         got = (input_types or {}).get(name, wanted)
         if got != wanted:
-            raise ContractError(f"{source}: input {name} is {got}, the contract needs {wanted}; {hint}")
+            raise ContractError(f"{source}: input {name} is {got}, its profile ({profile}) needs {wanted}; {hint}")
     version = metadata.get(META_CONTRACT)
     if version not in READABLE_VERSIONS:
         raise ContractError(
@@ -160,7 +177,7 @@ def validate(
 
     image = list(inputs[INPUT_IMAGE])
     if len(image) != 4 or _static(image[3]) != 3:
-        raise ContractError(f"{source}: input {INPUT_IMAGE} must be [N,H,W,3] uint8 BGR, got {image}")
+        raise ContractError(f"{source}: input {INPUT_IMAGE} must be [N,H,W,3] BGR, got {image}")
     height, width = _static(image[1]), _static(image[2])
     if height is None or width is None:
         raise ContractError(f"{source}: input {INPUT_IMAGE} needs a static height and width, got {image}")
@@ -196,6 +213,7 @@ def validate(
         layers=layers,
         provides=frozenset(provides),
         max_batch=1 if metadata.get(META_BATCH) == "1" else None,
+        profile=profile,
     )
 
 

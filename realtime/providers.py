@@ -36,6 +36,7 @@ class EngineOptions:
     threads: int | None = None  # intra-op threads on CPU; None: one per core
     warmup: int = 2
     io_binding: bool = True
+    cuda_graph: bool = False  # CUDA: fixed-shape copies replayed as CUDA graphs (replay.py)
 
 
 def provider_options(name: str, options: EngineOptions) -> dict[str, str]:
@@ -50,6 +51,11 @@ def provider_options(name: str, options: EngineOptions) -> dict[str, str]:
     if name == CUDA:
         return {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "1" if options.tf32 else "0"}
     return {}
+
+
+def cuda_graph_provider(options: EngineOptions) -> tuple[str, dict[str, str]]:
+    """The CUDA provider alone (a node on the CPU would break the capture), with CUDA graphs on."""
+    return CUDA, {**provider_options(CUDA, options), "enable_cuda_graph": "1"}
 
 
 def explain_missing_gpu(asked: str, got: str) -> str:
@@ -78,6 +84,8 @@ def describe_providers(asked: str, first: str, got: str, precision: str = "fp32"
     line = f"providers={asked}: running on {got}"
     if first == TRT and got == CUDA:
         line = f"providers={asked}: TensorRT did not load (libnvinfer.so.10 missing?), running on {got}"
+    if got == CPU and precision == "fp16":
+        line += "; an fp16 graph is for GPUs: onnxruntime runs it here through casts to float32, slower than fp32"
     if got != CPU and precision.startswith("int8"):
         # measured on an H200: VGG16 pooled int8 2.1 ms against fp32 1.3 ms (docs/gpu.md)
         line += "; int8 graphs are made for CPUs, the fp32 graph runs faster on a GPU"

@@ -50,6 +50,7 @@ class LiveConfig:
     providers: str = "auto"
     fp16: bool = False
     tf32: bool = True
+    cuda_graph: bool = False
     threads: int | None = None
     fit: str = "squash"
     record: Path | None = None
@@ -100,7 +101,10 @@ def default_model() -> Path:
 
 
 def load_engines(config: LiveConfig) -> list[Engine]:
-    options = EngineOptions(providers=config.providers, fp16=config.fp16, tf32=config.tf32, threads=config.threads)
+    options = EngineOptions(
+        providers=config.providers, fp16=config.fp16, tf32=config.tf32, threads=config.threads,
+        cuda_graph=config.cuda_graph,
+    )  # fmt: skip
     paths: Sequence[Path] = config.models
     if not paths and config.demo:
         from realtime.demo.models import demo_model_paths

@@ -56,6 +56,11 @@ class VideoCaptureSource:
     def open(self) -> None:
         with quiet_opencv():  # a page per backend it tries on a missing camera
             if isinstance(self.spec, str) and ("!" in self.spec):
+                if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
+                    raise SourceError(
+                        f"{self.spec!r} is a GStreamer pipeline, and this OpenCV has no GStreamer (pip's "
+                        "opencv-python wheels are built without it): use the system's OpenCV (docs/jetson.md)"
+                    )
                 cap = open_capture(self.spec, cv2.CAP_GSTREAMER)
             elif self.is_v4l2_path:
                 cap = open_capture(self.spec, cv2.CAP_V4L2)

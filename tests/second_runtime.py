@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from realtime import contract
+from realtime.engine import contract_feeds
 from realtime.export.checks.portable import TENSORRT_OPS
 from realtime.export.checks.run import run_onnx
 from tests.conftest import needs
@@ -32,7 +33,9 @@ def assert_same_in_openvino(
     ov = needs("openvino")
     ours = run_onnx(path, image, targets)
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    result = compiled({contract.INPUT_IMAGE: image, contract.INPUT_TARGETS: targets})
+    image_input = next(i for i in compiled.inputs if contract.INPUT_IMAGE in i.get_names())
+    profile = contract.PROFILE_TRT8 if image_input.get_element_type() == ov.Type.f32 else contract.PROFILE_DEFAULT
+    result = compiled(contract_feeds(profile, image, targets))
     for output in compiled.outputs:
         name = next(n for n in output.get_names() if n in ours)  # OpenVINO may also keep an inner name
         theirs, mine = np.asarray(result[output]), ours[name]

@@ -60,7 +60,7 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path: Path) -> None:
             assert math.isfinite(cell["ms"]) and cell["ms"] > 0
         assert report["export"][graph]["peak_rss_mb"] > 0
         stages = report["export"][graph]["stages"]  # every stage the export ran, timed
-        assert {"load", "convert", "build", "portable"} <= set(stages) and all(v >= 0 for v in stages.values())
+        assert {"import", "build", "portable"} <= set(stages) and all(v >= 0 for v in stages.values())  # --onnx
         assert ("self-check" in stages) == (graph != "none")
     assert report["model_cost"]["batch1"]["none"]["ratio"] == 1.0
     assert report["soak"]["frames"] == 60 and report["soak"]["models"] == 2 and report["soak"]["sources"] == 2

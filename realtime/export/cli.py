@@ -129,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the CPUs the int8 graph is made for; auto: this one. "
         + "; ".join(f"{k}: {v}" for k, v in INT8_TARGETS.items()),
     )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="an fp16 copy for GPUs (uint8 in, fp32 maps out; softmax and cam normalisation in fp32), "
+        "checked against fp32 on demo scenes here",
+    )
+    parser.add_argument(
+        "--trt8",
+        action="store_true",
+        help="the TensorRT 8 profile (JetPack 5/6): float32 image, int32 targets and classes, 8.5's operators",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "--verbose", action="store_true", help="show third-party output too (TensorFlow's CUDA probe, the quantizer)"
@@ -225,6 +236,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
         calibration=args.calibration or "demo",
         int8_scope=args.int8_scope,
         int8_cpu=args.int8_cpu,
+        fp16=args.fp16,
+        trt8=args.trt8,
     )
     return config, args.list_layers
 
@@ -258,7 +271,8 @@ def run(config: Any) -> int:
     if result.fidelity is not None:
         from realtime.export.int8.calibration import describe
 
-        check += f"; int8 fidelity on this CPU: {describe(result.fidelity)}"
+        kind = "fp16" if config.fp16 else "int8"
+        check += f"; {kind} fidelity on this CPU: {describe(result.fidelity)}"
     if result.int8_target is not None:
         check += f"; int8 made for {result.int8_target} CPUs"
     if result.static_batch:

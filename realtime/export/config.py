@@ -62,6 +62,8 @@ class ExportConfig:
     int8_scope: str = DEFAULT_SCOPE
     calibration_count: int = CALIBRATION_COUNT
     int8_cpu: str = "auto"  # auto (this CPU) | vnni | no-vnni: the CPUs the int8 graph is made for
+    fp16: bool = False  # an fp16 copy for GPUs (uint8 in, fp32 maps out), checked against fp32 here
+    trt8: bool = False  # the TensorRT 8 profile (JetPack 5/6): float32 image, int32 targets and classes
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class ExportResult:
     check: Any  # selfcheck.SelfCheck | None
     num_classes: int
     layer: str
-    fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data
+    fidelity: Any = None  # quantize.Fidelity for --int8 with real calibration data, Fp16Fidelity for --fp16
     int8_target: str | None = None  # vnni | no-vnni for --int8: the form written
     stages: tuple[tuple[str, float], ...] = ()  # (stage, seconds) in the order they ran
     static_batch: bool = False  # the graph runs one image per call (its batch could not be freed)
@@ -87,6 +89,8 @@ def model_name(config: ExportConfig) -> str:
 
 def default_output(config: ExportConfig) -> Path:
     suffix = "_int8" if config.int8 else ""
+    suffix += "_trt8" if config.trt8 else ""
+    suffix += contract.FP16_SUFFIX if config.fp16 else ""
     return DEFAULT_MODELS_DIR / f"{model_name(config)}_gradcam_{config.gradients}{suffix}.onnx"
 
 
@@ -157,6 +161,8 @@ def validate(config: ExportConfig) -> None:
         raise ExportError("several layers and saliency need --gradients full (one backward serves them all)")
     if config.input_gradients == "guided" and config.gradients == contract.GRADIENTS_NONE:
         raise ExportError("--input-gradients guided needs Grad-CAM's weights: --gradients full or pooled")
+    if config.int8 and (config.fp16 or config.trt8):
+        raise ExportError("--int8 graphs are for CPUs; --fp16 and --trt8 make graphs for GPUs: choose one")
     if config.int8 and (config.more_layers or config.input_gradients):
         raise ExportError("--int8 takes graphs with one layer and no input gradients")
     if config.input_gradients not in INPUT_GRADIENTS:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime import contract
-from realtime.export import targets
+from realtime.export import targets, variants
 from realtime.export.assemble import Assembled, assemble
 from realtime.export.checks import portable, selfcheck
 from realtime.export.checks.selfcheck import SelfCheckError
@@ -89,7 +89,7 @@ def import_onnx(config: ExportConfig) -> ForwardGraph:
 
 def _progress(config: ExportConfig, import_steps: int) -> Progress:
     checked = config.self_check and config.gradients != contract.GRADIENTS_NONE
-    return Progress(import_steps + 2 + int(checked) + int8_stage.steps(config), config.quiet)
+    return Progress(import_steps + 2 + int(checked) + int8_stage.steps(config) + variants.steps(config), config.quiet)
 
 
 def _keras_forward(model: Any, config: ExportConfig, progress: Progress) -> ForwardGraph:
@@ -115,6 +115,12 @@ def _finish(forward: ForwardGraph, config: ExportConfig, progress: Progress, sta
         built = assemble(forward, chosen, config)
     size = _input_size(forward)
     del forward
+    if variants.wanted(config):  # trt8 / fp16: made from the checked fp32 graph, checked against it
+        with folder_for(output), tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+            fp32 = Path(tmp) / "fp32.onnx"
+            report = save_checked(built.model, fp32, lambda path: _check(path, built, config, size, progress))
+            fidelity = variants.derive_checked(fp32, built.model, output, size, config, progress)
+        return _result(output, start, report, built, progress, fidelity)
     if not config.int8:
         report = save_checked(built.model, output, lambda path: _check(path, built, config, size, progress))
         return _result(output, start, report, built, progress)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from scripts.bench.timing import alternate, child
 
@@ -22,17 +23,29 @@ class Subject:
     name: str
     input_size: int
     export_args: tuple[str, ...]
+    keras_model: Path | None = None  # the seed's method runs on this Keras model (None: VGG16 itself)
+    layer: str = "block5_conv3"
 
 
 VGG16 = Subject("vgg16", 224, ("--weights", "random", "--seed", "0"))
 
 
 def small_subject(folder: Path) -> Subject:
+    """The demo architecture with seeded weights, exported as ONNX once here: its graphs are then made
+    with --onnx, so the quick run does not start TensorFlow in each of its six export processes."""
+    from realtime.export.importers.keras import keras_forward
     from scripts.train_demo_models import LAYER, build_model
 
     path = folder / "small.keras"
-    build_model(0).save(path)
-    return Subject("demo-architecture", 224, ("--model", str(path), "--layer", LAYER, "--preprocess", "tf"))
+    model = build_model(0)
+    model.save(path)
+    forward = keras_forward(model, LAYER, "small").model
+    logits = forward.graph.output[0]
+    del forward.graph.output[:]
+    forward.graph.output.append(logits)  # the layer stays a named tensor; the file is a plain classifier
+    onnx.save(forward, str(folder / "small.onnx"))
+    args = ("--onnx", str(folder / "small.onnx"), "--layer", LAYER, "--preprocess", "tf")
+    return Subject("demo-architecture", 224, args, keras_model=path, layer=LAYER)
 
 
 def export_all(subject: Subject, folder: Path) -> dict[str, Any]:
@@ -231,8 +244,8 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
         model = keras.applications.VGG16(weights=None, classifier_activation=None)
         layer, prep = "block5_conv3", "caffe"
     else:
-        model = keras.models.load_model(subject.export_args[1], compile=False)
-        layer, prep = subject.export_args[3], "tf"
+        model = keras.models.load_model(subject.keras_model, compile=False)
+        layer, prep = subject.layer, "tf"
     image = np.random.default_rng(1).integers(0, 256, (1, subject.input_size, subject.input_size, 3), dtype=np.uint8)
     targets = np.array([[-1]], np.int64)
     body = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])

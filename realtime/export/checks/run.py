@@ -13,12 +13,14 @@ def run_onnx(path: str | Path, image: np.ndarray, targets: np.ndarray) -> dict[s
     """Every output of a contract graph on one batch, on onnxruntime's CPU provider."""
     import onnxruntime as ort
 
+    from realtime.engine import contract_feeds
     from realtime.providers import cpu_session_options
 
     # the runtime's own session settings (no weight prepacking: VGG16's session opens 1 s sooner)
     session = ort.InferenceSession(str(path), cpu_session_options(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    feeds: dict[str, np.ndarray] = {contract.INPUT_IMAGE: image}
-    if contract.INPUT_TARGETS in {i.name for i in session.get_inputs()}:
-        feeds[contract.INPUT_TARGETS] = targets
+    profile = session.get_modelmeta().custom_metadata_map.get(contract.META_PROFILE, contract.PROFILE_DEFAULT)
+    feeds = contract_feeds(profile, image, np.asarray(targets, np.int64))
+    if contract.INPUT_TARGETS not in {i.name for i in session.get_inputs()}:
+        del feeds[contract.INPUT_TARGETS]
     return dict(zip(names, session.run(names, feeds), strict=True))

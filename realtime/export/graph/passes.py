@@ -121,3 +121,18 @@ def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProt
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
     return probe
+
+
+def reroute_output(graph: onnx.GraphProto, output: str, inner: str) -> int:
+    """The node that makes graph output `output` makes `inner` instead, and every node that read `output`
+    reads `inner` (graphs exported before outputs were leaves have readers). Returns the position right
+    after that node: where a node making `output` again (a Cast, say) goes."""
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name == output:
+                node.input[position] = inner
+    for at, node in enumerate(graph.node):
+        if output in node.output:
+            node.output[list(node.output).index(output)] = inner
+            return at + 1
+    raise ValueError(f"no node makes {output}")

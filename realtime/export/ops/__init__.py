@@ -39,7 +39,8 @@ OPS: Mapping[str, OpRecord] = _table()
 UNKNOWN = OpRecord("")  # what an op without a record is taken to be: no rule, nothing special, not TensorRT's
 
 SUPPORTED_OPS = tuple(sorted(op for op, record in OPS.items() if record.rule is not None))
-TENSORRT_OPS = frozenset(op for op, record in OPS.items() if record.tensorrt)
+TENSORRT_OPS = frozenset(op for op, record in OPS.items() if record.tensorrt)  # TensorRT 10's parser
+TENSORRT8_OPS = frozenset(op for op, record in OPS.items() if record.tensorrt == 8)  # JetPack's 8.5 and 8.6
 
 
 def record(op_type: str) -> OpRecord:

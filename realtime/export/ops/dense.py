@@ -104,14 +104,14 @@ def pooled_dense(
 
 
 RECORDS = (
-    OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=True, int8="dense"),
+    OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=8, int8="dense"),
     OpRecord(
         "MatMul",
         _matmul,
         grad_inputs="all",
         layout="breaks",
         pooled="dense",
-        tensorrt=True,
+        tensorrt=8,
         int8="dense",
         tokens="mixes_two_activations",
         per_token="right_product",

@@ -99,8 +99,8 @@ def _where(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
 
 
 RECORDS = (
-    OpRecord("Slice", _slice, tensorrt=True, tensorrt_note="constant axes"),
-    OpRecord("Gather", _gather, tensorrt=True, per_token="picks"),
-    OpRecord("Expand", _expand, tensorrt=True),
-    OpRecord("Where", _where, grad_inputs="all", tensorrt=True),
+    OpRecord("Slice", _slice, tensorrt=8, tensorrt_note="constant axes", tensorrt_constants=(3,)),
+    OpRecord("Gather", _gather, tensorrt=8, per_token="picks"),
+    OpRecord("Expand", _expand, tensorrt=8),
+    OpRecord("Where", _where, grad_inputs="all", tensorrt=8),
 )

@@ -35,13 +35,13 @@ def _transpose(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
 
 
 RECORDS = (
-    OpRecord("Flatten", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=True),
-    OpRecord("Reshape", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=True,
+    OpRecord("Flatten", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=8),
+    OpRecord("Reshape", _reshape, layout="breaks", plumbing=True, pooled="flattens", tensorrt=8,
              folds_on_constants=True, per_token="reshapes"),
-    OpRecord("Squeeze", _reshape, layout="breaks", plumbing=True, tensorrt=True, tensorrt_note="constant axes",
-             folds_on_constants=True),
-    OpRecord("Unsqueeze", _reshape, layout="breaks", plumbing=True, tensorrt=True, tensorrt_note="constant axes",
-             folds_on_constants=True),
-    OpRecord("Transpose", _transpose, layout="permutes", plumbing=True, pooled="permutes", tensorrt=True,
+    OpRecord("Squeeze", _reshape, layout="breaks", plumbing=True, tensorrt=8, tensorrt_note="constant axes",
+             tensorrt_constants=(1,), folds_on_constants=True),
+    OpRecord("Unsqueeze", _reshape, layout="breaks", plumbing=True, tensorrt=8, tensorrt_note="constant axes",
+             tensorrt_constants=(1,), folds_on_constants=True),
+    OpRecord("Transpose", _transpose, layout="permutes", plumbing=True, pooled="permutes", tensorrt=8,
              per_token="permutes"),
 )  # fmt: skip

@@ -46,6 +46,6 @@ def _layernorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
 
 
 RECORDS = (
-    OpRecord("BatchNormalization", _batchnorm, layout="nchw", tensorrt=True),
-    OpRecord("LayerNormalization", _layernorm, layout="last_axis", tensorrt=True, per_token="last_axis_norm"),
+    OpRecord("BatchNormalization", _batchnorm, layout="nchw", tensorrt=8),
+    OpRecord("LayerNormalization", _layernorm, layout="last_axis", tensorrt=10, per_token="last_axis_norm"),
 )

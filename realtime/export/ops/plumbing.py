@@ -18,14 +18,19 @@ _CHANNELS_FIRST_TENSORRT = (
     "ConvTranspose", "InstanceNormalization", "Resize", "LpPool", "DepthToSpace", "SpaceToDepth",
 )  # fmt: skip
 
+_FP32_INPUTS = {"Resize": (2,)}  # its scales are tensor(float) whatever X is
+
+# in onnx-tensorrt 10.0's operator support matrix, not in release/8.5-GA's (so not in JetPack 6's TensorRT 8.6)
+_TENSORRT10_ONLY = ("CastLike", "DeformConv", "GroupNormalization", "Hardmax", "IsInf", "Mish")
+
 # onnx-tensorrt 10.0's operator support matrix (docs/operators.md, rows marked Y), less the ops recorded
 # elsewhere; its restrictions that matter here are in the records' tensorrt_note
 _OTHER_TENSORRT = (
-    "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "CastLike", "Celu", "Constant", "Cos", "Cosh",
-    "CumSum", "DeformConv", "DequantizeLinear", "Einsum", "Elu", "EyeLike", "Split",
-    "GatherElements", "GatherND", "GlobalLpPool", "GridSample", "GroupNormalization", "GRU",
-    "Hardmax", "If", "ImageScaler", "IsInf", "IsNaN", "Log", "Loop", "LRN", "LSTM", "LpNormalization",
-    "Mean", "MeanVarianceNormalization", "Mish", "Mod", "NonMaxSuppression", "OneHot",
+    "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Celu", "Constant", "Cos", "Cosh",
+    "CumSum", "DequantizeLinear", "Einsum", "Elu", "EyeLike", "Split",
+    "GatherElements", "GatherND", "GlobalLpPool", "GridSample", "GRU",
+    "If", "ImageScaler", "IsNaN", "Log", "Loop", "LRN", "LSTM", "LpNormalization",
+    "Mean", "MeanVarianceNormalization", "Mod", "NonMaxSuppression", "OneHot",
     "ParametricSoftplus", "PRelu", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform",
     "RandomUniformLike", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin", "ReduceProd",
     "ReduceSumSquare", "ReverseSequence", "RNN", "RoiAlign", "ScaledTanh", "Scan", "Scatter",
@@ -36,6 +41,7 @@ _OTHER_TENSORRT = (
 _NOTES = {
     "TopK": "a constant K below 3840",
     "Slice": "constant axes",
+    "CumSum": "a constant axis",
     "Pad": "constant pads",
     "ReduceSum": "constant axes",
     "ReduceMax": "constant axes",
@@ -44,14 +50,18 @@ _NOTES = {
 }
 
 RECORDS = (
-    OpRecord("Shape", grad_inputs="none", tensorrt=True, reads_shape_only=True),
-    OpRecord("Size", grad_inputs="none", tensorrt=True, reads_shape_only=True),
-    *(OpRecord(op, grad_inputs="none", tensorrt=True) for op in _NO_GRADIENT_TENSORRT),
-    *(OpRecord(op, layout="nchw", tensorrt=True) for op in _CHANNELS_FIRST_TENSORRT),
-    *(OpRecord(op, tensorrt=True, tensorrt_note=_NOTES.get(op, "")) for op in _OTHER_TENSORRT),
-    OpRecord("Max", grad_inputs="all", tensorrt=True),
-    OpRecord("Min", grad_inputs="all", tensorrt=True),
-    OpRecord("Cast", tensorrt=True, folds_on_constants=True),
-    OpRecord("Reciprocal", tensorrt=True, folds_on_constants=True),
-    OpRecord("TopK", tensorrt=True, tensorrt_note=_NOTES["TopK"]),
+    OpRecord("Shape", grad_inputs="none", tensorrt=8, reads_shape_only=True),
+    OpRecord("Size", grad_inputs="none", tensorrt=8, reads_shape_only=True),
+    *(OpRecord(op, grad_inputs="none", tensorrt=8) for op in _NO_GRADIENT_TENSORRT),
+    *(OpRecord(op, layout="nchw", tensorrt=8, fp32_inputs=_FP32_INPUTS.get(op, ())) for op in _CHANNELS_FIRST_TENSORRT),
+    *(
+        OpRecord(op, tensorrt=8, tensorrt_note=_NOTES.get(op, ""), tensorrt_constants=(1,) if op == "CumSum" else ())
+        for op in _OTHER_TENSORRT
+    ),
+    *(OpRecord(op, tensorrt=10) for op in _TENSORRT10_ONLY),
+    OpRecord("Max", grad_inputs="all", tensorrt=8),
+    OpRecord("Min", grad_inputs="all", tensorrt=8),
+    OpRecord("Cast", tensorrt=8, folds_on_constants=True),
+    OpRecord("Reciprocal", tensorrt=8, folds_on_constants=True),
+    OpRecord("TopK", tensorrt=8, tensorrt_note=_NOTES["TopK"], tensorrt_constants=(1,)),
 )

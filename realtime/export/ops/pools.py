@@ -174,9 +174,9 @@ def _gmp(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
 
 
 RECORDS = (
-    OpRecord("MaxPool", _maxpool, layout="nchw", plumbing=True, pooled="window", tensorrt=True,
+    OpRecord("MaxPool", _maxpool, layout="nchw", plumbing=True, pooled="window", tensorrt=8,
              tensorrt_note="without its Indices output", int8="pool"),
-    OpRecord("AveragePool", _avgpool, layout="nchw", plumbing=True, pooled="window", tensorrt=True),
-    OpRecord("GlobalAveragePool", _gap, layout="nchw", pooled="global", tensorrt=True),
-    OpRecord("GlobalMaxPool", _gmp, layout="nchw", pooled="global", tensorrt=True),
+    OpRecord("AveragePool", _avgpool, layout="nchw", plumbing=True, pooled="window", tensorrt=8),
+    OpRecord("GlobalAveragePool", _gap, layout="nchw", pooled="global", tensorrt=8),
+    OpRecord("GlobalMaxPool", _gmp, layout="nchw", pooled="global", tensorrt=8),
 )  # fmt: skip

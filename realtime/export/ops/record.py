@@ -3,9 +3,9 @@
 Each op family's module lists its records (`RECORDS`); `ops/__init__.py` gathers them in one
 table. Every other stage asks the table instead of keeping its own list of op names: whether a
 gradient flows and into which inputs (autodiff), what the op says about a map's layout and
-whether it is plumbing (targets), how the pooled shortcut treats it (autodiff), whether
-TensorRT's parser takes it (checks), whether static int8 quantizes it (int8), and whether the
-import folds it when all its inputs are constants (importers).
+whether it is plumbing (targets), how the pooled shortcut treats it (autodiff), which
+TensorRT's parser takes it (checks), whether static int8 quantizes it (int8), which inputs an fp16 copy keeps
+float32 (fp16), and whether the import folds it when all its inputs are constants (importers).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ PER_TOKEN_ROLES = (
 )  # how a ViT's class token can be selected before the op (select_early):
 # element by element; a norm of the last axis; rows of a matrix product; a softmax along another axis;
 # through a transpose, a pick along another axis, a reshape of later axes
+TENSORRT_VERSIONS = (0, 8, 10)
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 
 
@@ -46,13 +47,16 @@ class OpRecord:
     plumbing: bool = False  # its output is pooling or plumbing: never the default layer to explain
     logits_view: bool = False  # passes the logits on with the same ranking (Softmax, Identity): look through it
     pooled: str = "blocks"  # how the pooled shortcut walks it on the way to the spatial sum
-    tensorrt: bool = False  # onnx-tensorrt 10's parser supports it (operators.md)
+    tensorrt: int = 0  # the oldest TensorRT whose ONNX parser takes it (onnx-tensorrt's operators.md): 8 (in
+    # release/8.5-GA's list, so in JetPack's 8.5 and 8.6), 10 (added since: LayerNormalization, Gelu, ...), 0: none
     tensorrt_note: str = ""  # the conditions it states, where they matter here
+    tensorrt_constants: tuple[int, ...] = ()  # inputs the parser needs as initializers (TopK's K, Slice's axes)
     int8: str = ""
     per_token: str = ""  # PER_TOKEN_ROLES: a ViT's class token can be selected before it (select_early)
     tokens: str = ""  # TOKEN_ROLES: token layers after the last op that mixes tokens reach only the class token
     folds_on_constants: bool = False  # the import evaluates it when every input is a constant
     reads_shape_only: bool = False  # its output depends on its input's shape, not its values (Shape, Size)
+    fp32_inputs: tuple[int, ...] = ()  # float inputs the ONNX spec keeps float32 in an fp16 graph (Resize's scales)
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
@@ -62,6 +66,7 @@ class OpRecord:
             ("int8", self.int8, INT8_ROLES),
             ("tokens", self.tokens, TOKEN_ROLES),
             ("per_token", self.per_token, PER_TOKEN_ROLES),
+            ("tensorrt", self.tensorrt, TENSORRT_VERSIONS),
         ):
             if value not in allowed:
                 raise ValueError(f"{self.op_type}: {field} {value!r} is not one of {allowed}")

@@ -46,8 +46,6 @@ def _reduce_sum(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int,
 
 
 RECORDS = (
-    OpRecord(
-        "ReduceMean", _reduce_mean, pooled="reduce", tensorrt=True, tensorrt_note="constant axes", tokens="reduces"
-    ),
-    OpRecord("ReduceSum", _reduce_sum, tensorrt=True, tensorrt_note="constant axes", tokens="reduces"),
+    OpRecord("ReduceMean", _reduce_mean, pooled="reduce", tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
+    OpRecord("ReduceSum", _reduce_sum, tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
 )

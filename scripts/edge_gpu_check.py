@@ -1,0 +1,170 @@
+"""The product's GPU paths in one run: CUDA graphs and fp16 copies through gradcam's own Engine.
+
+    python scripts/edge_gpu_check.py OUT_DIR [--models vgg16,resnet50,mobilenet_v3_large] [--providers cuda]
+
+Needs torch and torchvision (seeded random weights; nothing is downloaded) and onnxruntime-gpu.
+For each model it exports the forward-only and the pooled graph, each also as an fp16 copy (with
+gradcam-export's own fidelity check), on the CPU. Then, on the provider asked for, it measures:
+- ms per frame at batch 1 through `Engine.run`, plain and with `--cuda-graph`, fp32 and fp16, each
+  as a ratio to the forward-only graph under the same settings (timed in alternation);
+- the live loop's display rate on a 200 FPS source, pooled, with CUDA graphs and without.
+It writes edge_gpu_check.json and prints a markdown table for docs/gpu.md. `--providers cpu --models
+mobilenet_v3_small --rounds 3` is a dry run of the script itself on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.bench.live import LoopSource, synthetic_frames  # noqa: E402
+from scripts.bench.timing import alternate, machine  # noqa: E402
+
+GOAL = 1.05  # pooled Grad-CAM against forward-only, batch 1, with CUDA graphs
+
+
+def export_graphs(name: str, folder: Path) -> dict[str, str]:
+    """torchvision `name` (seeded) -> ONNX -> forward-only and pooled graphs, fp32 and fp16."""
+    import torch
+    import torchvision
+
+    from realtime.export.pipeline import ExportConfig, export
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    source = folder / f"{name}.onnx"
+    torch.onnx.export(
+        model, torch.zeros(1, 3, 224, 224), str(source), opset_version=17, dynamo=False,
+        input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
+    )  # fmt: skip
+    paths = {}
+    for gradients in ("none", "pooled"):
+        for half in (False, True):
+            out = folder / f"{name}_{gradients}{'_fp16' if half else ''}.onnx"
+            if gradients == "none" and half:  # the fp16 check compares maps: forward-only is cast directly
+                _fp16_forward(folder / f"{name}_none.onnx", out)
+            else:
+                export(ExportConfig(onnx=source, gradients=gradients, output=out, quiet=True, fp16=half))
+            paths[f"{gradients}{'_fp16' if half else ''}"] = str(out)
+    return paths
+
+
+def _fp16_forward(fp32: Path, out: Path) -> None:
+    import onnx
+
+    from realtime.export import fp16
+    from realtime.export.variants import PRECISION_FP16, _set_precision
+
+    model = fp16.to_fp16(onnx.load(str(fp32)))
+    _set_precision(model, PRECISION_FP16)
+    onnx.save(model, str(out))
+
+
+def per_frame(paths: dict[str, str], providers: str, rounds: int) -> dict[str, Any]:
+    """ms per batch-1 frame through Engine.run, in alternation, with and without CUDA graphs."""
+    from realtime.engine import Engine, EngineOptions
+
+    image = np.random.default_rng(1).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    engines = {}
+    for graph_name, path in paths.items():
+        for cuda_graph in (False, True):
+            options = EngineOptions(providers=providers, warmup=3, cuda_graph=cuda_graph, tf32=True)
+            engine = Engine(path, options)
+            engines[f"{graph_name}{' cuda-graph' if cuda_graph else ''}"] = engine
+    runs = {n: (lambda e=e: e.run(image, [[-1]], need_gradients=False)) for n, e in engines.items()}
+    ms = alternate(runs, rounds, warmup=5)
+    report: dict[str, Any] = {"ms": ms, "provider": next(iter(engines.values())).provider}
+    report["notices"] = sorted({e.notice for e in engines.values()})
+    for suffix in ("", " cuda-graph"):
+        for precision in ("", "_fp16"):
+            base = ms.get(f"none{precision}{suffix}")
+            if base:
+                report[f"pooled{precision}{suffix} ratio"] = ms[f"pooled{precision}{suffix}"] / base
+    return report
+
+
+def display_rate(path: str, providers: str, cuda_graph: bool, n: int) -> dict[str, Any]:
+    """The live loop on a 200 FPS source: displayed frames per second, and the model's own time."""
+    from realtime.controls import Controls
+    from realtime.engine import Engine, EngineOptions
+    from realtime.loop import Loop
+    from realtime.sourceset import SourceSet
+
+    engine = Engine(path, EngineOptions(providers=providers, cuda_graph=cuda_graph))
+    with SourceSet([LoopSource(synthetic_frames(30), 200.0, "200 FPS")]) as readers:
+        start = time.perf_counter()
+        summary = Loop([engine], readers, Controls(), (), display="model").run(n)
+        seconds = time.perf_counter() - start
+    return {"display_fps": summary.stats.display_fps, "model_ms": summary.stats.model_ms, "wall_s": seconds}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["| model | pooled / none | fp16 | CUDA graph | fp16 + CUDA graph | display FPS (200 FPS source) |"]
+    lines.append("|---|---|---|---|---|---|")
+    for name, row in report["models"].items():
+        if "error" in row:
+            lines.append(f"| {name} | failed: {row['error'][:120]} | | | | |")
+            continue
+        f = row["per_frame"]
+
+        def cell(key: str, f: dict[str, Any] = f) -> str:
+            ratio = f.get(f"{key} ratio")
+            ms = f["ms"].get(key.replace(" ratio", ""))
+            return f"{ratio:.3f} ({ms:.2f} ms)" if ratio and ms else "n/a"
+
+        rates = " / ".join(f"{row[k]['display_fps']:.0f}" for k in ("display", "display cuda-graph") if k in row)
+        lines.append(
+            f"| {name} | {cell('pooled')} | {cell('pooled_fp16')} | {cell('pooled cuda-graph')} "
+            f"| {cell('pooled_fp16 cuda-graph')} | {rates} (plain / CUDA graph) |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--models", default="vgg16,resnet50,mobilenet_v3_large")
+    parser.add_argument("--providers", default="cuda", choices=("cuda", "tensorrt", "cpu"))
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--frames", type=int, default=600, help="frames for each live-loop run")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "graphs"
+    work.mkdir(exist_ok=True)
+    report: dict[str, Any] = {"machine": machine(), "providers": args.providers, "models": {}}
+    for name in args.models.split(","):
+        row: dict[str, Any] = {}
+        try:
+            paths = export_graphs(name, work)
+            row["per_frame"] = per_frame(paths, args.providers, args.rounds)
+            row["display"] = display_rate(paths["pooled"], args.providers, False, args.frames)
+            row["display cuda-graph"] = display_rate(paths["pooled"], args.providers, True, args.frames)
+        except Exception as exc:  # a diagnostic run: record what failed, go on with the next model
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        report["models"][name] = row
+        (args.out / "edge_gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
+        print(f"== {name}\n{json.dumps(row, indent=1, default=float)}", flush=True)
+    goals = {
+        name: row["per_frame"].get("pooled cuda-graph ratio")
+        for name, row in report["models"].items()
+        if "per_frame" in row
+    }
+    report["goal"] = {n: ("met" if r is not None and r <= GOAL else "MISSED") + f" ({r})" for n, r in goals.items()}
+    (args.out / "edge_gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
+    print(markdown(report))
+    print(f"goal: pooled <= {GOAL}x forward-only with CUDA graphs: {report['goal']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
