@@ -27,22 +27,28 @@ sys.path.insert(0, str(ROOT))
 CUDA = "CUDAExecutionProvider"
 
 
-def export_models(names: Sequence[str], folder: Path) -> dict[str, dict[str, str]]:
-    """torchvision -> ONNX -> Grad-CAM graphs (none, pooled, full), with export times."""
+def torchvision_onnx(name: str, folder: Path) -> Path:
+    """torchvision `name` with seeded random weights as ONNX (opset 17, dynamic batch)."""
     import torch
     import torchvision
 
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    source = folder / f"{name}.onnx"
+    torch.onnx.export(
+        model, torch.zeros(1, 3, 224, 224), str(source), opset_version=17, dynamo=False,
+        input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
+    )  # fmt: skip
+    return source
+
+
+def export_models(names: Sequence[str], folder: Path) -> dict[str, dict[str, str]]:
+    """torchvision -> ONNX -> Grad-CAM graphs (none, pooled, full), with export times."""
     from realtime.export.pipeline import ExportConfig, export
 
     paths: dict[str, dict[str, str]] = {}
     for name in names:
-        torch.manual_seed(0)
-        model = getattr(torchvision.models, name)(weights=None).eval()
-        source = folder / f"{name}.onnx"
-        torch.onnx.export(
-            model, torch.zeros(1, 3, 224, 224), str(source), opset_version=17, dynamo=False,
-            input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
-        )  # fmt: skip
+        source = torchvision_onnx(name, folder)
         paths[name] = {}
         for gradients in ("none", "pooled", "full"):
             start = time.perf_counter()

@@ -26,6 +26,7 @@ from realtime.progress import Progress
 AGREEMENT = 1e-5  # trt8 against fp32: of each output's largest magnitude
 FIDELITY_SCENES = 24  # held-out demo scenes for the fp16 check (3 graphs each: a VGG16 pooled takes ~20 s)
 MIN_CORRELATION = 0.99  # the fp16 maps' correlation with fp32's, below which the export stops
+FP16_TINY = 6e-8  # fp16's smallest subnormal
 PRECISION_FP16 = "fp16"
 
 
@@ -38,6 +39,7 @@ class Fp16Fidelity:
     map_correlation: float  # mean Pearson correlation of the Grad-CAM maps
     rounded_top1_agreement: float  # the same, every half-precision tensor rounded (a GPU's storage)
     rounded_map_correlation: float
+    largest_logit: float = 0.0  # the fp32 graph's, over the scenes: below fp16's range, nothing survives
 
     def ok(self) -> bool:
         return min(self.map_correlation, self.rounded_map_correlation) >= MIN_CORRELATION
@@ -84,9 +86,11 @@ def derive_checked(
         with progress.step(f"fidelity: fp16 against fp32 on {FIDELITY_SCENES} held-out demo scenes", "fidelity"):
             scenes.append(_fidelity(reference, path, rounded, size))
         if not scenes[0].ok():
+            why = f"its largest logit is {scenes[0].largest_logit:.1e}, and fp16 holds nothing below {FP16_TINY:.0e}; "
             raise ExportError(
                 f"fp16 maps correlate {min(scenes[0].map_correlation, scenes[0].rounded_map_correlation):.3f} with "
-                f"fp32's (needs {MIN_CORRELATION}); this model loses too much in half precision: keep the fp32 graph"
+                f"fp32's (needs {MIN_CORRELATION}): {why if scenes[0].largest_logit < 1e-3 else ''}"
+                "this model loses too much in half precision: keep the fp32 graph"
             )
 
     save_checked(derived, output, check)
@@ -129,13 +133,15 @@ def _fidelity(reference: Path, candidate: Path, rounded: onnx.ModelProto, size: 
         onnx.save(rounded, str(rounded_path))
         engines = [Engine(p, EngineOptions(providers="cpu", warmup=0)) for p in (reference, candidate, rounded_path)]
         agree: dict[int, list[bool]] = {1: [], 2: []}
+        largest = 0.0
         corr: dict[int, list[float]] = {1: [], 2: []}
         for image in images:
             want = engines[0].run(image[None], [[-1]], need_gradients=False)
             top = int(want.classes[0, 0])
+            largest = max(largest, float(np.abs(want.logits).max()))
             for i in (1, 2):
                 got = engines[i].run(image[None], [[top]], need_gradients=False)  # the same class's map
                 agree[i].append(int(np.argmax(got.logits[0])) == top)
                 corr[i].append(map_correlation(want.cam[0, 0], got.cam[0, 0]))
     means = [float(np.mean(values)) for values in (agree[1], corr[1], agree[2], corr[2])]
-    return Fp16Fidelity(len(images), *means)
+    return Fp16Fidelity(len(images), means[0], means[1], means[2], means[3], largest_logit=largest)
