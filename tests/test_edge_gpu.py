@@ -267,3 +267,19 @@ def test_fp16_copies_are_named_where_the_runtime_looks(resnet18) -> None:
     ) == contract.fp16_copy(default_output(fp32))
     engine = Engine(resnet18["fp16"], EngineOptions(providers="cpu", warmup=0))  # on a CPU: said, and it runs
     assert "fp16 graph is for GPUs" in engine.notice and engine.info.precision == "fp16"
+
+
+def test_fp16_refuses_a_model_whose_values_fp16_cannot_hold(tmp_path: Path, capsys) -> None:
+    """Random-weight MobileNetV3-small's logits reach ~3e-9, below fp16's smallest subnormal: the rounded
+    graph's maps are empty. The export says why in one line (exit 2) and writes nothing."""
+    needs("torch")
+    from realtime.export import cli
+    from scripts.gpu_graphs import torchvision_onnx
+
+    source = torchvision_onnx("mobilenet_v3_small", tmp_path)
+    out = tmp_path / "out" / "small_fp16.onnx"
+    code = cli.main(["--onnx", str(source), "--gradients", "pooled", "--fp16", "--output", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "largest logit is" in err[0] and "keep the fp32 graph" in err[0]
+    assert not out.exists() and not out.parent.exists()
