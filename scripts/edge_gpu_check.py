@@ -55,12 +55,14 @@ def _fp16_copy(fp32: Path) -> Path:
     here; the fidelity is reported beside it."""
     import onnx
 
+    from realtime import contract
     from realtime.export import fp16
-    from realtime.export.variants import PRECISION_FP16, _set_precision
+    from realtime.export.graph.builder import set_metadata
+    from realtime.export.variants import PRECISION_FP16
 
     out = fp32.with_name(f"{fp32.stem}_fp16.onnx")
     model = fp16.to_fp16(onnx.load(str(fp32)))
-    _set_precision(model, PRECISION_FP16)
+    set_metadata(model, contract.META_PRECISION, PRECISION_FP16)
     onnx.save(model, str(out))
     return out
 

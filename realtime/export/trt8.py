@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from realtime import contract
-from realtime.export.graph.builder import model_opset
+from realtime.export.graph.builder import model_opset, set_metadata
 from realtime.export.graph.index import attrs
 from realtime.export.graph.passes import reroute_output
 from realtime.export.graph.shapes import static_shapes
@@ -34,10 +34,7 @@ def to_trt8(source: onnx.ModelProto) -> onnx.ModelProto:
     _int32_targets(graph)
     _int32_classes(graph)
     decompose_layer_norms(model)
-    entry = (
-        next((p for p in model.metadata_props if p.key == contract.META_PROFILE), None) or model.metadata_props.add()
-    )
-    entry.key, entry.value = contract.META_PROFILE, contract.PROFILE_TRT8
+    set_metadata(model, contract.META_PROFILE, contract.PROFILE_TRT8)
     return model
 
 

@@ -20,6 +20,7 @@ from realtime import contract
 from realtime.export import fp16, trt8
 from realtime.export.checks import portable
 from realtime.export.config import ExportConfig, ExportError, self_check_inputs
+from realtime.export.graph.builder import set_metadata
 from realtime.export.graph.writing import save_checked
 from realtime.progress import Progress
 
@@ -70,7 +71,7 @@ def derive_checked(
         with progress.step("fp16: half-precision arithmetic; the softmax and cam normalisation stay fp32", "fp16"):
             rounded = fp16.rounded_like_fp16(derived)
             derived = fp16.to_fp16(derived)
-            _set_precision(derived, PRECISION_FP16)
+            set_metadata(derived, contract.META_PRECISION, PRECISION_FP16)
     precision = PRECISION_FP16 if config.fp16 else "fp32"
     scenes: list[Fp16Fidelity] = []
 
@@ -95,12 +96,6 @@ def derive_checked(
 
     save_checked(derived, output, check)
     return scenes[0] if scenes else None
-
-
-def _set_precision(model: onnx.ModelProto, precision: str) -> None:
-    entry = next((p for p in model.metadata_props if p.key == contract.META_PRECISION), None)
-    entry = entry or model.metadata_props.add()
-    entry.key, entry.value = contract.META_PRECISION, precision
 
 
 def _labels(model: onnx.ModelProto) -> list[str]:

@@ -17,6 +17,12 @@ from onnx import TensorProto, numpy_helper
 MIN_OPSET = 13
 
 
+def set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
+    """Set one metadata_props entry, replacing the one of that key if there is one."""
+    entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add()
+    entry.key, entry.value = key, value
+
+
 def model_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
