@@ -18,7 +18,7 @@ from realtime.cpu import INT8_TARGETS
 from realtime.export.graph.layout import LAYOUTS
 from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
 from realtime.export.preprocessing import PRESETS, Preprocess
-from realtime.files import OutputPathError, check_output_file
+from realtime.files import OutputPathError, check_output_file, check_output_folder
 from realtime.labels import imagenet_labels
 
 VGG16_LAYER = "block5_conv3"
@@ -64,6 +64,8 @@ class ExportConfig:
     int8_cpu: str = "auto"  # auto (this CPU) | vnni | no-vnni: the CPUs the int8 graph is made for
     fp16: bool = False  # an fp16 copy for GPUs (uint8 in, fp32 maps out), checked against fp32 here
     trt8: bool = False  # the TensorRT 8 profile (JetPack 5/6): float32 image, int32 targets and classes
+    triton_repo: Path | None = None  # also write a Triton model repository there (triton_repo.py)
+    triton_tensorrt: str | None = None  # fp16 | fp32: the TensorRT accelerator block in its config.pbtxt
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,10 @@ def validate(config: ExportConfig) -> None:
         raise ExportError("several layers and saliency need --gradients full (one backward serves them all)")
     if config.input_gradients == "guided" and config.gradients == contract.GRADIENTS_NONE:
         raise ExportError("--input-gradients guided needs Grad-CAM's weights: --gradients full or pooled")
+    if config.triton_tensorrt is not None and config.triton_repo is None:
+        raise ExportError("--triton-tensorrt sets the accelerator of a Triton repository: add --triton-repo DIR")
+    if config.triton_repo is not None:
+        _check_triton(config)
     if config.int8 and (config.fp16 or config.trt8):
         raise ExportError("--int8 graphs are for CPUs; --fp16 and --trt8 make graphs for GPUs: choose one")
     if config.int8 and (config.more_layers or config.input_gradients):
@@ -180,6 +186,20 @@ def validate(config: ExportConfig) -> None:
     try:  # the same check gradcam-live makes of its outputs, in the first second
         check_output_file(config.output or default_output(config), "--output", (".onnx",))
     except OutputPathError as exc:
+        raise ExportError(str(exc)) from exc
+
+
+def _check_triton(config: ExportConfig) -> None:
+    """Before the export's slow work: the repository's folder, the accelerator, and Triton's protobuf."""
+    from realtime.export.triton_repo import TENSORRT_PRECISIONS, TritonRepoError, parse_config
+
+    assert config.triton_repo is not None
+    if config.triton_tensorrt is not None and config.triton_tensorrt not in TENSORRT_PRECISIONS:
+        raise ExportError(f"--triton-tensorrt {config.triton_tensorrt!r}: choose {' or '.join(TENSORRT_PRECISIONS)}")
+    try:
+        check_output_folder(config.triton_repo, "--triton-repo")
+        parse_config('name: "probe"')
+    except (OutputPathError, TritonRepoError) as exc:
         raise ExportError(str(exc)) from exc
 
 
