@@ -161,7 +161,7 @@ EVERY_FLAG = {  # one demo-mode run per flag, with this value ({tmp}: the test's
     "--record": ["{tmp}/out.avi"], "--snapshots": ["{tmp}/snaps"], "--no-window": [], "--max-frames": ["3"],
     "--serve": ["0"], "--max-clients": ["2"], "--token": ["secret"], "--display": ["camera"], "--no-warp": [],
     "--save-frames": ["{tmp}/frames"], "--mirror": [], "--fullscreen": [], "--camera-size": ["320x240"],
-    "--camera-fps": ["15"], "--fourcc": ["MJPG"],
+    "--camera-fps": ["15"], "--fourcc": ["MJPG"], "--cuda-graph": [],
 }  # fmt: skip
 
 
@@ -181,6 +181,7 @@ def _effect(flag: str, config: LiveConfig, result, tmp: Path) -> None:
         "--crop": lambda: config.fit == "center",
         "--fp16": lambda: all(e.options.fp16 for e in engines),
         "--no-tf32": lambda: not any(e.options.tf32 for e in engines),
+        "--cuda-graph": lambda: all(e.options.cuda_graph and "needs the CUDA provider" in e.notice for e in engines),
         "--threads": lambda: all(e.options.threads == 1 for e in engines),
         "--record": lambda: count_frames(tmp / "out.avi") == 3,
         "--save-frames": lambda: len(list((tmp / "frames").glob("*.jpg"))) >= 1,

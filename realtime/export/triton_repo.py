@@ -30,6 +30,8 @@ TRITON_TYPES = {  # onnxruntime's type names -> Triton's
 }
 TENSORRT_PRECISIONS = ("fp16", "fp32")
 DEVICES = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
+BACKENDS = ("onnxruntime", "python")
+PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")  # the Python-backend variant's model.py
 
 
 class TritonRepoError(ValueError):
@@ -43,6 +45,7 @@ class TritonOptions:
     instances: int = 1  # copies of the model per device
     device: str = "gpu"  # gpu | cpu: where those copies run
     tensorrt: str | None = None  # fp16 | fp32: onnxruntime's TensorRT accelerator inside Triton
+    backend: str = "onnxruntime"  # or python: the same graph run by onnxruntime in Triton's Python backend
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def _tensor(value: object) -> Tensor:
 def config_text(name: str, inputs: Sequence[Tensor], outputs: Sequence[Tensor], metadata: dict[str, str],
                 options: TritonOptions) -> str:  # fmt: skip
     """config.pbtxt for Triton's onnxruntime backend."""
-    lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {options.max_batch_size}"]
+    serves = 'platform: "onnxruntime_onnx"' if options.backend == "onnxruntime" else 'backend: "python"'
+    lines = [f'name: "{name}"', serves, f"max_batch_size: {options.max_batch_size}"]
     for kind, tensors in (("input", inputs), ("output", outputs)):
         entries = ", ".join(f'{{ name: "{t.name}" data_type: {t.triton_type} dims: [ {_dims(t)} ] }}' for t in tensors)
         lines.append(f"{kind} [ {entries} ]")
@@ -124,6 +128,10 @@ def write_repository(graph: Path, repo: Path, name: str | None = None, options: 
     options = options or TritonOptions()
     if options.tensorrt is not None and options.tensorrt not in TENSORRT_PRECISIONS:
         raise TritonRepoError(f"--triton-tensorrt {options.tensorrt!r}: choose {' or '.join(TENSORRT_PRECISIONS)}")
+    if options.backend not in BACKENDS:
+        raise TritonRepoError(f"backend {options.backend!r}: choose {' or '.join(BACKENDS)}")
+    if options.backend == "python" and (options.tensorrt is not None or options.device != "cpu"):
+        raise TritonRepoError("the Python-backend variant runs onnxruntime on the CPU: no TensorRT, device cpu")
     if options.max_batch_size < 1:
         raise TritonRepoError(f"max_batch_size {options.max_batch_size}: Triton batches need at least 1")
     name = name or graph.stem
@@ -139,6 +147,8 @@ def write_repository(graph: Path, repo: Path, name: str | None = None, options: 
         for data in _external_data(graph):  # the weights first: a model.onnx never points at missing data
             _copy(graph.parent / data, folder / "1" / data)
         _copy(graph, folder / "1" / "model.onnx")
+        if options.backend == "python":
+            _copy(PYTHON_MODEL, folder / "1" / "model.py")
         _replace(folder / "config.pbtxt", lambda tmp: tmp.write_text(text))
     return folder
 
