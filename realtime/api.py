@@ -17,9 +17,10 @@ import numpy as np
 
 from realtime import arguments, cam, overlay
 from realtime.controls import Controls, explained_columns, resolve_class, targets_for
-from realtime.engine import Engine, EngineOptions
+from realtime.engine import EngineOptions
 from realtime.frames import Region, fit, model_region, to_bgr
 from realtime.panels import label_of, panel_maps
+from realtime.remote import open_engine
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class GradCam:
     ) -> None:  # fmt: skip
         threads = arguments.threads(threads)
         options = EngineOptions(providers=providers, threads=threads, warmup=warmup, cuda_graph=cuda_graph)
-        self.engine = Engine(model, options)
+        self.engine = open_engine(model, options)  # a grpc:// or http:// address: a model Triton serves
         self.fit_mode = fit_mode
         if self.engine.cpu_warning:  # an int8 graph made for VNNI on a CPU without it
             warnings.warn(self.engine.cpu_warning, RuntimeWarning, stacklevel=2)

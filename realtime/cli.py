@@ -16,6 +16,7 @@ from realtime.files import VIDEO_SUFFIXES, OutputPathError, check_output_file, c
 from realtime.frames import FIT_MODES
 from realtime.panels import panel_names
 from realtime.providers import PROVIDER_CHAINS
+from realtime.remote import model_location
 from realtime.session import DISPLAY_MODES, LiveConfig, SessionResult
 
 
@@ -64,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         dest="models",
         action="append",
-        type=Path,
+        type=model_location,
         metavar="ONNX",
-        help="exported Grad-CAM graph; repeat to compare models side by side (default: models/vgg16_gradcam_*.onnx)",
+        help="exported Grad-CAM graph, or one Triton serves (grpc://HOST:8001/NAME, http://HOST:8000/NAME); "
+        "repeat to compare models side by side (default: models/vgg16_gradcam_*.onnx)",
     )
     add("--demo", action="store_true", help="offline demo: the synthetic scene and the two bundled models")
     add("--method", choices=list(cam.METHODS), default="gradcam")
@@ -200,6 +202,7 @@ def run(config: LiveConfig) -> int:
     from realtime.contract import ContractError
     from realtime.demo.models import DemoModelsMissingError
     from realtime.engine import ModelNotFoundError
+    from realtime.remote import RemoteModelError
     from realtime.session import SessionError, run_session
     from realtime.sources import SourceError
 
@@ -220,6 +223,7 @@ def run(config: LiveConfig) -> int:
         SessionError,
         ClassNameError,
         cam.MethodNeedsGradientsError,
+        RemoteModelError,  # a served model's server unreachable, or gone mid-run
     ) as exc:
         print(f"gradcam-live: {exc}", file=sys.stderr)
         return 2

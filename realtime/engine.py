@@ -62,6 +62,7 @@ class CamResult:
     more_layers: tuple[LayerMaps, ...] = field(repr=False, default=())  # layers 1.. of a version 2 graph
     saliency: np.ndarray | None = field(repr=False, default=None)  # [N,K,H,W,3] at the model input
     guided: np.ndarray | None = field(repr=False, default=None)  # [N,K,H,W,3] guided backpropagation
+    lost: str = ""  # a served model's server gone: why (the panels show it instead of maps); "" normally
 
     @property
     def layer_count(self) -> int:

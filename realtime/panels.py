@@ -102,6 +102,11 @@ def model_panels(
 ) -> tuple[list[np.ndarray], overlay.Hud]:  # fmt: skip
     """One model's panels for one source: its explained map, then the other top-k maps."""
     columns = explained_columns(view, model.class_id)
+    if result.lost:  # a served model whose server went away: a lost panel, like a lost camera's
+        name = model.name or "model"
+        hud = overlay.Hud(f"{name}: {result.lost}", None, view.method)
+        placeholder = overlay.lost_panel((image.shape[1], image.shape[0]), name, result.lost)
+        return [draw_hud(placeholder, hud) for _ in columns], hud
     if view.class_name is not None and model.class_id is None:  # another model has the class, this one not
         notes = (*notes, f"no class {view.class_name!r}: top-1")
     panels, first = [], None

@@ -19,6 +19,7 @@ from realtime.engine import Engine, EngineOptions
 from realtime.loop import Loop, RunSummary
 from realtime.outputs import FrameSaver, Output, Recorder, SinkError, Snapshots, Window, has_display
 from realtime.panels import panel_names
+from realtime.remote import open_engine
 from realtime.signals import stop_on_signals
 from realtime.sources import FolderSource, FrameSource, open_source
 from realtime.sourceset import SourceSet
@@ -38,7 +39,7 @@ class LiveConfig:
     """Everything gradcam-live was asked for; every field works with and without --demo."""
 
     sources: tuple[str, ...] = ()  # empty: camera 0 (the demo scene with --demo)
-    models: tuple[Path, ...] = ()  # empty: the exported VGG16 (the bundled pair with --demo)
+    models: tuple[Path | str, ...] = ()  # empty: the exported VGG16 (the pair with --demo); str: a served model
     demo: bool = False
     method: str = "gradcam"
     layer: str | None = None  # which explained layer to show first: its name or index (version 2 graphs)
@@ -105,13 +106,13 @@ def load_engines(config: LiveConfig) -> list[Engine]:
         providers=config.providers, fp16=config.fp16, tf32=config.tf32, threads=config.threads,
         cuda_graph=config.cuda_graph,
     )  # fmt: skip
-    paths: Sequence[Path] = config.models
+    paths: Sequence[Path | str] = config.models
     if not paths and config.demo:
         from realtime.demo.models import demo_model_paths
 
         bundled = demo_model_paths()
         paths = [bundled["biased"], bundled["fair"]]
-    return [Engine(path, options) for path in (paths or [default_model()])]
+    return [open_engine(path, options) for path in (paths or [default_model()])]
 
 
 def open_sources(config: LiveConfig) -> list[FrameSource]:

@@ -104,8 +104,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(repo: Path, work: Path, venv: Path | None = None, timeout: float = 90.0) -> Server:
-    """tritonserver on free loopback ports serving `repo`; returns once it says it is ready."""
+def start(
+    repo: Path, work: Path, venv: Path | None = None, timeout: float = 90.0, ports: tuple[int, int] | None = None
+) -> Server:
+    """tritonserver on loopback ports (free ones, or `ports` = (grpc, http): a restart on the same address)
+    serving `repo`; returns once it says it is ready."""
     venv = ensure_venv(venv or DEFAULT_VENV)
     binaries = prepare_binaries(venv, work)
     site = _site_packages(venv)
@@ -114,7 +117,8 @@ def start(repo: Path, work: Path, venv: Path | None = None, timeout: float = 90.
     env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
     env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
     env["PYTHONPATH"] = str(site)  # the stub's embedded Python: onnxruntime and numpy from the server's venv
-    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    grpc_port, http_port = ports or (free_port(), free_port())
+    metrics_port = free_port()
     log = work / "tritonserver.log"
     command = [
         str(binaries / "bin" / "tritonserver"), f"--model-repository={repo}",

@@ -94,3 +94,101 @@ def test_the_server_gives_the_in_process_answers_and_the_labels(served, protocol
         assert len(labels) == want[contract.OUT_LOGITS].shape[1]
         if name == "fair":
             assert labels == ["elephant", "penguin"]
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_a_served_model_is_an_engine_like_a_local_one(served, scheme: str) -> None:
+    """RemoteEngine reads the contract from the server and gives Engine's results; GradCam takes the address."""
+    from realtime import GradCam
+    from realtime.engine import Engine, EngineOptions
+    from realtime.remote import RemoteEngine
+
+    server, graphs = served
+    host = server.grpc if scheme == "grpc" else server.http
+    remote = RemoteEngine(f"{scheme}://{host}/mobilenet", EngineOptions(warmup=1))
+    local = Engine(graphs["mobilenet"], EngineOptions(providers="cpu", warmup=0))
+    assert remote.info == local.info  # labels, layers, shapes and profile, all from the server
+    image = np.random.default_rng(9).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    for need in (False, True):
+        got, want = remote.run(image, [[-1, 5]], need_gradients=need), local.run(image, [[-1, 5]], need_gradients=need)
+        assert np.array_equal(got.classes, want.classes) and got.classes.dtype == np.int64
+        assert np.abs(got.cam - want.cam).max() <= TOLERANCE and np.abs(got.weights - want.weights).max() <= TOLERANCE
+        assert (got.gradients is None) == (not need)  # only the outputs the method needs travel
+    frame = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    explained = GradCam(f"{scheme}://{host}/fair", warmup=0)(frame)
+    assert explained.maps.ndim == 3 and explained.labels[0] in ("elephant", "penguin")
+    assert explained.overlay(frame).shape == frame.shape
+
+
+def test_gradcam_live_through_triton_records_a_clip(served, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import count_frames, write_video
+
+    server, _ = served
+    clip, out = write_video(tmp_path / "clip.mp4", 12), tmp_path / "out.webm"
+    run = subprocess.run(
+        [sys.executable, "-m", "realtime.cli", "--model", f"grpc://{server.grpc}/fair", "--source", str(clip),
+         "--no-window", "--record", str(out)],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert "Triton at grpc://" in run.stderr and count_frames(out) >= 10
+    refused = subprocess.run(
+        [sys.executable, "-m", "realtime.cli", "--model", f"grpc://{server.grpc}/nosuch", "--source", str(clip),
+         "--no-window"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and "cannot read the model from the server" in lines[-1], refused.stderr
+
+
+def test_a_lost_server_shows_the_lost_panel_and_the_view_recovers(served, tmp_path: Path) -> None:
+    """The live loop on a served model: the server killed mid-run gives "lost: reconnecting" panels (the
+    loop goes on), and real maps come back once a server is up again at the same address."""
+    import threading
+    import time
+
+    from realtime.controls import Controls
+    from realtime.loop import Loop
+    from realtime.remote import RemoteEngine
+    from realtime.sourceset import SourceSet
+    from scripts import triton_local
+    from scripts.bench.live import LoopSource, synthetic_frames
+    from tests.conftest import Collect
+
+    repo = tmp_path / "repo"
+    write_repository(_fair(), repo, "fair", TritonOptions(backend="python", device="cpu", max_batch_size=4))
+    first = triton_local.start(repo, tmp_path)
+    engine = RemoteEngine(f"grpc://{first.grpc}/fair")
+    said: list[str] = []
+    engine.say = said.append
+    collect = Collect()
+    with SourceSet([LoopSource(synthetic_frames(8), 30.0)]) as readers:
+        loop = Loop([engine], readers, Controls(), [collect], display="model")
+        servers = [first]
+
+        def kill_and_restart() -> None:
+            time.sleep(1.5)
+            first.process.kill()
+            first.process.wait()
+            time.sleep(1.0)
+            servers.append(triton_local.start(repo, tmp_path / "again", ports=(first.grpc_port, first.http_port)))
+            time.sleep(2.0)
+            loop.stop_requested = True
+
+        (tmp_path / "again").mkdir()
+        thread = threading.Thread(target=kill_and_restart)
+        thread.start()
+        try:
+            loop.run(max_frames=3000)
+        finally:
+            thread.join()
+            for server in servers:
+                server.stop()
+    states = ["lost" if "reconnecting" in shown.huds[0].label else "live" for shown in collect.shown]
+    runs = [state for i, state in enumerate(states) if i == 0 or state != states[i - 1]]
+    assert runs == ["live", "lost", "live"], runs
+    assert states.count("lost") >= 5 and states[-10:] == ["live"] * 10
+    assert len(said) == 2 and "reconnecting" in said[0] and "the server is back" in said[1]
