@@ -40,6 +40,7 @@ from scripts.bench import (  # noqa: E402
     recording,
     report,
     transformers,
+    triton,
 )
 from scripts.bench.timing import child, machine  # noqa: E402
 
@@ -55,6 +56,7 @@ class BenchConfig:
     real_world_only: bool = False
     transformers_only: bool = False
     recording_only: bool = False
+    triton_only: bool = False
 
 
 def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -75,6 +77,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     )
     parser.add_argument(
         "--recording-only", action="store_true", help="only recording: display FPS with and without --record"
+    )
+    parser.add_argument(
+        "--triton-only", action="store_true", help="only Triton: a real local server against in-process, N clients"
     )
     return BenchConfig(**vars(parser.parse_args(argv)))
 
@@ -184,10 +189,10 @@ def run(config: BenchConfig) -> int:
         work = config.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         focused = {real_world: config.real_world_only, transformers: config.transformers_only,
-                   recording: config.recording_only}  # fmt: skip
+                   recording: config.recording_only, triton: config.triton_only}  # fmt: skip
         chosen = next((module for module, wanted in focused.items() if wanted), None)
         if chosen is not None:
-            quick, full = (1, 3) if chosen is recording else (3, 15)
+            quick, full = (1, 3) if chosen in (recording, triton) else (3, 15)
             measured = chosen.measure(work, quick if config.quick else full)
             results = {"machine": machine(), chosen.__name__.rsplit(".", 1)[-1]: measured}
             results["goals"] = chosen.goals(measured)

@@ -85,6 +85,8 @@ EXPORT_RANKS = (
         "realtime.export.int8.calibration",
         "realtime.export.fp16",
         "realtime.export.trt8",
+        "realtime.export.triton_repo",
+        "realtime.export.triton_python_model",
     ),
     ("realtime.export.config",),
     ("realtime.export.importers",),
@@ -93,6 +95,7 @@ EXPORT_RANKS = (
     ("realtime.export.contract_graph", "realtime.export.checks"),
     ("realtime.export.assemble", "realtime.export.int8.stage", "realtime.export.int8", "realtime.export.variants"),
     ("realtime.export.pipeline",),
+    ("realtime.export.cli_args",),
     ("realtime.export.cli",),
 )
 

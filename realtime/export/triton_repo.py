@@ -42,6 +42,7 @@ class TritonRepoError(ValueError):
 class TritonOptions:
     max_batch_size: int = 8  # the most frames Triton gathers into one call
     queue_delay_us: int = 500  # how long a request may wait for others to batch with
+    dynamic_batching: bool = True  # False: each request runs alone (the load benchmark's comparison)
     instances: int = 1  # copies of the model per device
     device: str = "gpu"  # gpu | cpu: where those copies run
     tensorrt: str | None = None  # fp16 | fp32: onnxruntime's TensorRT accelerator inside Triton
@@ -91,7 +92,8 @@ def config_text(name: str, inputs: Sequence[Tensor], outputs: Sequence[Tensor], 
     for kind, tensors in (("input", inputs), ("output", outputs)):
         entries = ", ".join(f'{{ name: "{t.name}" data_type: {t.triton_type} dims: [ {_dims(t)} ] }}' for t in tensors)
         lines.append(f"{kind} [ {entries} ]")
-    lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {options.queue_delay_us} }}")
+    if options.dynamic_batching:
+        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {options.queue_delay_us} }}")
     lines.append(f"instance_group [ {{ kind: {DEVICES[options.device]} count: {options.instances} }} ]")
     for key, value in sorted(metadata.items()):
         lines.append(f"parameters {{ key: {json.dumps(key)} value: {{ string_value: {json.dumps(value)} }} }}")
