@@ -39,6 +39,7 @@ def layer_output(name: str, layer: int) -> str:
 GRADIENTS, SALIENCY, GUIDED, LAYERS = "gradients", "saliency", "guided", "layers"
 
 REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
+DIM_BATCH, DIM_TARGETS = "N", "K"  # the names of the free dims: images per call, targets per image
 MAX_TARGETS = 16  # columns of `targets`: the graph ranks this many classes (a small TopK, constant for TensorRT)
 PROFILE_DEFAULT, PROFILE_TRT8 = "default", "trt8"
 PROFILE_TYPES = {  # input types by profile, as onnxruntime names them; trt8: for TensorRT 8's parser (export/trt8.py)

@@ -105,6 +105,13 @@ def contract_feeds(profile: str, images: np.ndarray, targets: np.ndarray) -> dic
     return {contract.INPUT_IMAGE: images, contract.INPUT_TARGETS: targets}
 
 
+def same_model(copy: Any, original: Any) -> bool:
+    """An fp16 copy is the original's when its contract metadata (model, layers, labels) is the same."""
+    keys = (contract.META_MODEL_NAME, contract.META_LAYERS, contract.META_LAYER, contract.META_LABELS)
+    a, b = (dict(s.get_modelmeta().custom_metadata_map) for s in (copy, original))
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
 class Engine:
     """A loaded, validated and warmed-up Grad-CAM graph."""
 
@@ -119,7 +126,9 @@ class Engine:
         self.session = self._open(path, providers, prepack=False)
         half = contract.fp16_copy(path)
         if self.session.get_providers()[0] == CUDA and half != path and half.exists():  # faster on CUDA
-            self.session, path = self._open(half, providers, prepack=False), half
+            copy = self._open(half, providers, prepack=False)
+            if same_model(copy, self.session):  # not a stale copy of another export
+                self.session, path = copy, half
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         int8 = metadata.get(contract.META_PRECISION, "fp32").startswith("int8")
         if int8:
@@ -146,7 +155,7 @@ class Engine:
         self._replays: Replays | None = None
         if self.options.cuda_graph:
             if self.provider == CUDA:
-                self._replays = Replays(path, cuda_graph_session(self.options))
+                self._replays = Replays(cuda_graph_session(path, self.options), self._every_output)
             else:
                 self.notice += f"; --cuda-graph needs the CUDA provider, so {self.provider} runs without it"
         self.warmup_ms = 0.0  # the last warm-up call: what a frame will cost, known before the first one
@@ -172,6 +181,9 @@ class Engine:
         finally:
             if probing:
                 ort.set_default_logger_severity(2)  # onnxruntime's default: warnings
+
+    def _every_output(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds)), strict=True))
 
     @property
     def has_gradients(self) -> bool:

@@ -27,6 +27,7 @@ KSERVE_TYPES = {"UINT8": "tensor(uint8)", "INT64": "tensor(int64)", "INT32": "te
 
 
 RETRY_S = 1.0  # a lost server is tried again this often (each try may wait for its connection to fail)
+REQUEST_TIMEOUT_S = 5.0  # a server that does not answer within this is lost, like one that went away
 
 
 class RemoteModelError(ConnectionError):
@@ -60,6 +61,8 @@ def _client(address: Address) -> tuple[Any, Any]:
             import tritonclient.http as module
     except (ImportError, RuntimeError) as exc:  # tritonclient.http raises RuntimeError without its extra
         raise RemoteModelError('a served model needs tritonclient: pip install "tritonclient[grpc,http]"') from exc
+    if address.scheme == "http":  # a server that hangs, not only one that is gone, must come back as lost
+        return module, module.InferenceServerClient(address.host, network_timeout=REQUEST_TIMEOUT_S)
     return module, module.InferenceServerClient(address.host)
 
 
@@ -157,7 +160,8 @@ class RemoteEngine(Engine):
             inputs.append(tensor)
         outputs = [module.InferRequestedOutput(name) for name in wanted]
         try:
-            result = self._server.infer(self.address.model, inputs, outputs=outputs)
+            timeout = {"client_timeout": REQUEST_TIMEOUT_S} if self.address.scheme == "grpc" else {}
+            result = self._server.infer(self.address.model, inputs, outputs=outputs, **timeout)
         except Exception as exc:  # tritonclient's InferenceServerException, or the connection lost
             raise RemoteModelError(f"{self.address.model}: the server did not answer ({_first(exc)})") from exc
         values = {name: result.as_numpy(name) for name in wanted}

@@ -23,33 +23,29 @@ import numpy as np
 from realtime import contract
 from realtime.providers import EngineOptions, cpu_session_options, cuda_graph_provider
 
-SessionFactory = Callable[[bytes], Any]  # a serialised fixed-shape model -> an onnxruntime session
+SessionFactory = Callable[[int, int], Any]  # (batch, targets per image) -> a session with those dims fixed
+PlainRun = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]  # every output of the plain session
 
 
-def cuda_graph_session(options: EngineOptions) -> SessionFactory:
-    """Sessions on the CUDA provider alone (a node left on the CPU breaks the capture), CUDA graphs on."""
+def fix_dims(options: Any, batch: int, targets: int) -> None:
+    """Write the batch and the targets per image into onnxruntime's session options (the contract names
+    those free dims N and K): every shape in the graph is then fixed, as CUDA graphs need."""
+    options.add_free_dimension_override_by_name(contract.DIM_BATCH, batch)
+    options.add_free_dimension_override_by_name(contract.DIM_TARGETS, targets)
 
-    def make(model: bytes) -> Any:
+
+def cuda_graph_session(path: str | Path, options: EngineOptions) -> SessionFactory:
+    """Sessions of `path` on the CUDA provider alone (a node left on the CPU breaks the capture), CUDA
+    graphs on, one per (batch, targets)."""
+
+    def make(batch: int, targets: int) -> Any:
         import onnxruntime as ort
 
-        providers = [cuda_graph_provider(options)]
-        return ort.InferenceSession(model, cpu_session_options(options.threads), providers=providers)
+        session_options = cpu_session_options(options.threads)
+        fix_dims(session_options, batch, targets)
+        return ort.InferenceSession(str(path), session_options, providers=[cuda_graph_provider(options)])
 
     return make
-
-
-def fixed_shape_model(path: str | Path, batch: int, targets: int) -> bytes:
-    """The graph with its batch and targets-per-image written into its inputs (a new model, serialised)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        wanted = {contract.INPUT_IMAGE: (batch,), contract.INPUT_TARGETS: (batch, targets)}.get(value.name, ())
-        for dim, size in zip(dims, wanted, strict=False):
-            dim.Clear()
-            dim.dim_value = size
-    return bytes(model.SerializeToString())
 
 
 @dataclass
@@ -68,23 +64,20 @@ class BoundReplay:
         return {name: self.outputs[name].numpy() for name in wanted}
 
 
-def bind(session: Any, feeds: Mapping[str, np.ndarray], device: str) -> BoundReplay:
-    """Allocate device buffers shaped by one plain run, bind them once, and capture (the first bound run)."""
+def bind(session: Any, feeds: Mapping[str, np.ndarray], device: str, outputs: Mapping[str, np.ndarray]) -> BoundReplay:
+    """Device buffers shaped like `outputs` (one plain run's), bound once; the first bound run is where
+    onnxruntime captures the CUDA graph, so the capture records these buffers and later runs replay it."""
     import onnxruntime as ort
 
-    names = [o.name for o in session.get_outputs()]
-    probe = dict(zip(names, session.run(names, dict(feeds)), strict=True))
     binding = session.io_binding()
     inputs = {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), device, 0) for name, v in feeds.items()}
     for name, value in inputs.items():
         binding.bind_ortvalue_input(name, value)
-    outputs = {
-        name: ort.OrtValue.ortvalue_from_shape_and_type(v.shape, v.dtype, device, 0) for name, v in probe.items()
-    }
-    for name, value in outputs.items():
+    made = {n: ort.OrtValue.ortvalue_from_shape_and_type(v.shape, v.dtype, device, 0) for n, v in outputs.items()}
+    for name, value in made.items():
         binding.bind_ortvalue_output(name, value)
-    replay = BoundReplay(session, binding, inputs, outputs)
-    replay.run(feeds, [])  # onnxruntime captures the CUDA graph here; later runs replay it
+    replay = BoundReplay(session, binding, inputs, made)
+    replay.run(feeds, [])  # the capture, on the bound buffers
     return replay
 
 
@@ -95,8 +88,8 @@ class Replays:
     A capture that fails is said in one line, and that shape runs without a CUDA graph from then on.
     """
 
-    path: Path
     make_session: SessionFactory
+    plain: PlainRun  # the engine's own session: the output shapes a replay's buffers need
     device: str = "cuda"
     say: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
     _bound: dict[tuple[int, int], BoundReplay | None] = field(default_factory=dict)
@@ -117,8 +110,8 @@ class Replays:
 
     def _capture(self, key: tuple[int, int], feeds: Mapping[str, np.ndarray]) -> BoundReplay | None:
         try:
-            return bind(self.make_session(fixed_shape_model(self.path, *key)), feeds, self.device)
-        except Exception as exc:  # onnxruntime's own error types, from capture or from the fixed-shape copy
+            return bind(self.make_session(*key), feeds, self.device, self.plain(feeds))
+        except Exception as exc:  # onnxruntime's own error types, from the session or the capture
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             self.say(f"CUDA graph for batch {key[0]} x {key[1]} targets failed ({first}); running it without")
             return None

@@ -82,13 +82,15 @@ def _forward_only(path: str, options: Any, image: np.ndarray) -> Any:
     import onnxruntime as ort
 
     from realtime.providers import cpu_session_options, provider_chain
-    from realtime.replay import bind, cuda_graph_session, fixed_shape_model
+    from realtime.replay import bind, cuda_graph_session
 
     feeds = {"image": image, "targets": np.full((1, 1), -1, np.int64)}  # forward-only graphs take targets too
-    if options.cuda_graph and options.providers != "cpu":
-        replay = bind(cuda_graph_session(options)(fixed_shape_model(path, 1, 1)), feeds, "cuda")
-        return lambda: replay.run(feeds, [])
     session = ort.InferenceSession(path, cpu_session_options(options.threads), providers=provider_chain(options))
+    if options.cuda_graph and options.providers != "cpu":
+        names = [o.name for o in session.get_outputs()]
+        shapes = dict(zip(names, session.run(names, feeds), strict=True))
+        replay = bind(cuda_graph_session(path, options)(1, 1), feeds, "cuda", shapes)
+        return lambda: replay.run(feeds, [])
     return lambda: session.run(None, feeds)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -25,7 +26,7 @@ from realtime.export.checks import portable
 from realtime.export.checks.run import run_onnx
 from realtime.export.graph.shapes import element_types
 from realtime.export.pipeline import ExportConfig, export
-from realtime.replay import Replays, fixed_shape_model
+from realtime.replay import Replays, fix_dims
 from tests.conftest import needs
 from tests.second_runtime import assert_same_in_openvino
 
@@ -215,13 +216,15 @@ def test_a_cuda_graph_replay_is_the_plain_engine_on_cpu_buffers(tmp_path: Path) 
 
     path = _demo_fair()
     plain = Engine(path, EngineOptions(providers="cpu", warmup=0))
-    made: list[bytes] = []
+    made: list[Any] = []
 
-    def cpu_session(model: bytes):
-        made.append(model)
-        return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    def cpu_session(batch: int, targets: int):
+        options = ort.SessionOptions()
+        fix_dims(options, batch, targets)
+        made.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        return made[-1]
 
-    replays = Replays(path, cpu_session, device="cpu")
+    replays = Replays(cpu_session, plain._every_output, device="cpu")
     wanted = [contract.OUT_LOGITS, contract.OUT_CLASSES, contract.OUT_CAM, contract.OUT_WEIGHTS]
     for batch, k in ((1, 1), (3, 2), (1, 1), (3, 2)):
         for seed in range(3):
@@ -234,18 +237,17 @@ def test_a_cuda_graph_replay_is_the_plain_engine_on_cpu_buffers(tmp_path: Path) 
             assert np.abs(got[contract.OUT_CAM] - want.cam).max() <= 1e-5
             assert np.abs(got[contract.OUT_LOGITS] - want.logits).max() <= 1e-4
     assert replays.captured == ((1, 1), (3, 2)) and len(made) == 2
-    fixed = onnx.load_from_string(made[1])
-    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in fixed.graph.input}
-    assert dims[contract.INPUT_IMAGE] == [3, 224, 224, 3] and dims[contract.INPUT_TARGETS] == [3, 2]
+    assert [i.shape for i in made[1].get_inputs()] == [[3, 224, 224, 3], [3, 2]]  # every dim fixed
 
 
 def test_a_failed_capture_says_one_line_and_runs_without(tmp_path: Path) -> None:
     lines: list[str] = []
 
-    def refuses(model: bytes):
+    def refuses(batch: int, targets: int):
         raise RuntimeError("CUDA graph capture is not supported for this graph\nsecond line")
 
-    replays = Replays(_demo_fair(), refuses, device="cpu", say=lines.append)
+    plain = Engine(_demo_fair(), EngineOptions(providers="cpu", warmup=0))
+    replays = Replays(refuses, plain._every_output, device="cpu", say=lines.append)
     feeds = {contract.INPUT_IMAGE: _frames((224, 224), 1), contract.INPUT_TARGETS: np.full((1, 1), -1, np.int64)}
     assert replays.run(feeds, [contract.OUT_CAM]) is None and replays.run(feeds, [contract.OUT_CAM]) is None
     assert lines == ["CUDA graph for batch 1 x 1 targets failed (CUDA graph capture is not supported for this "
@@ -253,7 +255,6 @@ def test_a_failed_capture_says_one_line_and_runs_without(tmp_path: Path) -> None
     assert replays.captured == ()
     notice = Engine(_demo_fair(), EngineOptions(providers="cpu", warmup=0, cuda_graph=True)).notice
     assert "--cuda-graph needs the CUDA provider" in notice
-    assert fixed_shape_model(_demo_fair(), 2, 3)  # serialises
 
 
 def test_fp16_copies_are_named_where_the_runtime_looks(resnet18) -> None:
@@ -283,3 +284,16 @@ def test_fp16_refuses_a_model_whose_values_fp16_cannot_hold(tmp_path: Path, caps
     assert code == 2 and len(err) == 1, err
     assert "largest logit is" in err[0] and "keep the fp32 graph" in err[0]
     assert not out.exists() and not out.parent.exists()
+
+
+def test_an_fp16_copy_counts_only_when_it_is_the_same_models(resnet18) -> None:
+    """The runtime takes the _fp16 copy beside a graph on CUDA only when its metadata says it is that model."""
+    import onnxruntime as ort
+
+    from realtime.engine import same_model
+
+    def session(path: Path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    assert same_model(session(resnet18["fp16"]), session(resnet18["fp32"]))
+    assert not same_model(session(_demo_fair()), session(resnet18["fp32"]))

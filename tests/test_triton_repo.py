@@ -119,3 +119,21 @@ def test_gradcam_export_writes_the_repository_beside_the_graph(tmp_path: Path) -
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1 and "add --triton-repo DIR" in lines[0], refused.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_graph_with_its_batch_baked_in_is_not_batched_by_triton(tmp_path: Path) -> None:
+    """gradcam.batch = 1 (a batch the importer could not free): max_batch_size 0, the full dims, no batcher."""
+    from realtime.export.graph.builder import set_metadata
+
+    model = onnx.load(str(_fair()))
+    set_metadata(model, contract.META_BATCH, "1")
+    for value in (*model.graph.input, *model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = 1
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    config = _parsed(write_repository(fixed, tmp_path / "repo"))
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    image = next(t for t in config.input if t.name == contract.INPUT_IMAGE)
+    assert list(image.dims) == [1, 224, 224, 3]

@@ -170,13 +170,16 @@ def test_a_lost_server_shows_the_lost_panel_and_the_view_recovers(served, tmp_pa
         servers = [first]
 
         def kill_and_restart() -> None:
-            time.sleep(1.5)
-            first.process.kill()
-            first.process.wait()
-            time.sleep(1.0)
-            servers.append(triton_local.start(repo, tmp_path / "again", ports=(first.grpc_port, first.http_port)))
-            time.sleep(2.0)
-            loop.stop_requested = True
+            try:
+                time.sleep(1.5)
+                first.process.kill()
+                first.process.wait()
+                time.sleep(1.0)
+                ports = (first.grpc_port, first.http_port)
+                servers.append(triton_local.start(repo, tmp_path / "again", ports=ports))
+                time.sleep(2.0)
+            finally:  # a restart that fails ends the loop too (the assertions then say what was seen)
+                loop.stop_requested = True
 
         (tmp_path / "again").mkdir()
         thread = threading.Thread(target=kill_and_restart)

@@ -167,6 +167,8 @@ def validate(config: ExportConfig) -> None:
         raise ExportError("--triton-tensorrt sets the accelerator of a Triton repository: add --triton-repo DIR")
     if config.triton_repo is not None:
         _check_triton(config)
+    if config.fp16 and config.gradients == contract.GRADIENTS_NONE:
+        raise ExportError("--fp16 is checked by comparing its maps with fp32's: use --gradients pooled or full")
     if config.int8 and (config.fp16 or config.trt8):
         raise ExportError("--int8 graphs are for CPUs; --fp16 and --trt8 make graphs for GPUs: choose one")
     if config.int8 and (config.more_layers or config.input_gradients):

@@ -164,8 +164,8 @@ def build(
     del graph.input[:], graph.output[:], graph.value_info[:]
     graph.input.extend(
         [
-            _value(contract.INPUT_IMAGE, TensorProto.UINT8, ["N", height, width, 3]),
-            _value(contract.INPUT_TARGETS, TensorProto.INT64, ["N", "K"]),
+            _value(contract.INPUT_IMAGE, TensorProto.UINT8, [contract.DIM_BATCH, height, width, 3]),
+            _value(contract.INPUT_TARGETS, TensorProto.INT64, [contract.DIM_BATCH, contract.DIM_TARGETS]),
         ]
     )
     b = GraphBuilder(model)

@@ -42,7 +42,7 @@ def float32_nodes(model: onnx.ModelProto) -> frozenset[str]:
             continue
         kept.add(node.name)
         stack.extend(made_by[i] for i in node.input if i in made_by)
-    kept.update(n.name for n in model.graph.node if n.op_type == "ConstantOfShape")  # its value is an attribute
+    kept.update(n.name for n in model.graph.node if record(n.op_type).typed_by_attribute)  # Constant's value
     return frozenset(kept)
 
 

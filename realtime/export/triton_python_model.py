@@ -26,7 +26,8 @@ class TritonPythonModel:
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        """One onnxruntime call per request (Triton has already gathered the batch), asked outputs only."""
+        """One onnxruntime call per request, asked outputs only. Triton's dynamic batcher hands several
+        requests to one execute(), but they are not stacked into one batch here."""
         responses = []
         for request in requests:
             feeds = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.inputs}

@@ -53,7 +53,7 @@ class TritonOptions:
 class Tensor:
     name: str
     triton_type: str
-    dims: tuple[int, ...]  # without the batch axis; -1 where the graph leaves it free
+    dims: tuple[int, ...]  # with the batch axis first; -1 where the graph leaves a dim free
 
 
 def contract_tensors(graph: Path) -> tuple[list[Tensor], list[Tensor], dict[str, str]]:
@@ -80,19 +80,23 @@ def _tensor(value: object) -> Tensor:
     name, kind, shape = value.name, value.type, value.shape  # type: ignore[attr-defined]
     if kind not in TRITON_TYPES:
         raise TritonRepoError(f"{name} is {kind}, which this repository writer does not map to Triton")
-    dims = tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape[1:])
+    dims = tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape)
     return Tensor(name, TRITON_TYPES[kind], dims)
 
 
 def config_text(name: str, inputs: Sequence[Tensor], outputs: Sequence[Tensor], metadata: dict[str, str],
                 options: TritonOptions) -> str:  # fmt: skip
-    """config.pbtxt for Triton's onnxruntime backend."""
+    """config.pbtxt for Triton's onnxruntime (or Python) backend. A graph with its batch baked in (one image
+    per call) gets `max_batch_size: 0` and its full dims: Triton then neither batches it nor strips the axis."""
     serves = 'platform: "onnxruntime_onnx"' if options.backend == "onnxruntime" else 'backend: "python"'
-    lines = [f'name: "{name}"', serves, f"max_batch_size: {options.max_batch_size}"]
+    batching = metadata.get(contract.META_BATCH) != "1"
+    lines = [f'name: "{name}"', serves, f"max_batch_size: {options.max_batch_size if batching else 0}"]
     for kind, tensors in (("input", inputs), ("output", outputs)):
-        entries = ", ".join(f'{{ name: "{t.name}" data_type: {t.triton_type} dims: [ {_dims(t)} ] }}' for t in tensors)
+        entries = ", ".join(
+            f'{{ name: "{t.name}" data_type: {t.triton_type} dims: [ {_dims(t, batching)} ] }}' for t in tensors
+        )
         lines.append(f"{kind} [ {entries} ]")
-    if options.dynamic_batching:
+    if options.dynamic_batching and batching:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {options.queue_delay_us} }}")
     lines.append(f"instance_group [ {{ kind: {DEVICES[options.device]} count: {options.instances} }} ]")
     for key, value in sorted(metadata.items()):
@@ -105,8 +109,9 @@ def config_text(name: str, inputs: Sequence[Tensor], outputs: Sequence[Tensor], 
     return "\n".join(lines) + "\n"
 
 
-def _dims(tensor: Tensor) -> str:
-    return ", ".join(map(str, tensor.dims))
+def _dims(tensor: Tensor, batching: bool) -> str:
+    """Triton's dims leave out the batch axis of a model it batches (max_batch_size > 0)."""
+    return ", ".join(map(str, tensor.dims[1:] if batching else tensor.dims))
 
 
 def parse_config(text: str) -> object:

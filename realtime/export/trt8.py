@@ -94,6 +94,8 @@ def decompose_layer_norms(model: onnx.ModelProto) -> int:
         options = attrs(node)
         axis = int(options.get("axis", -1))
         if axis >= 0:
+            if node.input[0] not in shapes:
+                raise ProfileError(f"{node.name}: LayerNormalization over axis {axis} of a tensor of unknown rank")
             axis -= len(shapes[node.input[0]]) + 1
         stem = node.name or node.output[0]
         graph.initializer.append(

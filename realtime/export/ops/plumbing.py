@@ -19,6 +19,9 @@ _CHANNELS_FIRST_TENSORRT = (
 )  # fmt: skip
 
 _FP32_INPUTS = {"Resize": (2,)}  # its scales are tensor(float) whatever X is
+# an attribute sets their output's type (a value, a dtype): an fp16 copy keeps them float32 and casts after
+_TYPED_BY_ATTRIBUTE = frozenset({"Constant", "ConstantOfShape", "EyeLike", "RandomNormal", "RandomNormalLike",
+                                 "RandomUniform", "RandomUniformLike"})  # fmt: skip
 
 # in onnx-tensorrt 10.0's operator support matrix, not in release/8.5-GA's (so not in JetPack 6's TensorRT 8.6)
 _TENSORRT10_ONLY = ("CastLike", "DeformConv", "GroupNormalization", "Hardmax", "IsInf", "Mish")
@@ -52,10 +55,19 @@ _NOTES = {
 RECORDS = (
     OpRecord("Shape", grad_inputs="none", tensorrt=8, reads_shape_only=True),
     OpRecord("Size", grad_inputs="none", tensorrt=8, reads_shape_only=True),
-    *(OpRecord(op, grad_inputs="none", tensorrt=8) for op in _NO_GRADIENT_TENSORRT),
+    *(
+        OpRecord(op, grad_inputs="none", tensorrt=8, typed_by_attribute=op in _TYPED_BY_ATTRIBUTE)
+        for op in _NO_GRADIENT_TENSORRT
+    ),
     *(OpRecord(op, layout="nchw", tensorrt=8, fp32_inputs=_FP32_INPUTS.get(op, ())) for op in _CHANNELS_FIRST_TENSORRT),
     *(
-        OpRecord(op, tensorrt=8, tensorrt_note=_NOTES.get(op, ""), tensorrt_constants=(1,) if op == "CumSum" else ())
+        OpRecord(
+            op,
+            tensorrt=8,
+            tensorrt_note=_NOTES.get(op, ""),
+            tensorrt_constants=(1,) if op == "CumSum" else (),
+            typed_by_attribute=op in _TYPED_BY_ATTRIBUTE,
+        )
         for op in _OTHER_TENSORRT
     ),
     *(OpRecord(op, tensorrt=10) for op in _TENSORRT10_ONLY),

@@ -57,6 +57,7 @@ class OpRecord:
     folds_on_constants: bool = False  # the import evaluates it when every input is a constant
     reads_shape_only: bool = False  # its output depends on its input's shape, not its values (Shape, Size)
     fp32_inputs: tuple[int, ...] = ()  # float inputs the ONNX spec keeps float32 in an fp16 graph (Resize's scales)
+    typed_by_attribute: bool = False  # its output type is set by an attribute (Constant's value): fp16 keeps it
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
