@@ -115,6 +115,12 @@ class ModelInfo:
     max_batch: int | None = None  # None: any batch; 1: one image per call (the runtime feeds sources one by one)
     profile: str = PROFILE_DEFAULT  # trt8: the runtime feeds a float32 image and int32 targets
 
+    @property
+    def gradient_outputs(self) -> frozenset[str]:
+        """The outputs a call that needs no gradients leaves out (gradients of every layer, the input's)."""
+        every = {layer_output(OUT_GRADIENTS, i) for i in range(len(self.layers))}
+        return frozenset({OUT_SALIENCY, OUT_GUIDED} | every)
+
 
 def fp16_copy(path: Path) -> Path:
     """Where gradcam-export --fp16 puts the fp16 copy of `path` by default (the runtime prefers it on CUDA)."""

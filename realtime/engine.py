@@ -147,9 +147,6 @@ class Engine:
         types = {i.name: i.type for i in self.session.get_inputs()}
         self.info: ModelInfo = contract.validate(inputs, outputs, metadata, str(path), types)
         self.output_names = [o.name for o in self.session.get_outputs()]
-        gradient_like = {contract.OUT_SALIENCY, contract.OUT_GUIDED}
-        gradient_like |= {contract.layer_output(contract.OUT_GRADIENTS, i) for i in range(len(self.info.layers))}
-        self._gradient_outputs = frozenset(gradient_like)  # left out of calls that do not need them
         self.path = path
         self._on_gpu = self.provider in (TRT, CUDA)
         self._replays: Replays | None = None
@@ -158,6 +155,9 @@ class Engine:
                 self._replays = Replays(cuda_graph_session(path, self.options), self._every_output)
             else:
                 self.notice += f"; --cuda-graph needs the CUDA provider, so {self.provider} runs without it"
+        self._warm_up()
+
+    def _warm_up(self) -> None:
         self.warmup_ms = 0.0  # the last warm-up call: what a frame will cost, known before the first one
         for _ in range(self.options.warmup):
             blank = np.zeros((1, self.info.input_height, self.info.input_width, 3), np.uint8)
@@ -220,7 +220,7 @@ class Engine:
             target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[1]))
         target_array = np.ascontiguousarray(target_array)
         self.check_targets(target_array)
-        wanted = [n for n in self.output_names if need_gradients or n not in self._gradient_outputs]
+        wanted = [n for n in self.output_names if need_gradients or n not in self.info.gradient_outputs]
         start = time.perf_counter()
         if self.info.max_batch == 1 and len(images) > 1:  # a graph with its batch baked in: one call per image
             calls = [self._call(images[i : i + 1], target_array[i : i + 1], wanted) for i in range(len(images))]

@@ -89,22 +89,16 @@ class RemoteEngine(Engine):
         types = {v["name"]: KSERVE_TYPES.get(v["datatype"], v["datatype"]) for v in meta["inputs"]}
         self.info = contract.validate(shapes(meta["inputs"]), shapes(meta["outputs"]), metadata, url, types)
         self.output_names = [v["name"] for v in meta["outputs"]]
-        gradient_like = {contract.OUT_SALIENCY, contract.OUT_GUIDED}
-        gradient_like |= {contract.layer_output(contract.OUT_GRADIENTS, i) for i in range(len(self.info.layers))}
-        self._gradient_outputs = frozenset(gradient_like)
         self.path = Path(name)
         self.provider = f"Triton at {self.address.scheme}://{self.address.host}"
         self.notice = f"{name}: served by {self.provider}"
         self.cpu_warning = None
         self._replays = None
         self._on_gpu = False
-        self.warmup_ms = 0.0
         self._answered, self._tried_at = False, 0.0
         self._lost_since: float | None = None
         self.say: Callable[[str], None] = lambda line: print(f"gradcam: {line}", file=sys.stderr)
-        for _ in range(self.options.warmup):
-            blank = np.zeros((1, self.info.input_height, self.info.input_width, 3), np.uint8)
-            self.warmup_ms = self.run(blank, [[-1]]).seconds * 1000.0
+        self._warm_up()
 
     def run(
         self, images: np.ndarray, targets: Sequence[Sequence[int]] | np.ndarray, need_gradients: bool = True

@@ -20,14 +20,9 @@ from pathlib import Path
 
 from realtime import contract
 from realtime.files import folder_for
+from realtime.remote import KSERVE_TYPES
 
-TRITON_TYPES = {  # onnxruntime's type names -> Triton's
-    "tensor(float)": "TYPE_FP32",
-    "tensor(float16)": "TYPE_FP16",
-    "tensor(uint8)": "TYPE_UINT8",
-    "tensor(int32)": "TYPE_INT32",
-    "tensor(int64)": "TYPE_INT64",
-}
+TRITON_TYPES = {ort_type: f"TYPE_{kserve}" for kserve, ort_type in KSERVE_TYPES.items()}  # one table: remote.py's
 TENSORRT_PRECISIONS = ("fp16", "fp32")
 DEVICES = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 BACKENDS = ("onnxruntime", "python")
