@@ -114,17 +114,25 @@ def forward_values(graph: Path, image: np.ndarray, targets: np.ndarray, tensor_o
     """The graph's own values for its forward nodes (not the backward's `gradcam/...` ones), in graph order:
     `tensor_of(node)` names the tensor wanted from a node, or None to skip it. Returns (op type, value) pairs.
     The references of the any-layer tests take their ReLU and max-pool decisions from these."""
+    return graph_values(graph, image, targets, tensor_of)[1]
+
+
+def graph_values(
+    graph: Path, image: np.ndarray, targets: np.ndarray, tensor_of
+) -> tuple[dict[str, np.ndarray], list[tuple[str, np.ndarray]]]:
+    """The graph's outputs and `forward_values`, from one session and one run (a large graph's session
+    takes seconds to open)."""
     import onnx
     import onnxruntime as ort
 
     model = onnx.load(str(graph))
     picked = [(n.op_type, t) for n in model.graph.node if not n.name.startswith("gradcam") and (t := tensor_of(n))]
-    if not picked:
-        return []
+    outputs = [o.name for o in model.graph.output]
     names = [t for _, t in picked]
     model.graph.output.extend([onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in names])
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    values = session.run(names, {"image": image, "targets": targets})
-    return [(op, v) for (op, _), v in zip(picked, values, strict=True)]
+    values = session.run(outputs + names, {"image": image, "targets": targets})
+    forward = [(op, v) for (op, _), v in zip(picked, values[len(outputs) :], strict=True)]
+    return dict(zip(outputs, values[: len(outputs)], strict=True)), forward

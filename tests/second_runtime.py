@@ -26,12 +26,14 @@ def assert_valid_fp32_graph(path: Path) -> None:
 
 
 def assert_same_in_openvino(
-    path: Path, image: np.ndarray, targets: np.ndarray, gradient_mask: np.ndarray | None = None
-) -> None:
+    path: Path, image: np.ndarray, targets: np.ndarray, gradient_mask: np.ndarray | None = None,
+    ours: dict[str, np.ndarray] | None = None,
+) -> None:  # fmt: skip
     """Every output within 1e-4 (relative where it has a scale); `gradient_mask` [N,h,w,C] leaves out
-    positions where two runtimes may legitimately route a max-pool differently (near-ties)."""
+    positions where two runtimes may legitimately route a max-pool differently (near-ties). `ours`:
+    onnxruntime's outputs on this batch, where the caller has them already."""
     ov = needs("openvino")
-    ours = run_onnx(path, image, targets)
+    ours = run_onnx(path, image, targets) if ours is None else ours
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     image_input = next(i for i in compiled.inputs if contract.INPUT_IMAGE in i.get_names())
     profile = contract.PROFILE_TRT8 if image_input.get_element_type() == ov.Type.f32 else contract.PROFILE_DEFAULT

@@ -93,8 +93,13 @@ def test_demo_timeline_moves_the_animal() -> None:
 def reports():
     paths = demo_model_paths()
     # 28 seeded scenes (was 40, for the suite's time): the same margins, e.g. the fair model's pointing
-    # game 0.96 against 0.90 asked, its deletion AUC 0.57 against 0.67 for random maps
-    return {name: evaluate(path, name, n_scenes=28, seed=1000, steps=10) for name, path in paths.items()}
+    # game 0.96 against 0.90 asked, its deletion AUC 0.57 against 0.67 for random maps. Grad-CAM and the
+    # two baselines only (the claims below are about them): the other methods' deletion curves were 3/4
+    # of this fixture's time; gradcam-eval still scores every method
+    return {
+        name: evaluate(path, name, n_scenes=28, seed=1000, steps=10, methods=("gradcam",))
+        for name, path in paths.items()
+    }
 
 
 def test_fair_model_looks_at_the_animal(reports) -> None:

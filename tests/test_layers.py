@@ -1,5 +1,6 @@
 """Any layer: gradients through the convolutional body, at two layers per model and at the input,
-against torch autograd; guided backpropagation against pytorch-grad-cam (issue: Any layer).
+against torch autograd (issue: Any layer; guided backpropagation against pytorch-grad-cam is in
+test_torch_exactness.py, on the VGG16 graph exported there).
 
 Two runtimes' float32 forwards differ by about 1e-6 relative: enough to move a ReLU's input across
 zero, or a max pool's first maximum to its near-equal neighbour, somewhere among a ResNet's million
@@ -10,7 +11,6 @@ with torch's first-maximum rule), and everything else is torch autograd.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,16 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import forward_values, needs
+from tests.conftest import graph_values, needs
 from tests.torch_models import build_model, export_onnx
 
 torch = needs("torch")
 needs("torchvision")
 
-from realtime.export.checks.run import run_onnx  # noqa: E402
 from realtime.export.pipeline import ExportConfig, export  # noqa: E402
 from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 from tests.torch_models import CASES  # noqa: E402
+from tests.torch_routing import module_at, of_type, relu_masks_from, relu_output_or_pool_input, route_pools  # noqa: E402
 
 TOLERANCE = 1e-4
 LAYERS = {  # two torch modules per model whose outputs the exporter is asked to explain
@@ -38,18 +38,12 @@ LAYERS = {  # two torch modules per model whose outputs the exporter is asked to
 }
 
 
-def _module(model: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        model = model[int(part)] if part.isdigit() else getattr(model, part)
-    return model
-
-
 def _tensor_names(source: Path, model: Any, modules: tuple[str, ...], x: np.ndarray) -> list[str]:
     """The ONNX tensor that holds each module's output, found by value among the exported graph's tensors."""
     import onnxruntime as ort
 
     seen: dict[str, Any] = {}
-    hooks = [_module(model, m).register_forward_hook(lambda _m, _i, o, m=m: seen.__setitem__(m, o)) for m in modules]
+    hooks = [module_at(model, m).register_forward_hook(lambda _m, _i, o, m=m: seen.__setitem__(m, o)) for m in modules]
     with torch.no_grad():
         model(torch.from_numpy(x))
     for hook in hooks:
@@ -76,79 +70,9 @@ def _tensor_names(source: Path, model: Any, modules: tuple[str, ...], x: np.ndar
     return names
 
 
-class RoutedMaxPool(torch.nn.Module):  # type: ignore[misc,name-defined]
-    """A max pool whose backward routes by given pool inputs (the exported graph's), first maximum first."""
-
-    def __init__(self, pool: Any, routing_input: Any) -> None:
-        super().__init__()
-        self.pool, self.routing_input = pool, routing_input
-
-    def forward(self, x: Any) -> Any:
-        _, indices = torch.nn.functional.max_pool2d(
-            self.routing_input, self.pool.kernel_size, self.pool.stride, self.pool.padding, self.pool.dilation,
-            ceil_mode=self.pool.ceil_mode, return_indices=True,
-        )  # fmt: skip
-        flat = x.flatten(2)
-        return torch.gather(flat, 2, indices.flatten(2)).view(indices.shape)
-
-
-def _relu_output(node: onnx.NodeProto) -> str | None:
-    return node.output[0] if node.op_type == "Relu" else None
-
-
-@contextlib.contextmanager
-def _relu_masks_from(graph: Path, image: np.ndarray, targets: np.ndarray) -> Any:
-    """Within the block, torch's ReLUs keep exactly the units the graph's forward ReLUs kept, in order."""
-    relus = forward_values(graph, image, targets, _relu_output)
-    masks = [torch.from_numpy(value > 0) for _, value in relus]
-    original = torch.nn.functional.relu
-    calls = iter(masks)
-
-    def relu(x: Any, inplace: bool = False) -> Any:
-        mask = next(calls)
-        assert mask.shape == x.shape, (mask.shape, x.shape)
-        return x * mask
-
-    torch.nn.functional.relu = relu
-    try:
-        yield
-        assert next(calls, None) is None, "torch ran fewer ReLUs than the graph has"
-    finally:
-        torch.nn.functional.relu = original
-
-
-def _pool_input(node: onnx.NodeProto) -> str | None:
-    return node.input[0] if node.op_type == "MaxPool" else None
-
-
-def _relu_output_or_pool_input(node: onnx.NodeProto) -> str | None:
-    return _pool_input(node) or _relu_output(node)
-
-
-def _of(op_type: str, values: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
-    return [value for op, value in values if op == op_type]
-
-
-def _route_pools(model: Any, pool_inputs: list[np.ndarray]) -> Any:
-    """`model` with every MaxPool2d routed by the pool inputs the Grad-CAM graph computed."""
-    pools = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.MaxPool2d)]
-    if not pools:
-        return model
-    assert len(pool_inputs) == len(pools), (len(pool_inputs), [p for p, _ in pools])
-    for (name, pool), value in zip(pools, pool_inputs, strict=True):
-        owner, _, last = name.rpartition(".")
-        parent = _module(model, owner) if owner else model
-        routed = RoutedMaxPool(pool, torch.from_numpy(value))
-        if last.isdigit():
-            parent[int(last)] = routed
-        else:
-            setattr(parent, last, routed)
-    return model
-
-
 @pytest.fixture(scope="module", params=list(LAYERS))
 def exported(request, tmp_path_factory):
-    """(case, torch model, graph path, layer names, image, targets, preprocessed input)."""
+    """(case, torch model routed by the graph's pools, the graph's outputs, its ReLU outputs, preprocessed input)."""
     case = CASES[request.param]
     folder = tmp_path_factory.mktemp(case.name)
     model = build_model(case)
@@ -162,15 +86,16 @@ def exported(request, tmp_path_factory):
         output=folder / f"{case.name}_layers.onnx", quiet=True, self_check=False,
     )  # fmt: skip
     graph = export(config).output
-    model = _route_pools(model, _of("MaxPool", forward_values(graph, image, targets, _pool_input)))
-    yield case, model, graph, image, targets, x
+    got, decisions = graph_values(graph, image, targets, relu_output_or_pool_input)  # one session for all
+    model = route_pools(model, of_type("MaxPool", decisions))
+    yield case, model, got, of_type("Relu", decisions), x
     graph.unlink()
 
 
 def _reference(model: Any, modules: tuple[str, ...], x: np.ndarray, classes: np.ndarray) -> dict[str, np.ndarray]:
     """Gradients [N,K,H,W,C] at each module's output and at the input, by torch autograd."""
     seen: dict[str, Any] = {}
-    hooks = [_module(model, m).register_forward_hook(lambda _m, _i, o, m=m: seen.__setitem__(m, o)) for m in modules]
+    hooks = [module_at(model, m).register_forward_hook(lambda _m, _i, o, m=m: seen.__setitem__(m, o)) for m in modules]
     inputs = torch.from_numpy(x).requires_grad_(True)
     logits = model(inputs)
     for hook in hooks:
@@ -187,9 +112,8 @@ def _reference(model: Any, modules: tuple[str, ...], x: np.ndarray, classes: np.
 
 
 def test_every_layer_and_the_input_match_torch_autograd(exported) -> None:
-    case, model, graph, image, targets, x = exported
-    got = run_onnx(graph, image, targets)
-    with _relu_masks_from(graph, image, targets):
+    case, model, got, relus, x = exported
+    with relu_masks_from(relus):
         ref = _reference(model, LAYERS[case.name], x, got["classes"])
     assert np.abs(got["logits"] - ref["logits"]).max() <= TOLERANCE * np.abs(ref["logits"]).max()
     names = ["gradients", "gradients_1", "saliency"]
@@ -205,46 +129,3 @@ def test_every_layer_and_the_input_match_torch_autograd(exported) -> None:
         cam = np.maximum(np.einsum("nhwc,nkc->nkhw", a, got[f"weights{suffix}"]), 0)
         peak = cam.max(axis=(2, 3), keepdims=True)
         assert np.abs(got[f"cam{suffix}"] - cam / np.where(peak > 0, peak, 1)).max() <= TOLERANCE
-
-
-def test_guided_backprop_matches_pytorch_grad_cam_on_vgg16(tmp_path: Path) -> None:
-    """Guided backpropagation to the input of torchvision VGG16, against pytorch-grad-cam's own model."""
-    grad_cam = needs("pytorch_grad_cam")
-    case = CASES["vgg16"]
-    model = build_model(case)
-    source = export_onnx(model, tmp_path / "vgg16.onnx")
-    graph = export(
-        ExportConfig(onnx=source, input_gradients="guided", output=tmp_path / "g.onnx", quiet=True, self_check=False)
-    ).output
-    image = np.random.default_rng(3).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
-    targets = np.array([[-1, 11]], np.int64)
-    x = preprocess_numpy(image, PRESETS["torch"], "NCHW")
-    got = run_onnx(graph, image, targets)
-    decisions = forward_values(graph, image, targets, _relu_output_or_pool_input)  # one run serves every target
-    routed = _route_pools(model, _of("MaxPool", decisions))
-    guided = grad_cam.GuidedBackpropReLUModel(routed, device=torch.device("cpu"))
-    for k in range(2):
-        with _guided_relu_masks_from(_of("Relu", decisions), grad_cam):
-            want = guided(torch.from_numpy(x).clone(), target_category=int(got["classes"][0, k]))  # [H,W,3]
-        error = np.abs(got["guided"][0, k] - want).max() / np.abs(want).max()
-        assert error <= TOLERANCE, f"guided backprop, target {k}: {error:.2e} relative"
-
-
-@contextlib.contextmanager
-def _guided_relu_masks_from(relu_outputs: list[np.ndarray], grad_cam: Any) -> Any:
-    """pytorch-grad-cam's guided ReLUs, each fed an input whose sign is the graph's forward decision
-    (a straight-through nudge of the units the two runtimes put on opposite sides of zero)."""
-    masks = iter([torch.from_numpy(value > 0) for value in relu_outputs])
-    module = grad_cam.guided_backprop.GuidedBackpropReLUasModule
-    original = module.forward
-
-    def forward(self: Any, x: Any) -> Any:
-        mask = next(masks)
-        decided = torch.where(mask, x.clamp(min=1e-30), x.clamp(max=0.0))
-        return original(self, x + (decided - x).detach())
-
-    module.forward = forward
-    try:
-        yield
-    finally:
-        module.forward = original

@@ -14,12 +14,11 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import forward_values, needs
+from tests.conftest import graph_values, needs
 
 keras = needs("keras")
 tf = needs("tensorflow")
 
-from realtime.export.checks.run import run_onnx  # noqa: E402
 from realtime.export.importers.keras_reference import PREPROCESSORS  # noqa: E402
 from realtime.export.pipeline import ExportConfig, export_model  # noqa: E402
 
@@ -46,7 +45,7 @@ class GraphValues:
                 return None
             return node.input[0] if node.op_type == "MaxPool" else node.output[0]
 
-        values = forward_values(graph, image, targets, tensor)
+        self.outputs, values = graph_values(graph, image, targets, tensor)  # the contract outputs, same run
         # tf2onnx computes convolutions NCHW inside, Keras tensors are NHWC: keep both views
         self.values = [
             (kinds[op], view) for op, v in values for view in ((v, v.transpose(0, 2, 3, 1)) if v.ndim == 4 else (v,))
@@ -114,17 +113,18 @@ def test_keras_layers_and_input_match_gradient_tape(name: str, tmp_path: Path) -
     graph = export_model(model, config).output
     image = np.random.default_rng(2).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     targets = np.array([[-1, 7], [3, -1]], np.int64)
-    got = run_onnx(graph, image, targets)
+    values = GraphValues(graph, image, targets)
+    got = values.outputs
     twin = keras.Model(model.inputs, [model.get_layer(layer).output for layer in layers] + [model.output])
-    forced = _forced(twin, GraphValues(graph, image, targets))
+    forced = _forced(twin, values)
     x = PREPROCESSORS[prep](tf.cast(tf.constant(image), tf.float32))
+    with tf.GradientTape(persistent=True) as tape:  # one forward of the forced twin serves every score
+        tape.watch(x)
+        *maps, logits = forced(x, training=False)
+        scores = {(n, k): logits[n, int(got["classes"][n, k])] for n in range(2) for k in range(2)}
     for n in range(2):
         for k in range(2):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                *maps, logits = forced(x, training=False)
-                score = logits[n, int(got["classes"][n, k])]
-            grads = tape.gradient(score, [*maps, x])
+            grads = tape.gradient(scores[n, k], [*maps, x])
             for output, grad in zip(("gradients", "gradients_1", "saliency"), grads, strict=True):
                 want = grad.numpy()[n]
                 error = np.abs(got[output][n, k] - want).max() / np.abs(want).max()

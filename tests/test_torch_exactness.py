@@ -6,20 +6,23 @@ torch.onnx.export, then through gradcam-export --onnx in both variants.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
-from tests.conftest import needs
+from tests.conftest import graph_values, needs
 from tests.torch_models import CASES, build_model, export_onnx, reference
 
 torch = needs("torch")
 needs("torchvision")
 needs("timm")
 
-from realtime.export.checks.run import run_onnx  # noqa: E402
-from realtime.export.pipeline import ExportConfig, export  # noqa: E402
+from realtime.export.checks.run import GraphRunner, run_onnx  # noqa: E402
+from realtime.export.pipeline import ExportConfig, export, export_forward, import_onnx  # noqa: E402
 from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 from tests.second_runtime import assert_same_in_openvino, assert_valid_fp32_graph, near_ties  # noqa: E402
+from tests.torch_routing import guided_relu_masks_from, of_type, relu_output_or_pool_input, route_pools  # noqa: E402
 
 TOLERANCE = 1e-4
 TARGETS = {
@@ -30,17 +33,25 @@ TARGETS = {
 
 @pytest.fixture(scope="module", params=list(CASES))
 def exported(request, tmp_path_factory):
-    """(case, torch model, {'full': path, 'pooled': path}); pytest runs every test of one model in a row."""
+    """(case, torch model, {'full': path, 'pooled': path}); pytest runs every test of one model in a row.
+
+    VGG16's full graph also carries guided backpropagation to the input, for the test against
+    pytorch-grad-cam below: one VGG16 export fewer in the suite.
+    """
     case = CASES[request.param]
     folder = tmp_path_factory.mktemp(case.name)
     model = build_model(case)
     source = export_onnx(model, folder / f"{case.name}.onnx", case.size)
+    forward = import_onnx(ExportConfig(onnx=source))  # one import serves both graphs
     paths = {}
     for gradients in ("full", "pooled"):
+        guided = "guided" if case.name == "vgg16" and gradients == "full" else ""
         config = ExportConfig(
-            onnx=source, gradients=gradients, output=folder / f"{case.name}_{gradients}.onnx", quiet=True
-        )
-        paths[gradients] = export(config).output
+            onnx=source, gradients=gradients, input_gradients=guided, output=folder / f"{case.name}_{gradients}.onnx",
+            quiet=True,
+        )  # fmt: skip
+        paths[gradients] = export_forward(forward.copy(), config).output
+    del forward
     source.unlink()
     yield case, model, paths
     for path in paths.values():
@@ -54,13 +65,16 @@ def _images(batch: int, size: int, seed: int) -> np.ndarray:
 def test_matches_torch_autograd(exported) -> None:
     case, model, paths = exported
     name = case.name
+    runners = {gradients: GraphRunner(path) for gradients, path in paths.items()}  # a session each, not a run each
     for batch, target_sets in TARGETS.items():
         image = _images(batch, case.size, seed=batch)
         x = preprocess_numpy(image, PRESETS["torch"], "NCHW")
+        body = None  # torch's own forward of this batch, once
         for targets in target_sets:
-            for gradients, path in paths.items():
-                got = run_onnx(path, image, targets)
-                ref = reference(case, model, x, targets, at=got["activations"])  # the graph's kinks
+            for gradients, run in runners.items():
+                got = run(image, targets)
+                ref = reference(case, model, x, targets, at=got["activations"], body_activations=body)  # its kinks
+                body = ref["body_activations"]
                 where = f"{name} {gradients} batch {batch} targets {targets.tolist()}"
                 peak = np.abs(ref["body_activations"]).max()
                 assert np.abs(got["activations"] - ref["body_activations"]).max() <= TOLERANCE * peak, where
@@ -81,8 +95,29 @@ def test_same_answer_in_openvino_and_valid_graphs(exported) -> None:
     targets = np.array([[-1, 3], [2, -1], [-1, -1]], np.int64)
     for path in paths.values():
         assert_valid_fp32_graph(path)
-        mask = near_ties(run_onnx(path, image, targets)["activations"]) if case.max_pool_head else None
-        assert_same_in_openvino(path, image, targets, mask)
+        ours = run_onnx(path, image, targets)
+        mask = near_ties(ours["activations"]) if case.max_pool_head else None
+        assert_same_in_openvino(path, image, targets, mask, ours=ours)
+
+
+@pytest.mark.parametrize("exported", ["vgg16"], indirect=True)
+def test_guided_backprop_matches_pytorch_grad_cam_on_vgg16(exported) -> None:
+    """Guided backpropagation to the input of torchvision VGG16, against pytorch-grad-cam's own model; its
+    ReLU and max-pool decisions taken from the graph's forward (tests/torch_routing.py)."""
+    grad_cam = needs("pytorch_grad_cam")
+    _, model, paths = exported
+    graph = paths["full"]
+    image = np.random.default_rng(3).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    targets = np.array([[-1, 11]], np.int64)
+    x = preprocess_numpy(image, PRESETS["torch"], "NCHW")
+    got, decisions = graph_values(graph, image, targets, relu_output_or_pool_input)  # one run serves every target
+    routed = route_pools(copy.deepcopy(model), of_type("MaxPool", decisions))
+    guided = grad_cam.GuidedBackpropReLUModel(routed, device=torch.device("cpu"))
+    for k in range(2):
+        with guided_relu_masks_from(of_type("Relu", decisions), grad_cam):
+            want = guided(torch.from_numpy(x).clone(), target_category=int(got["classes"][0, k]))  # [H,W,3]
+        error = np.abs(got["guided"][0, k] - want).max() / np.abs(want).max()
+        assert error <= TOLERANCE, f"guided backprop, target {k}: {error:.2e} relative"
 
 
 def test_live_view_records_a_resnet50_export(tmp_path) -> None:

@@ -134,21 +134,23 @@ def export_onnx(model: Any, path: Path, size: int = 224) -> Path:
 
 
 def reference(
-    case: TorchCase, model: Any, x: np.ndarray, targets: np.ndarray, at: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
+    case: TorchCase, model: Any, x: np.ndarray, targets: np.ndarray, at: np.ndarray | None = None,
+    body_activations: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Logits, classes, activations (NHWC), channel weights and cam by torch autograd, batch x targets.
 
     `at` (NHWC, the graph's own activations) starts the head from the values the graph saw, so that
     its kinks (ReLU signs, max-pool winners) are decided on the same numbers: torch and onnxruntime
     round differently, and near-equal maxima can swap. `body_activations` is torch's own forward,
-    to hold the graph's body to.
+    to hold the graph's body to (given, when the caller has it for this `x` already).
     """
     import torch
 
     body, head = case.split(model)
-    with torch.no_grad():
-        activations = body(torch.from_numpy(x))
-    body_activations = activations.numpy().transpose(0, 2, 3, 1)
+    if body_activations is None or at is None:
+        with torch.no_grad():
+            activations = body(torch.from_numpy(x))
+        body_activations = activations.numpy().transpose(0, 2, 3, 1)
     if at is not None:
         activations = torch.from_numpy(np.ascontiguousarray(at.transpose(0, 3, 1, 2)))
     a = activations.detach().clone().requires_grad_(True)

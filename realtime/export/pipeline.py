@@ -42,7 +42,10 @@ from realtime.export.tokens import TokenHint
 from realtime.files import folder_for
 from realtime.progress import Progress
 
-__all__ = ["ExportConfig", "ExportError", "ExportResult", "SelfCheckError", "export", "export_model"]
+__all__ = [
+    "ExportConfig", "ExportError", "ExportResult", "SelfCheckError", "export", "export_forward", "export_model",
+    "import_keras", "import_onnx",
+]  # fmt: skip
 
 KERAS_STEPS, ONNX_STEPS = 2, 1  # loading and converting; reading
 
@@ -75,6 +78,18 @@ def export_model(
     progress = progress or _progress(config, KERAS_STEPS - 1)
     start = time.perf_counter() if start is None else start
     return _finish(_keras_forward(model, config, progress), config, progress, start)
+
+
+def export_forward(forward: ForwardGraph, config: ExportConfig) -> ExportResult:
+    """Stages 2-6 on a graph an importer made already (`import_onnx`, `import_keras`). The graph is
+    rewritten in place: pass `forward.copy()` to export it again, with other options."""
+    validate(config)
+    return _finish(forward, config, _progress(config, 0), time.perf_counter())
+
+
+def import_keras(model: Any, config: ExportConfig) -> ForwardGraph:
+    """Stage 1 for an in-memory Keras model: its forward pass, with the config's layers as tensors."""
+    return _keras_forward(model, config, Progress(1, quiet=True))
 
 
 def import_onnx(config: ExportConfig) -> ForwardGraph:

@@ -7,7 +7,7 @@ way for both. Only the Keras importer imports TensorFlow, and only when called.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 
@@ -29,3 +29,10 @@ class ForwardGraph:
     layers: tuple[str, ...] = ()  # layers the importer resolved to tensors of the same names (Keras), first first
     layer_layout: str | None = None  # their layout, when the framework says (Keras: NHWC)
     static_batch: bool = False  # the graph runs at batch 1 only (a batch baked in where it could not be freed)
+
+    def copy(self) -> ForwardGraph:
+        """An independent copy: building the Grad-CAM graph rewrites `model` in place, so one import
+        serves several exports (full and pooled, say) only through copies."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self.model)
+        return replace(self, model=model)

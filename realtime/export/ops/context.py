@@ -63,13 +63,17 @@ class Context:
         self._producers = {name: n for n in head_nodes for name in n.output}
         self._readers = Counter(name for n in head_nodes for name in n.input)
         self._lifted: dict[tuple[str, bool], str] = {}
+        self._arrays: dict[str, np.ndarray] = {}
 
     def value(self, name: str) -> np.ndarray | None:
         """The value of a constant input (also through Identity copies), or None for a computed tensor."""
         while name in self._copies and name not in self._inits:
             name = self._copies[name]
-        if name in self._inits:
-            return numpy_helper.to_array(self._inits[name])
+        if name in self._inits:  # read once: several rules may ask for VGG16's 400 MB fc1
+            if name not in self._arrays:
+                self._arrays[name] = numpy_helper.to_array(self._inits[name])
+                self._arrays[name].setflags(write=False)  # shared between rules: none may change it
+            return self._arrays[name]
         node = self._constant_nodes.get(name)
         if node is not None:
             return np.asarray(numpy_helper.to_array(attrs(node)["value"]))
