@@ -40,7 +40,7 @@ skimage_data = needs("skimage.data")
 
 from realtime import contract  # noqa: E402
 from realtime.engine import Engine, EngineOptions  # noqa: E402
-from realtime.export.checks.run import run_onnx  # noqa: E402
+from realtime.export.checks.run import GraphRunner, run_onnx  # noqa: E402
 from realtime.export.pipeline import ExportConfig, ExportError, export  # noqa: E402
 from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 
@@ -111,9 +111,10 @@ def test_matches_torch_autograd_on_real_photos(exported) -> None:
     source, model, _, result = exported
     images = photos()
     x = preprocess_numpy(images, PRESETS["torch"], "NCHW")
+    run = GraphRunner(result.output)  # one session for every photo
     for i in range(len(images)):  # batch 1, as the suite's time budget asks
         targets = np.array([[-1, 7]], np.int64)
-        got = run_onnx(result.output, images[i : i + 1], targets)
+        got = run(images[i : i + 1], targets)
         ref = reference(source.case, model, x[i : i + 1], targets, at=got["activations"])
         where = f"{source.name} photo {i}"
         peak = np.abs(ref["body_activations"]).max()

@@ -29,7 +29,7 @@ needs("onnxscript")
 from realtime import cam as cam_methods  # noqa: E402
 from realtime import contract  # noqa: E402
 from realtime.export import targets as export_targets  # noqa: E402
-from realtime.export.checks.run import run_onnx  # noqa: E402
+from realtime.export.checks.run import GraphRunner, run_onnx  # noqa: E402
 from realtime.export.pipeline import ExportConfig, export, import_onnx  # noqa: E402
 from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 from tests.second_runtime import assert_same_in_openvino, assert_valid_fp32_graph  # noqa: E402
@@ -149,7 +149,8 @@ def run(result: Any, frames: np.ndarray, targets: np.ndarray) -> dict[str, np.nd
     """The graph's outputs for a batch; a static-batch graph (gradcam.batch = 1) one image at a time."""
     if not result.static_batch:
         return run_onnx(result.output, frames, targets)
-    each = [run_onnx(result.output, frames[i : i + 1], targets[i : i + 1]) for i in range(len(frames))]
+    graph = GraphRunner(result.output)
+    each = [graph(frames[i : i + 1], targets[i : i + 1]) for i in range(len(frames))]
     return {name: np.concatenate([e[name] for e in each]) for name in each[0]}
 
 
