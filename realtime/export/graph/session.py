@@ -14,6 +14,10 @@ import onnx
 from google.protobuf.message import Message
 
 IN_MEMORY = 1 << 16  # bytes: initializers at least this large reach the session as arrays
+NUMPY_NATIVE = frozenset({
+    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT8, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+})  # fmt: skip  # types numpy holds as onnxruntime does (not bfloat16 or float8: they stay serialized)
 
 
 def cpu_session(model: onnx.ModelProto, optimize: bool = True) -> Any:
@@ -39,7 +43,7 @@ def _without_large_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, lis
     names, arrays = [], []
     for tensor in model.graph.initializer:
         raw = tensor.raw_data if tensor.data_location == onnx.TensorProto.DEFAULT else b""
-        if len(raw) < IN_MEMORY:
+        if len(raw) < IN_MEMORY or tensor.data_type not in NUMPY_NATIVE:
             stub.graph.initializer.append(tensor)
             continue
         external = stub.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
