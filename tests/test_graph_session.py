@@ -42,3 +42,12 @@ def test_small_and_non_native_weights_stay_in_the_graph() -> None:
     big.graph.initializer[0].data_type = TensorProto.BFLOAT16  # not a type numpy holds as onnxruntime does
     stub, names, _ = graph_session._without_large_weights(big)
     assert names == [] and stub.graph.initializer[0].raw_data == big.graph.initializer[0].raw_data
+
+
+def test_an_unread_large_weight_stays_in_the_graph_and_the_session_opens() -> None:
+    """onnxruntime drops an initializer no node reads before it takes the arrays: that one stays serialized."""
+    model = _matmul_model(np.ones((256, 128), np.float32))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((256, 128), np.float32), "unused"))
+    assert graph_session._without_large_weights(model)[1] == ["w"]
+    x = np.ones((1, 256), np.float32)
+    np.testing.assert_array_equal(graph_session.cpu_session(model).run(None, {"x": x})[0], np.full((1, 128), 256.0))

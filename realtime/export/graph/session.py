@@ -41,9 +41,10 @@ def _without_large_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, lis
     _copy_fields(model, stub, skip="graph")
     _copy_fields(model.graph, stub.graph, skip="initializer")
     names, arrays = [], []
+    read = _names_read(model.graph)  # onnxruntime drops an unread initializer before it would take the array
     for tensor in model.graph.initializer:
         raw = tensor.raw_data if tensor.data_location == onnx.TensorProto.DEFAULT else b""
-        if len(raw) < IN_MEMORY or tensor.data_type not in NUMPY_NATIVE:
+        if len(raw) < IN_MEMORY or tensor.data_type not in NUMPY_NATIVE or tensor.name not in read:
             stub.graph.initializer.append(tensor)
             continue
         external = stub.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
@@ -53,6 +54,17 @@ def _without_large_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, lis
         names.append(tensor.name)
         arrays.append(np.frombuffer(raw, dtype=dtype).reshape(tuple(tensor.dims)))
     return stub, names, arrays
+
+
+def _names_read(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor a node reads, in subgraphs (If, Loop) too, and the graph's outputs."""
+    names = {output.name for output in graph.output}
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for subgraph in (*attribute.graphs, *([attribute.g] if attribute.HasField("g") else [])):
+                names |= _names_read(subgraph)
+    return names
 
 
 def _copy_fields(source: Message, target: Message, skip: str) -> None:
