@@ -29,10 +29,11 @@ def _tools() -> None:
 
 
 def _press_h(env: dict[str, str], live: subprocess.Popen) -> None:
-    """Activate the visible gradcam-live window and press h. Retried: while the window manager maps the
+    """Focus the visible gradcam-live window and press h (windowfocus needs no window manager support;
+    windowactivate failed when openbox had not yet claimed _NET_ACTIVE_WINDOW). Retried: while it maps the
     full-screen window, the search can name a window not yet viewable, and activating it fails
     (one CI run in many, on a loaded machine)."""
-    command = ["xdotool", "search", "--onlyvisible", "--name", "gradcam-live", "windowactivate", "--sync", "key", "h"]
+    command = ["xdotool", "search", "--onlyvisible", "--name", "gradcam-live", "windowfocus", "--sync", "key", "h"]
     errors = []
     for _ in range(10):
         assert live.poll() is None, f"gradcam-live ended early: {live.communicate(timeout=10)[1][-2000:]}"
