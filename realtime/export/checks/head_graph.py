@@ -16,7 +16,6 @@ from onnx import TensorProto, numpy_helper
 from realtime.export.autodiff.head import Head
 from realtime.export.checks.portable import GraphCheckError
 from realtime.export.graph.index import GraphIndex, producers, topological
-from realtime.export.graph.passes import with_outputs
 from realtime.export.graph.session import cpu_session
 from realtime.export.graph.shapes import element_types
 
@@ -258,7 +257,7 @@ def side_values(
 
     from realtime import contract
 
-    session = cpu_session(with_outputs(model, names))
+    session = cpu_session(model, outputs=names)
     feeds = {contract.INPUT_IMAGE: image, contract.INPUT_TARGETS: targets}
     return dict(zip(names, session.run(list(names), feeds), strict=True))
 

@@ -130,10 +130,21 @@ def topological(nodes: Sequence[onnx.NodeProto], available: Iterable[str]) -> li
     return [nodes[i] for i in order]
 
 
+def names_read(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor a node reads, in its subgraphs (If, Loop) too, and every graph output."""
+    names = {output.name for output in graph.output}
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for subgraph in (*attribute.graphs, *([attribute.g] if attribute.HasField("g") else [])):
+                names |= names_read(subgraph)
+    return names
+
+
 def drop_unused_initializers(model: onnx.ModelProto) -> int:
-    """Remove initializers that no node and no graph output reads. Returns how many went."""
+    """Remove initializers that no node (subgraphs included) and no graph output reads. Returns how many went."""
     graph = model.graph
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    used = names_read(graph)
     keep = [init for init in graph.initializer if init.name in used]
     removed = len(graph.initializer) - len(keep)
     if removed:

@@ -8,7 +8,6 @@ wherever it is convenient, and this puts each after its inputs.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -112,15 +111,6 @@ def finish(model: onnx.ModelProto) -> onnx.ModelProto:
     relu_before_reshape(model)
     topological_sort(model)
     return model
-
-
-def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
-    """A copy of `model` whose outputs are `names` (any inner tensors), to read their values in a session."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
-    return probe
 
 
 def reroute_output(graph: onnx.GraphProto, output: str, inner: str) -> int:

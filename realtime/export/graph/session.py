@@ -7,11 +7,14 @@ initializers are external-data stubs, and their values as arrays (`add_external_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 from google.protobuf.message import Message
+
+from realtime.export.graph.index import names_read
 
 IN_MEMORY = 1 << 16  # bytes: initializers at least this large reach the session as arrays
 NUMPY_NATIVE = frozenset({
@@ -20,28 +23,35 @@ NUMPY_NATIVE = frozenset({
 })  # fmt: skip  # types numpy holds as onnxruntime does (not bfloat16 or float8: they stay serialized)
 
 
-def cpu_session(model: onnx.ModelProto, optimize: bool = True) -> Any:
+def cpu_session(model: onnx.ModelProto, optimize: bool = True, outputs: Sequence[str] | None = None) -> Any:
     """A quiet CPU session; `optimize=False` runs every node as written (no fused float32 kernels in a
-    float64 head, no constant folding of what a probe reads)."""
+    float64 head, no constant folding of what a probe reads). `outputs`: inner tensors the session gives
+    instead of the graph's outputs (its own copy of the graph gets them; `model` is not changed)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    stub, names, arrays = _without_large_weights(model)
+    stub, names, arrays = _without_large_weights(model, outputs)
     if names:
         options.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays])
     return ort.InferenceSession(stub.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _without_large_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str], list[np.ndarray]]:
-    """A copy of `model` whose large raw initializers are external-data stubs; their names and values."""
+def _without_large_weights(
+    model: onnx.ModelProto, outputs: Sequence[str] | None = None
+) -> tuple[onnx.ModelProto, list[str], list[np.ndarray]]:
+    """A copy of `model` (with `outputs` as its outputs, if given) whose large raw initializers are
+    external-data stubs; their names and values."""
     stub = onnx.ModelProto()
     _copy_fields(model, stub, skip="graph")
     _copy_fields(model.graph, stub.graph, skip="initializer")
+    if outputs is not None:
+        del stub.graph.output[:]
+        stub.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in outputs)
     names, arrays = [], []
-    read = _names_read(model.graph)  # onnxruntime drops an unread initializer before it would take the array
+    read = names_read(stub.graph)  # onnxruntime drops an unread initializer before it would take the array
     for tensor in model.graph.initializer:
         raw = tensor.raw_data if tensor.data_location == onnx.TensorProto.DEFAULT else b""
         if len(raw) < IN_MEMORY or tensor.data_type not in NUMPY_NATIVE or tensor.name not in read:
@@ -54,17 +64,6 @@ def _without_large_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, lis
         names.append(tensor.name)
         arrays.append(np.frombuffer(raw, dtype=dtype).reshape(tuple(tensor.dims)))
     return stub, names, arrays
-
-
-def _names_read(graph: onnx.GraphProto) -> set[str]:
-    """Every tensor a node reads, in subgraphs (If, Loop) too, and the graph's outputs."""
-    names = {output.name for output in graph.output}
-    for node in graph.node:
-        names.update(node.input)
-        for attribute in node.attribute:
-            for subgraph in (*attribute.graphs, *([attribute.g] if attribute.HasField("g") else [])):
-                names |= _names_read(subgraph)
-    return names
 
 
 def _copy_fields(source: Message, target: Message, skip: str) -> None:

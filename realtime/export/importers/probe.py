@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from realtime.export.graph.passes import with_outputs
 from realtime.export.graph.session import cpu_session
 from realtime.export.importers import ModelImportError
 from realtime.export.messages import first_line
@@ -37,7 +36,7 @@ def probe(model: onnx.ModelProto, input_name: str, input_dims: Sequence[int], na
     wanted = [logits, *(n for n in names if n != logits)]
     x = np.random.default_rng(5).random((2, *input_dims), dtype=np.float32)
     try:
-        session = cpu_session(with_outputs(model, wanted), optimize=False)
+        session = cpu_session(model, optimize=False, outputs=wanted)
         alone = [dict(zip(wanted, session.run(wanted, {input_name: x[i : i + 1]}), strict=True)) for i in range(2)]
     except Exception as exc:  # onnxruntime's own error types
         raise ModelImportError(
