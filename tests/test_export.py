@@ -12,7 +12,7 @@ tf = pytest.importorskip("tensorflow")
 ort = pytest.importorskip("onnxruntime")
 
 from realtime import contract  # noqa: E402
-from realtime.export.checks.run import GraphRunner  # noqa: E402
+from realtime.export.checks.run import GraphRunner, run_onnx  # noqa: E402
 from realtime.export.checks.selfcheck import SelfCheckError  # noqa: E402
 from realtime.export.importers.keras_reference import reference_gradcam  # noqa: E402
 from realtime.export.ops import OPS  # noqa: E402
@@ -28,12 +28,6 @@ from tests import tiny_models  # noqa: E402
 from tests.second_runtime import assert_same_in_openvino, assert_valid_fp32_graph, near_ties  # noqa: E402
 
 
-def run(path: Path, image: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, {"image": image, "targets": targets}), strict=True))
-
-
 def export_tiny(model, tmp_path: Path, layer: str, gradients: str = "full", preprocessing: str = "raw") -> Path:
     config = ExportConfig(
         gradients=gradients,
@@ -47,7 +41,7 @@ def export_tiny(model, tmp_path: Path, layer: str, gradients: str = "full", prep
 
 def test_grad_cam_by_hand_on_a_paper_model(tmp_path: Path) -> None:
     path = export_tiny(tiny_models.paper_model(), tmp_path, "feat")
-    out = run(path, tiny_models.paper_image(), np.array([[-1, 1]], np.int64))
+    out = run_onnx(path, tiny_models.paper_image(), np.array([[-1, 1]], np.int64))
     # logit0 = 2*1 + 2*2 - 0.5*(0+3+1+0) = 4 ; logit1 = 0.5*4 = 2
     np.testing.assert_allclose(out["logits"][0], [4.0, 2.0], atol=1e-6)
     assert out["classes"].tolist() == [[0, 1]]
@@ -64,7 +58,7 @@ def test_grad_cam_by_hand_on_a_paper_model(tmp_path: Path) -> None:
 
 def test_all_zero_map_stays_zero_not_nan(tmp_path: Path) -> None:
     path = export_tiny(tiny_models.paper_model(), tmp_path, "feat")
-    out = run(path, np.zeros((1, 2, 2, 3), np.uint8), np.array([[0, 1]], np.int64))
+    out = run_onnx(path, np.zeros((1, 2, 2, 3), np.uint8), np.array([[0, 1]], np.int64))
     assert np.isfinite(out["cam"]).all()
     assert (out["cam"] == 0).all()
 
@@ -91,7 +85,7 @@ def test_maxpool_routes_to_first_maximum_like_tf(tmp_path: Path) -> None:
     image[0, :, :, 0] = r  # BGR: B is channel 0; raw preprocessing flips it to the model's R
     model = maxpool_routing_model()
     path = export_tiny(model, tmp_path, "feat")
-    got = run(path, image, np.array([[0]], np.int64))["gradients"][0, 0, :, :, 0]
+    got = run_onnx(path, image, np.array([[0]], np.int64))["gradients"][0, 0, :, :, 0]
     # tied window (3,3): first in row-major order; all-zero window: exactly one position
     expected = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]], np.float32)
     np.testing.assert_array_equal(got, expected)
@@ -115,7 +109,7 @@ def relu_pool_image() -> np.ndarray:
 def assert_relu_pool_gradients(path: Path) -> dict[str, np.ndarray]:
     """The layer gradient, saliency and guided backpropagation of the relu(R - 2) -> pool -> ones model, by hand."""
     image, targets = relu_pool_image(), np.array([[0]], np.int64)
-    got = run(path, image, targets)
+    got = run_onnx(path, image, targets)
     assert_valid_fp32_graph(path)  # the ranks, pools and Resizes are standard ops TensorRT's parser takes
     assert_same_in_openvino(path, image, targets)  # and break ties alike in OpenVINO
     np.testing.assert_array_equal(got["gradients"][0, 0, :, :, 0], AT_RELU_OUTPUT)
@@ -198,7 +192,7 @@ def test_guided_with_pooled_weights_matches_tf_and_the_full_graph(tmp_path: Path
             gradients=gradients, output=tmp_path / f"{gradients}.onnx", layer="last_conv",
             input_gradients="guided", preprocessing="caffe", quiet=True,
         )  # fmt: skip
-        got[gradients] = run(export_model(model, config).output, image, targets)
+        got[gradients] = run_onnx(export_model(model, config).output, image, targets)
     ref = reference_gradcam(model, "last_conv", "caffe", image, targets)
     np.testing.assert_allclose(got["pooled"]["weights"], ref["weights"], atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(got["pooled"]["cam"], ref["cam"], atol=1e-4)
@@ -224,7 +218,7 @@ def test_small_heads_match_gradient_tape(make, gradients: str, tmp_path: Path) -
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     targets = np.array([[-1, 2, -1], [1, -1, -1], [-1, -1, 0]], np.int64)
-    got = run(path, image, targets)
+    got = run_onnx(path, image, targets)
     ref = reference_gradcam(model, "last_conv", "caffe", image, targets)
     assert got["classes"].tolist() == ref["classes"].tolist()
     np.testing.assert_allclose(got["weights"], ref["weights"], atol=1e-5, rtol=1e-4)
@@ -237,7 +231,7 @@ def test_global_max_pool_head(tmp_path: Path) -> None:
     path = export_tiny(model, tmp_path, "last_conv", "full", preprocessing="caffe")
     image = np.random.default_rng(4).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     targets = np.array([[-1], [3]], np.int64)
-    got, ref = run(path, image, targets), reference_gradcam(model, "last_conv", "caffe", image, targets)
+    got, ref = run_onnx(path, image, targets), reference_gradcam(model, "last_conv", "caffe", image, targets)
     np.testing.assert_allclose(got["gradients"], ref["gradients"], atol=1e-5, rtol=1e-4)
 
 
@@ -378,7 +372,7 @@ def test_keras_graphs_are_valid_and_agree_in_openvino(small_models, gradients: s
     path = small_models[gradients]
     assert_valid_fp32_graph(path)
     image = np.random.default_rng(5).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    mask = near_ties(run(path, image, np.array([[-1]] * 3, np.int64))["activations"])
+    mask = near_ties(run_onnx(path, image, np.array([[-1]] * 3, np.int64))["activations"])
     assert_same_in_openvino(path, image, np.array([[-1, 2], [1, -1], [-1, -1]], np.int64), mask)
 
 
@@ -389,7 +383,7 @@ def test_bundled_demo_models_are_valid_and_agree_in_openvino(name: str) -> None:
     path = demo_model_paths()[name]
     assert_valid_fp32_graph(path)
     image = np.random.default_rng(6).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    mask = near_ties(run(path, image, np.array([[-1]] * 2, np.int64))["activations"])
+    mask = near_ties(run_onnx(path, image, np.array([[-1]] * 2, np.int64))["activations"])
     assert_same_in_openvino(path, image, np.array([[-1, 1], [0, -1]], np.int64), mask)
 
 
@@ -428,7 +422,7 @@ def test_keras_application_heads_export_and_match(name: str, layer: str, preproc
     path = export_tiny(model, tmp_path, layer, "full", preprocessing)  # the exporter's own self-check ran too
     image = np.random.default_rng(5).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     targets = np.array([[-1, 3], [6, -1]], np.int64)
-    got, ref = run(path, image, targets), reference_gradcam(model, layer, preprocessing, image, targets)
+    got, ref = run_onnx(path, image, targets), reference_gradcam(model, layer, preprocessing, image, targets)
     assert got["classes"].tolist() == ref["classes"].tolist()
     np.testing.assert_allclose(got["cam"], ref["cam"], atol=1e-4)
     scale = np.abs(ref["weights"]).max()

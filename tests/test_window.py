@@ -29,10 +29,9 @@ def _tools() -> None:
 
 
 def _press_h(env: dict[str, str], live: subprocess.Popen) -> None:
-    """Focus the visible gradcam-live window and press h (windowfocus needs no window manager support;
-    windowactivate failed when openbox had not yet claimed _NET_ACTIVE_WINDOW). Retried: while it maps the
-    full-screen window, the search can name a window not yet viewable, and activating it fails
-    (one CI run in many, on a loaded machine)."""
+    """Focus the visible gradcam-live window and press h. windowfocus needs no window-manager support
+    (windowactivate failed when openbox had not yet claimed _NET_ACTIVE_WINDOW on a loaded CI machine);
+    retried while the full-screen window is being mapped."""
     command = ["xdotool", "search", "--onlyvisible", "--name", "gradcam-live", "windowfocus", "--sync", "key", "h"]
     errors = []
     for _ in range(10):
