@@ -71,9 +71,16 @@ def _copy_fields(source: Message, target: Message, skip: str) -> None:
     for field, value in source.ListFields():
         if field.name == skip:
             continue
-        if field.label == field.LABEL_REPEATED:
+        if _is_repeated(field):
             getattr(target, field.name).extend(value)
         elif field.type == field.TYPE_MESSAGE:
             getattr(target, field.name).CopyFrom(value)
         else:
             setattr(target, field.name, value)
+
+
+def _is_repeated(field: Any) -> bool:
+    """protobuf >= 6.32 deprecates `label` for `is_repeated`; older ones have only `label`."""
+    if hasattr(field, "is_repeated"):
+        return bool(field.is_repeated)
+    return bool(field.label == field.LABEL_REPEATED)
