@@ -53,9 +53,17 @@ def _torchvision(name: str) -> Callable[[], Any]:
     return lambda: getattr(__import__("torchvision").models, name)()
 
 
+def _torchvision_vit() -> Any:
+    """torchvision's vit_b_16, whose head it initialises to zeros (no gradient would reach any layer)."""
+    model = __import__("torchvision").models.vit_b_16()
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    return model
+
+
 CASES = [
     Case("deit_tiny_patch16_224", _timm("deit_tiny_patch16_224"), "blocks.11.norm1", "blocks.8.norm1"),
     Case("vit_small_patch16_224", _timm("vit_small_patch16_224"), "blocks.11.norm1", "blocks.10.norm1"),
+    Case("vit_b_16", _torchvision_vit, "encoder.layers.encoder_layer_11.ln_1", "encoder.layers.encoder_layer_9.ln_1"),
     Case("swin_tiny_patch4_window7_224", _timm("swin_tiny_patch4_window7_224"), "norm", "layers.3.blocks.1.norm1"),
     Case("swin_t", _torchvision("swin_t"), "norm", "features.7.1.norm1"),
 ]

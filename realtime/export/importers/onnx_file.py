@@ -13,6 +13,7 @@ from realtime.export.importers import onnx_normalize as normalize
 from realtime.export.importers.probe import probe
 from realtime.export.importers.reshape_chains import collapse_batch_folding_chains
 from realtime.export.importers.select_early import select_before_the_tail
+from realtime.export.importers.sequence_first import batch_first_attention
 from realtime.export.importers.splits import splits_to_slices
 from realtime.export.importers.strided import flat_gathers_per_image
 from realtime.export.importers.unbind import picks_before_transposes
@@ -103,9 +104,11 @@ def load_onnx(
     keep = [v for v in model.graph.input if v.name not in initializers]  # old exporters list weights as inputs
     del model.graph.input[:]
     model.graph.input.extend(keep)
+    per_image = [int(d) if d else 3 for d in dims[1:]]
     flat_gathers_per_image(model)  # torch's as_strided, before the batch is settled
+    batch_first_attention(model, value.name, per_image)  # nn.MultiheadAttention's [T, N, C] blocks
     picks_before_transposes(model)  # attention's q, k, v with the batch first throughout
-    static = _settle_batch(model, value.name, [int(d) if d else 3 for d in dims[1:]])
+    static = _settle_batch(model, value.name, per_image)
     splits_to_slices(model)  # q, k and v: one output per node for the backward
     collapse_batch_folding_chains(model)  # dynamo's K^T through [N*heads, T, d]
     select_before_the_tail(model)  # a ViT's class token before its per-token tail

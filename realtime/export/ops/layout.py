@@ -26,8 +26,9 @@ def _transpose(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
     order = perm(node)
     if not order or order[0] != 0:
         raise RuleError(
-            f"node {node.name!r} (Transpose) moves the batch axis, which the backward keeps first (torch's "
-            "nn.MultiheadAttention, as in torchvision's ViT, runs sequence-first; timm's ViT and DeiT do not)"
+            f"node {node.name!r} (Transpose) moves the batch axis, which the backward keeps first (the import "
+            "rebuilds torch's nn.MultiheadAttention batch-first only when it is plain self-attention: no mask, "
+            "one packed projection); pick a layer after it"
         )
     inverse = [order.index(i) for i in range(len(order))]
     back = [0, 1, *(p + 1 for p in inverse[1:])]
