@@ -139,6 +139,7 @@ CASES = [
          {"s": np.asarray([-3, 1], np.int64), "e": np.asarray([100, -1], np.int64),
           "ax": np.asarray([1, 2], np.int64)}),
     Case("gather_class_token", TC, [("Gather", ["x", "i"], {"axis": 1})], {"i": np.asarray(0, np.int64)}),
+    Case("gather_token_run", TC, [("Gather", ["x", "i"], {"axis": 1})], {"i": np.asarray([1, 2, 3], np.int64)}),
     Case("gather_tokens_repeated", TC, [("Gather", ["x", "i"], {"axis": 1})], {"i": np.asarray([3, 0, 3], np.int64)}),
     Case("gather_channels", TC, [("Gather", ["x", "i"], {"axis": -1})], {"i": np.asarray([[5, 1], [2, 2]], np.int64)}),
     Case("expand", (1, 6), [("Expand", ["x", "shape"], {})], {"shape": np.asarray([1, 4, 6], np.int64)}),

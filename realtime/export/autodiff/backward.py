@@ -157,6 +157,9 @@ def _carried_positions(head: Head) -> dict[str, tuple[int, ...]]:
 def _sum(ctx: Context, grads: list[Grad]) -> Grad:
     if len(grads) == 1:
         return grads[0]
+    joined = ctx.joined(grads)
+    if joined is not None:
+        return joined
     total = ctx.normal(grads[0])
     for grad in grads[1:]:
         total = ctx.b.op("Add", [total, ctx.normal(grad)])

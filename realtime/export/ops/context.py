@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import onnx
@@ -23,13 +24,29 @@ from realtime.export.graph.index import attrs
 
 
 @dataclass(frozen=True)
+class Padding:
+    """A gradient that is `source` padded with zeros along one axis of [N, K, *dims], from `start` to
+    `stop` of `extent`: built only when read, so pieces that tile the axis (q, k and v picked out of
+    one packed projection) are joined by one Concat instead of padded and added."""
+
+    source: str
+    axis: int
+    start: int
+    stop: int
+    extent: int
+    rank: int
+
+
+@dataclass(frozen=True)
 class Grad:
-    """A gradient tensor and its form; `onehot` is the seed at the logits, not built until needed."""
+    """A gradient tensor and its form; `onehot` (the seed at the logits) and `padding` are not built
+    until needed."""
 
     name: str
     features_first: bool = False
     onehot: bool = False
     relu_taken: bool = False  # a max pool already applied the ReLU before it (Context.relu_before)
+    padding: Padding | None = None
 
 
 class RuleError(ValueError):
@@ -101,13 +118,31 @@ class Context:
     # ----------------------------------------------------------------- forms
 
     def materialize(self, g: Grad) -> Grad:
-        """The seed as a [N, K, C] one-hot of the classes."""
+        """The seed as a [N, K, C] one-hot of the classes; a padding as its Pad."""
+        if g.padding is not None:
+            pad = g.padding
+            before, after = [0] * pad.rank, [0] * pad.rank
+            before[pad.axis], after[pad.axis] = pad.start, pad.extent - pad.stop
+            return Grad(self.b.op("Pad", [pad.source, self.b.ints(before + after)]))
         if not g.onehot:
             return g
         b = self.b
         classes = b.unsqueeze(self.classes, [2])
         arange = b.const(np.arange(self.num_classes, dtype=np.int64), "arange")
         return Grad(b.mask(b.op("Equal", [classes, arange])))
+
+    def joined(self, grads: Sequence[Grad]) -> Grad | None:
+        """Paddings of one tensor that tile their axis exactly, as one Concat; None for any others."""
+        pads = [g.padding for g in grads]
+        if len(pads) < 2 or any(p is None for p in pads):
+            return None
+        ordered = sorted((p for p in pads if p is not None), key=lambda p: p.start)
+        first_pad = ordered[0]
+        same = all((p.axis, p.extent, p.rank) == (first_pad.axis, first_pad.extent, first_pad.rank) for p in ordered)
+        tiled = first_pad.start == 0 and ordered[-1].stop == first_pad.extent
+        if not same or not tiled or any(a.stop != b.start for a, b in pairwise(ordered)):
+            return None
+        return Grad(self.b.concat([p.source for p in ordered], axis=first_pad.axis))
 
     def normal(self, g: Grad) -> str:
         g = self.materialize(g)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from realtime.export.graph.index import attrs
-from realtime.export.ops.context import Context, Grad, Grads, RuleError, first, grads_at
+from realtime.export.ops.context import Context, Grad, Grads, Padding, RuleError, first, grads_at
 from realtime.export.ops.elementwise import unbroadcast
 from realtime.export.ops.record import OpRecord
 
@@ -51,8 +51,9 @@ def _slice(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
 
 
 def _gather(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
-    """Constant indices along a non-batch axis: the gradient scattered back by a one-hot product
-    (repeated indices add up), [.., L] @ [L, D] -> [.., D] with the gathered axis last."""
+    """Constant indices along a non-batch axis: one index or an ascending run padded back with zeros;
+    any others scattered back by a one-hot product (repeated indices add up), [.., L] @ [L, D] -> [.., D]
+    with the gathered axis last."""
     if carried != (0,):
         raise RuleError(f"node {node.name!r} (Gather): only constant indices are supported")
     indices = _constant(ctx, node, 1, "indices")
@@ -64,6 +65,8 @@ def _gather(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...
         raise RuleError(f"node {node.name!r} (Gather) picks along the batch axis")
     size = dims[axis - 1]
     flat = np.asarray(indices).reshape(-1) % size
+    if np.asarray(indices).ndim <= 1 and (flat == np.arange(flat[0], flat[0] + len(flat))).all():
+        return first(node, _padded_back(ctx, node, g, axis, flat, np.ndim(indices) == 0))
     onehot = np.zeros((len(flat), size), np.float32)
     onehot[np.arange(len(flat)), flat] = 1.0
     b, grad = ctx.b, ctx.normal(g)
@@ -77,6 +80,18 @@ def _gather(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...
     spread = b.op("MatMul", [moved, b.const(onehot, "gather_onehot")])
     back = [order.index(i) for i in range(last + 1)]
     return first(node, Grad(b.transpose(spread, back) if position != last else spread))
+
+
+def _padded_back(ctx: Context, node: onnx.NodeProto, g: Grad, axis: int, flat: np.ndarray, scalar: bool) -> Grad:
+    """One index or a run of them (q, k or v out of a packed projection; a class token): the gradient
+    padded back with zeros (Context.joined makes pieces that tile the axis one Concat), a copy where
+    the one-hot product scatters through a matrix product."""
+    grad = ctx.normal(g)
+    if scalar:  # the picked axis was dropped: it comes back with extent 1
+        grad = ctx.b.unsqueeze(grad, [axis + 1])
+    dims = ctx.dims(node.input[0])
+    start = int(flat[0])
+    return Grad("", padding=Padding(grad, axis + 1, start, start + len(flat), dims[axis - 1], len(dims) + 2))
 
 
 def _expand(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
