@@ -20,7 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from realtime.export.graph.builder import GraphBuilder
-from realtime.export.graph.index import attrs
+from realtime.export.graph.index import attrs, perm
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,18 @@ class Context:
         if node is None or node.op_type != "Relu" or self._readers[x] != 1 or x in self.wanted:
             return None
         return node
+
+    def untransposed(self, x: str) -> str | None:
+        """The input of the Transpose that made `x` by swapping its last two axes (attention's K^T), or None.
+
+        A product's backward wants x^T: reading that input is free, where transposing `x` back costs a
+        copy and keeps the forward's own Transpose from fusing into its MatMul.
+        """
+        node = self._producers.get(x)
+        if node is None or node.op_type != "Transpose" or x not in self.shapes:
+            return None
+        rank = len(self.shapes[x]) + 1
+        return node.input[0] if perm(node) == [*range(rank - 2), rank - 1, rank - 2] else None
 
     def dims(self, name: str) -> tuple[int, ...]:
         if name not in self.shapes:

@@ -71,7 +71,9 @@ def _matmul(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...
             rank = len(ctx.dims(other)) + 2  # lifted: [N, 1, *dims]
             if rank < 4:
                 raise RuleError(f"node {node.name!r} (MatMul) with a vector operand is not supported")
-            swapped = b.transpose(ctx.lift(other, False), [*range(rank - 2), rank - 1, rank - 2])
+            source = ctx.untransposed(other)
+            swapped = (ctx.lift(source, False) if source is not None
+                       else b.transpose(ctx.lift(other, False), [*range(rank - 2), rank - 1, rank - 2]))  # fmt: skip
         product = b.op("MatMul", [grad, swapped] if p == 0 else [swapped, grad])
         out[p] = unbroadcast(ctx, Grad(product), node.input[p], node.output[0])
     return grads_at(node, out)
