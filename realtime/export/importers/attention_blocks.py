@@ -16,10 +16,9 @@ import onnx
 
 from realtime.export.graph.index import GraphIndex, InitializerValues, attrs, perm
 from realtime.export.importers.onnx_normalize import shape_only_tensors
+from realtime.export.ops import record
 
 SWAP = [1, 0, 2]  # [N, T, C] <-> [T, N, C]
-LAYOUT = {"Reshape", "Unsqueeze", "Squeeze", "Transpose", "Gather", "Slice", "Identity", "Dropout"}
-ARITHMETIC = {"MatMul", "Gemm", "Add", "Mul", "Div", "Softmax"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ def find_blocks(model: onnx.ModelProto) -> list[Block]:
 
 def _data_inputs(node: onnx.NodeProto, index: GraphIndex, shape_only: set[str]) -> list[str]:
     """The inputs that carry activations: not constants, not shape arithmetic (reshape targets, scales)."""
-    if node.op_type in LAYOUT or node.op_type in ("Softmax", "Gemm"):
+    if record(node.op_type).attention in ("moves", "projects", "normalises"):
         return [node.input[0]]
     return [i for i in node.input if i and i not in index.constants and i not in shape_only]
 
@@ -72,7 +71,7 @@ def _block_ending_at(
     while queue:
         name = queue.pop()
         node = index.producer.get(name)
-        if node is None or node.op_type not in LAYOUT | ARITHMETIC:
+        if node is None or not record(node.op_type).attention:
             return None
         if node.name in seen:
             continue
@@ -146,7 +145,7 @@ def _classify(
                 out_bias = bias
             else:
                 return None
-        elif node.op_type in ("Mul", "Div"):
+        elif record(node.op_type).attention == "scales":
             scalar = [i for i in node.input if i in index.constants or i in shape_only]
             if len(scalar) != 1 or (node.op_type == "Div" and node.input[1] != scalar[0]):
                 return None

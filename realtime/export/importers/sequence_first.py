@@ -74,12 +74,14 @@ def _rebuild(model: onnx.ModelProto, block: Block, values: dict[str, np.ndarray]
     if block.scores not in values or any(name not in values for name, _ in block.multipliers):
         return None  # the file did not run
     scores = values[block.scores]
+    if scores.ndim < 3:
+        return None  # not [heads, T, T] scores
     heads = int(np.prod(scores.shape[:-2]))  # at batch 1: [heads, T, T] or [1, heads, T, T]
     width = block.width
     scale = 1.0
     for name, divides in block.multipliers:
         value = np.asarray(values[name], np.float64)
-        if value.size != 1:
+        if value.size != 1 or (divides and float(value.reshape(())) == 0.0):
             return None
         scale = scale / float(value.reshape(())) if divides else scale * float(value.reshape(()))
     if heads < 1 or width % heads or scores.shape[-1] != scores.shape[-2]:

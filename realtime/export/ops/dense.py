@@ -106,7 +106,7 @@ def pooled_dense(
 
 
 RECORDS = (
-    OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=8, int8="dense"),
+    OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=8, int8="dense", attention="projects"),
     OpRecord(
         "MatMul",
         _matmul,
@@ -117,5 +117,6 @@ RECORDS = (
         int8="dense",
         tokens="mixes_two_activations",
         per_token="right_product",
+        attention="combines",
     ),
 )

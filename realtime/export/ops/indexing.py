@@ -65,7 +65,8 @@ def _gather(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...
         raise RuleError(f"node {node.name!r} (Gather) picks along the batch axis")
     size = dims[axis - 1]
     flat = np.asarray(indices).reshape(-1) % size
-    if np.asarray(indices).ndim <= 1 and (flat == np.arange(flat[0], flat[0] + len(flat))).all():
+    run = len(flat) > 0 and (flat == np.arange(flat[0], flat[0] + len(flat))).all()
+    if np.asarray(indices).ndim <= 1 and run:
         return first(node, _padded_back(ctx, node, g, axis, flat, np.ndim(indices) == 0))
     onehot = np.zeros((len(flat), size), np.float32)
     onehot[np.arange(len(flat)), flat] = 1.0
@@ -114,8 +115,8 @@ def _where(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
 
 
 RECORDS = (
-    OpRecord("Slice", _slice, tensorrt=8, tensorrt_note="constant axes", tensorrt_constants=(3,)),
-    OpRecord("Gather", _gather, tensorrt=8, per_token="picks"),
+    OpRecord("Slice", _slice, tensorrt=8, tensorrt_note="constant axes", tensorrt_constants=(3,), attention="moves"),
+    OpRecord("Gather", _gather, tensorrt=8, per_token="picks", attention="moves"),
     OpRecord("Expand", _expand, tensorrt=8),
     OpRecord("Where", _where, grad_inputs="all", tensorrt=8),
 )

@@ -32,6 +32,10 @@ PER_TOKEN_ROLES = (
 )  # how a ViT's class token can be selected before the op (select_early):
 # element by element; a norm of the last axis; rows of a matrix product; a softmax along another axis;
 # through a transpose, a pick along another axis, a reshape of later axes
+ATTENTION_ROLES = ("", "moves", "projects", "normalises", "combines", "scales")  # its place in torch's
+# sequence-first nn.MultiheadAttention (importers/attention_blocks): none (not in plain self-attention); moves
+# values (the walk follows input 0); the output projection; the Softmax; products and biases; q's, k's or the
+# scores' scalar scale (the walk follows the inputs that are neither constants nor shape arithmetic)
 TENSORRT_VERSIONS = (0, 8, 10)
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 
@@ -53,6 +57,7 @@ class OpRecord:
     tensorrt_constants: tuple[int, ...] = ()  # inputs the parser needs as initializers (TopK's K, Slice's axes)
     int8: str = ""
     per_token: str = ""  # PER_TOKEN_ROLES: a ViT's class token can be selected before it (select_early)
+    attention: str = ""  # ATTENTION_ROLES
     tokens: str = ""  # TOKEN_ROLES: token layers after the last op that mixes tokens reach only the class token
     folds_on_constants: bool = False  # the import evaluates it when every input is a constant
     reads_shape_only: bool = False  # its output depends on its input's shape, not its values (Shape, Size)
@@ -67,6 +72,7 @@ class OpRecord:
             ("int8", self.int8, INT8_ROLES),
             ("tokens", self.tokens, TOKEN_ROLES),
             ("per_token", self.per_token, PER_TOKEN_ROLES),
+            ("attention", self.attention, ATTENTION_ROLES),
             ("tensorrt", self.tensorrt, TENSORRT_VERSIONS),
         ):
             if value not in allowed:

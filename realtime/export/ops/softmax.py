@@ -33,6 +33,14 @@ def _log_softmax(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int
 
 
 RECORDS = (
-    OpRecord("Softmax", _softmax, logits_view=True, tensorrt=8, tokens="mixes", per_token="normalises_one_axis"),
+    OpRecord(
+        "Softmax",
+        _softmax,
+        logits_view=True,
+        tensorrt=8,
+        tokens="mixes",
+        per_token="normalises_one_axis",
+        attention="normalises",
+    ),
     OpRecord("LogSoftmax", _log_softmax, logits_view=True, tensorrt=8),
 )
