@@ -25,7 +25,8 @@ def _constant(ctx: Context, node: onnx.NodeProto, position: int, what: str) -> n
 
 
 def _slice(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
-    """Step-1 slices: the gradient padded back with zeros to the input's extent."""
+    """Step-1 slices: the gradient padded back with zeros to the input's extent (along one axis, as a
+    Padding: the slices that tile it, q, k and v split out of one projection, are joined by one Concat)."""
     dims = ctx.dims(node.input[0])
     rank = len(dims) + 1
     starts, ends = _constant(ctx, node, 1, "starts"), _constant(ctx, node, 2, "ends")
@@ -45,8 +46,13 @@ def _slice(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
         hi = int(np.clip(end + size if end < 0 else end, 0, size))
         before[axis + 1], after[axis + 1] = lo, size - max(hi, lo)
     grad = ctx.normal(g)
-    if not any(before) and not any(after):
+    padded = [a for a in range(rank + 1) if before[a] or after[a]]
+    if not padded:
         return first(node, Grad(grad))
+    if len(padded) == 1:
+        a = padded[0]
+        extent = dims[a - 2]
+        return first(node, Grad("", padding=Padding(grad, a, before[a], extent - after[a], extent, rank + 1)))
     return first(node, Grad(ctx.b.op("Pad", [grad, ctx.b.ints(before + after)])))
 
 
