@@ -131,7 +131,7 @@ def _classify(
         return None
     in_bias = out_bias = None
     multipliers = []
-    before_softmax = _upstream(softmax[0], region, index)
+    before_softmax = index.ancestors(softmax[0].input[0])  # q's, k's and the scores' tensors, not v's
     for node in region:
         if node.op_type == "Add":
             bias = next((i for i in node.input if i in index.constants), None)
@@ -149,7 +149,7 @@ def _classify(
             scalar = [i for i in node.input if i in index.constants or i in shape_only]
             if len(scalar) != 1 or (node.op_type == "Div" and node.input[1] != scalar[0]):
                 return None
-            if node.name not in before_softmax:
+            if node.output[0] not in before_softmax:
                 return None  # a scale on v or on the output is not a score scale
             multipliers.append((scalar[0], node.op_type == "Div"))
     if not _only_read_inside(region, exit_node, index, shape_only):
@@ -165,21 +165,6 @@ def _plain_gemm(node: onnx.NodeProto) -> bool:
     given = attrs(node)
     plain = given.get("alpha", 1.0) == 1.0 and given.get("beta", 1.0) == 1.0
     return plain and given.get("transA", 0) == 0 and given.get("transB", 0) == 1
-
-
-def _upstream(last: onnx.NodeProto, region: list[onnx.NodeProto], index: GraphIndex) -> set[str]:
-    """The names of the region's nodes `last` depends on (itself included)."""
-    names = {n.name for n in region}
-    found = {last.name}
-    queue = [last]
-    while queue:
-        node = queue.pop()
-        for name in node.input:
-            producer = index.producer.get(name)
-            if producer is not None and producer.name in names and producer.name not in found:
-                found.add(producer.name)
-                queue.append(producer)
-    return found
 
 
 def _only_read_inside(
