@@ -15,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime import arguments, cam, overlay
-from realtime.controls import Controls, explained_columns, resolve_class, targets_for
-from realtime.engine import EngineOptions
-from realtime.frames import Region, fit, model_region, to_bgr
-from realtime.panels import label_of, panel_maps
-from realtime.remote import open_engine
+from realtime import arguments
+from realtime.engines.opening import open_engine
+from realtime.engines.providers import EngineOptions
+from realtime.maps import methods
+from realtime.maps.explain import maps_for
+from realtime.maps.query import Query, explained_columns, resolve_class, targets_for
+from realtime.sources.fitting import Region, fit, model_region
+from realtime.sources.frame import to_bgr
+from realtime.view.overlay import DEFAULT_ALPHA, DEFAULT_STYLE, blend
+from realtime.view.panels import label_of
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,11 @@ class Explanation:
         object.__setattr__(self, "maps", maps)
 
     def overlay(
-        self, frame_bgr: np.ndarray, alpha: float = overlay.DEFAULT_ALPHA, style: str = overlay.DEFAULT_STYLE,
+        self, frame_bgr: np.ndarray, alpha: float = DEFAULT_ALPHA, style: str = DEFAULT_STYLE,
         index: int = 0,
     ) -> np.ndarray:  # fmt: skip
         """The frame with map `index` laid over the part the model saw: a new array."""
-        return overlay.blend(to_bgr(frame_bgr), self.maps[index], alpha, self.region, style)
+        return blend(to_bgr(frame_bgr), self.maps[index], alpha, self.region, style)
 
 
 class GradCam:
@@ -70,7 +74,7 @@ class GradCam:
     @property
     def methods(self) -> list[str]:
         """The methods this graph can serve (a `pooled` graph: Grad-CAM only)."""
-        return cam.usable_methods(self.engine.provides)
+        return methods.usable_methods(self.engine.provides)
 
     def __call__(
         self, frame_bgr: np.ndarray, method: str = "gradcam", top_k: int = 1, target: int | str | None = None,
@@ -88,21 +92,21 @@ class GradCam:
         if len(frames_bgr) == 0:
             raise ValueError("batch() needs at least one frame")
         top_k = arguments.top_k(top_k)
-        spec = cam.method(method)
+        spec = methods.method(method)
         lacking = spec.lacking(self.engine.provides)
         if lacking:
-            raise cam.MethodNeedsGradientsError(f"{method} needs {lacking}; {self.engine.path} lacks them")
+            raise methods.MethodNeedsGradientsError(f"{method} needs {lacking}; {self.engine.path} lacks them")
         name = None if target is None else str(target)
         class_id = resolve_class(name, self.labels, str(self.engine.path), name="target")
         if not 0 <= layer < len(self.engine.info.layers):
             raise ValueError(f"layer={layer!r}: {self.engine.path} explains {len(self.engine.info.layers)} layer(s)")
-        controls = Controls(method=method, class_name=name, top_k=top_k, layer=layer)
+        query = Query(method=method, class_name=name, top_k=top_k, layer=layer)
         info = self.engine.info
         size = (info.input_height, info.input_width)
         images = [to_bgr(f) for f in frames_bgr]
         batch = np.stack([fit(im, size, self.fit_mode) for im in images])
-        result = self.engine.run(batch, [targets_for(controls, class_id)] * len(images), spec.needs_gradients)
-        columns = explained_columns(controls, class_id)
+        result = self.engine.run(batch, [targets_for(query, class_id)] * len(images), spec.needs_gradients)
+        columns = explained_columns(query, class_id)
         explained = []
         for i, image in enumerate(images):
             ids = tuple(int(result.classes[i, c]) for c in columns)
@@ -111,7 +115,7 @@ class GradCam:
                     classes=ids,
                     labels=tuple(label_of(result, c) for c in ids),
                     probabilities=tuple(float(result.probabilities[i, c]) for c in ids),
-                    maps=panel_maps(result, i, controls, class_id),
+                    maps=maps_for(result, i, query, class_id),
                     method=method,
                     top=tuple(result.top(i, 5)),
                     ms=result.seconds * 1000.0,

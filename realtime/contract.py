@@ -42,7 +42,8 @@ REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
 DIM_BATCH, DIM_TARGETS = "N", "K"  # the names of the free dims: images per call, targets per image
 MAX_TARGETS = 16  # columns of `targets`: the graph ranks this many classes (a small TopK, constant for TensorRT)
 PROFILE_DEFAULT, PROFILE_TRT8 = "default", "trt8"
-PROFILE_TYPES = {  # input types by profile, as onnxruntime names them; trt8: for TensorRT 8's parser (export/trt8.py)
+# input types by profile, as onnxruntime names them; trt8: for TensorRT 8's parser (export/variants/trt8.py)
+PROFILE_TYPES = {
     PROFILE_DEFAULT: {INPUT_IMAGE: "tensor(uint8)", INPUT_TARGETS: "tensor(int64)"},
     PROFILE_TRT8: {INPUT_IMAGE: "tensor(float)", INPUT_TARGETS: "tensor(int32)"},
 }
@@ -243,3 +244,17 @@ def _layers(outputs: Mapping[str, Sequence[object]], metadata: Mapping[str, str]
         h, w, c = (int(d) for d in dims[1:])  # type: ignore[call-overload]
         layers.append(LayerInfo(name, h, w, c, layer_output(OUT_GRADIENTS, i) in outputs))
     return tuple(layers)
+
+
+CALIBRATION_COUNT = 32  # gradcam-export --int8: frames to calibrate on
+
+
+SAVE_EVERY = 15  # --save-frames keeps every 15th frame: neighbouring frames are nearly the same picture
+
+
+def frames_wanted(calibration_count: int) -> int:
+    """Frames int8 wants in all: `calibration_count` to calibrate, and a quarter more held out for its check."""
+    return calibration_count * 5 // 4
+
+
+INT8_WANTS = frames_wanted(CALIBRATION_COUNT)  # 40

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import cv2
 
-from realtime import arguments, cam, overlay
-from realtime.caption import draw_hud
-from realtime.cli import fraction
+from realtime import arguments
+from realtime.engines.providers import PROVIDER_CHAINS
 from realtime.files import IMAGE_SUFFIXES, OutputPathError, check_output_file, write_image
-from realtime.frames import FIT_MODES
-from realtime.providers import PROVIDER_CHAINS
+from realtime.live.cli import fraction
+from realtime.maps import methods
+from realtime.sources.fitting import FIT_MODES
+from realtime.view.caption import draw_hud
+from realtime.view.hud import Hud
+from realtime.view.overlay import DEFAULT_ALPHA, DEFAULT_STYLE, STYLES
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,8 @@ class ImageConfig:
     model: Path | None = None
     method: str = "gradcam"
     class_: str | None = None
-    alpha: float = overlay.DEFAULT_ALPHA
-    style: str = overlay.DEFAULT_STYLE
+    alpha: float = DEFAULT_ALPHA
+    style: str = DEFAULT_STYLE
     providers: str = "cpu"
     fit: str = "squash"
     caption: bool = False
@@ -37,10 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("image", type=Path)
     parser.add_argument("--output", type=Path, required=True, help="where to write the overlay (PNG or JPEG)")
     parser.add_argument("--model", type=Path, help="exported Grad-CAM ONNX (default: models/vgg16_gradcam_*.onnx)")
-    parser.add_argument("--method", choices=list(cam.METHODS), default="gradcam")
+    parser.add_argument("--method", choices=list(methods.METHODS), default="gradcam")
     parser.add_argument("--class", dest="class_", metavar="ID|NAME", help="explain this class instead of the top-1")
-    parser.add_argument("--alpha", type=fraction, default=overlay.DEFAULT_ALPHA, help="overlay opacity, 0 to 1")
-    parser.add_argument("--style", choices=list(overlay.STYLES), default=overlay.DEFAULT_STYLE)
+    parser.add_argument("--alpha", type=fraction, default=DEFAULT_ALPHA, help="overlay opacity, 0 to 1")
+    parser.add_argument("--style", choices=list(STYLES), default=DEFAULT_STYLE)
     parser.add_argument("--providers", choices=list(PROVIDER_CHAINS), default="cpu")
     parser.add_argument("--crop", dest="fit", choices=list(FIT_MODES), default="squash")
     parser.add_argument("--caption", action="store_true", help="add the class, method and top classes under the image")
@@ -50,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(config: ImageConfig) -> int:
     from realtime.api import GradCam
     from realtime.contract import ContractError
-    from realtime.controls import ClassNameError
-    from realtime.engine import ModelNotFoundError
-    from realtime.frames import BadFrameError, to_bgr
-    from realtime.session import default_model
+    from realtime.engines.local import ModelNotFoundError
+    from realtime.live.start import default_model
+    from realtime.maps.query import ClassNameError
+    from realtime.sources.frame import BadFrameError, to_bgr
 
     try:
         check_output_file(config.output, "--output", IMAGE_SUFFIXES)  # before any inference
@@ -68,10 +71,10 @@ def run(config: ImageConfig) -> int:
         frame = to_bgr(raw)
         explainer = GradCam(config.model or default_model(), config.providers, fit_mode=config.fit, warmup=0)
         explained = explainer(frame, config.method, target=config.class_)
-    except (BadFrameError, ModelNotFoundError, ContractError, ClassNameError, cam.MethodNeedsGradientsError) as exc:
+    except (BadFrameError, ModelNotFoundError, ContractError, ClassNameError, methods.MethodNeedsGradientsError) as exc:
         print(f"gradcam-image: {exc}", file=sys.stderr)
         return 2
-    hud = overlay.Hud(
+    hud = Hud(
         explained.labels[0], explained.probabilities[0], config.method, [(n, p) for _, n, p in explained.top[:3]]
     )
     image = explained.overlay(frame, config.alpha, config.style)

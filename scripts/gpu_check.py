@@ -1,21 +1,22 @@
-"""Check the CUDA and TensorRT paths on a GPU machine that has no TensorFlow and no VGG16 weights.
+"""The product's GPU paths in one run: CUDA graphs and fp16 copies through gradcam's own LocalEngine.
 
-    python scripts/gpu_check.py pack MODELS_DIR PACK_DIR   # here: graphs without their big weights
-    python scripts/gpu_check.py check PACK_DIR OUT_DIR     # on the GPU machine
+    python scripts/edge_gpu_check.py OUT_DIR [--models vgg16,resnet50,mobilenet_v3_large] [--providers cuda]
 
-`pack` keeps each graph's structure and, for every large initializer, only its shape, dtype and
-value statistics (a VGG16 graph shrinks from 550 MB to under 1 MB). `check` refills them with
-seeded random values of the same statistics, then compares the GPU providers with the CPU on the
-same graphs, times them, runs the live loops on CUDA, and writes gpu_check.json and gpu_check.md.
+Needs torch and torchvision (seeded random weights; nothing is downloaded) and onnxruntime-gpu.
+For each model it exports the forward-only and the pooled graph, each also as an fp16 copy (the one
+gradcam-export --fp16 writes; its fidelity against fp32 on 24 demo scenes is reported beside the speed,
+not used as a gate), on the CPU. Then, on the provider asked for, it measures:
+- ms per frame at batch 1 through `LocalEngine.run`, plain and with `--cuda-graph`, fp32 and fp16, each
+  as a ratio to the forward-only graph under the same settings (timed in alternation);
+- the live loop's display rate on a 200 FPS source, pooled, with CUDA graphs and without.
+It writes edge_gpu_check.json and prints a markdown table for docs/gpu.md. `--providers cpu --models
+mobilenet_v3_small --rounds 3` is a dry run of the script itself on a machine without a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -27,350 +28,173 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench.live import camera_rate, run_loop, synthetic_frames  # noqa: E402
 from scripts.bench.timing import alternate, machine  # noqa: E402
+from tests.helpers.sources import LoopSource, synthetic_frames  # noqa: E402
+from tests.helpers.torch_models import torchvision_onnx  # noqa: E402
 
-BIG = 64 * 1024  # initializers above this many bytes travel as statistics only
-
-
-# ----------------------------------------------------------------------------- pack / unpack
-
-
-def pack(models: Path, out: Path) -> None:
-    import onnx
-    from onnx import numpy_helper
-
-    out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(models.glob("*.onnx")):
-        model = onnx.load(str(path))
-        stats: dict[str, Any] = {}
-        keep = []
-        for tensor in model.graph.initializer:
-            array = numpy_helper.to_array(tensor)
-            if array.nbytes <= BIG:
-                keep.append(tensor)
-                continue
-            wide = array.astype(np.float64)
-            stats[tensor.name] = {
-                "shape": list(array.shape),
-                "dtype": str(array.dtype),
-                "mean": float(wide.mean()),
-                "std": float(wide.std()),
-                "min": float(wide.min()),
-                "max": float(wide.max()),
-            }
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
-        onnx.save(model, str(out / path.name))
-        (out / f"{path.stem}.json").write_text(json.dumps(stats))
-        print(f"packed {path.name}: {len(stats)} initializers as statistics")
+GOAL = 1.05  # pooled Grad-CAM against forward-only, batch 1, with CUDA graphs
 
 
-def unpack(pack_dir: Path, out: Path, seed: int = 0) -> dict[str, str]:
-    """Rebuild every packed graph with random weights of the recorded statistics."""
-    import onnx
-    from onnx import numpy_helper
+def export_graphs(name: str, folder: Path) -> dict[str, str]:
+    """torchvision `name` (seeded) -> ONNX -> forward-only and pooled graphs, fp32 and fp16."""
+    from realtime.export.pipeline import ExportConfig, export
 
-    out.mkdir(parents=True, exist_ok=True)
+    source = torchvision_onnx(name, folder)
     paths = {}
-    for skeleton in sorted(pack_dir.glob("*.onnx")):
-        rng = np.random.default_rng(seed)
-        model = onnx.load(str(skeleton))
-        for name, s in json.loads((pack_dir / f"{skeleton.stem}.json").read_text()).items():
-            dtype = np.dtype(s["dtype"])
-            if dtype.kind == "f":
-                array = rng.normal(s["mean"], s["std"], s["shape"]).astype(dtype)
-            else:
-                array = rng.integers(int(s["min"]), int(s["max"]) + 1, s["shape"]).astype(dtype)
-            model.graph.initializer.append(numpy_helper.from_array(array, name))
-        target = out / skeleton.name
-        onnx.save(model, str(target))
-        paths[skeleton.stem] = str(target)
+    for gradients in ("none", "pooled"):
+        out = folder / f"{name}_{gradients}.onnx"
+        export(ExportConfig(onnx=source, gradients=gradients, output=out, quiet=True))
+        paths[gradients] = str(out)
+        paths[f"{gradients}_fp16"] = str(_fp16_copy(out))
     return paths
 
 
-# ----------------------------------------------------------------------------- checks
+def _fp16_copy(fp32: Path) -> Path:
+    """The fp16 copy gradcam-export --fp16 writes, without its fidelity gate: random weights can leave a
+    model's logits below fp16's range (MobileNetV3-small's reach 3e-9), and the speed is what is measured
+    here; the fidelity is reported beside it."""
+    import onnx
 
+    from realtime import contract
+    from realtime.export.graph.builder import set_metadata
+    from realtime.export.variants import fp16
+    from realtime.export.variants.gpu import PRECISION_FP16
 
-def environment() -> dict[str, Any]:
-    import onnxruntime as ort
-
-    def loads(name: str) -> bool:
-        try:
-            ctypes.CDLL(name)
-            return True
-        except OSError:
-            return False
-
-    smi = nvidia_smi("-L")
-    return {
-        **machine(),
-        "onnxruntime_file": ort.__file__,
-        "available_providers": ort.get_available_providers(),
-        "device": ort.get_device(),
-        "gpus": smi,
-        "libnvinfer.so.10": loads("libnvinfer.so.10"),
-        "LD_LIBRARY_PATH": os.environ.get("LD_LIBRARY_PATH", ""),
-    }
-
-
-PROBE = """
-import contextlib, io, json, sys
-sys.path.insert(0, {root!r})
-import onnxruntime as ort
-out = {{}}
-with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-    if {plain}:
-        s = ort.InferenceSession({model!r}, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        out["provider"] = s.get_providers()[0]
-    else:
-        from realtime.engine import Engine, EngineOptions
-        for chain in ("auto", "tensorrt", "cuda"):
-            e = Engine({model!r}, EngineOptions(providers=chain, warmup=1))
-            out[chain] = {{"provider": e.provider, "notice": e.notice}}
-print(json.dumps(out))
-"""
-
-
-def provider_probe(model: str) -> dict[str, Any]:
-    """Fresh processes: does CUDA load without help, and what does the engine pick for each chain?"""
-    report = {}
-    for label, plain in (("plain onnxruntime session, no preload", True), ("realtime.engine.Engine", False)):
-        code = PROBE.format(root=str(ROOT), model=model, plain=plain)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-        lines = done.stdout.strip().splitlines()
-        report[label] = json.loads(lines[-1]) if done.returncode == 0 and lines else done.stderr[-1500:]
-    return report
-
-
-def compare(cpu: Any, gpu: Any) -> dict[str, float]:
-    from realtime.demo.metrics import map_correlation
-
-    def rel(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
-
-    size = gpu.cam.shape[2:]
-    maps = list(zip(gpu.cam.reshape(-1, *size), cpu.cam.reshape(-1, *size), strict=True))
-    out = {
-        "classes_equal": float(np.array_equal(cpu.classes, gpu.classes)),
-        "top1_agreement": float(np.mean(cpu.classes[:, 0] == gpu.classes[:, 0])),
-        "cam_correlation": float(np.mean([map_correlation(g, c) for g, c in maps])),
-        "logits_rel": rel(gpu.logits, cpu.logits),
-        "weights_rel": rel(gpu.weights, cpu.weights),
-        "cam_max_abs": float(np.abs(gpu.cam - cpu.cam).max()),
-    }
-    if cpu.gradients is not None and gpu.gradients is not None:
-        out["gradients_rel"] = rel(gpu.gradients, cpu.gradients)
+    out = fp32.with_name(f"{fp32.stem}_fp16.onnx")
+    model = fp16.to_fp16(onnx.load(str(fp32)))
+    set_metadata(model, contract.META_PRECISION, PRECISION_FP16)
+    onnx.save(model, str(out))
     return out
 
 
-def parity(paths: dict[str, str], images: np.ndarray) -> dict[str, Any]:
-    """CPU against CUDA (TF32 on, the default, and off) on the same inputs, top-3 maps."""
-    from realtime.engine import Engine, EngineOptions
-    from realtime.providers import CUDA
+def fidelity(paths: dict[str, str]) -> dict[str, Any]:
+    import onnx
 
-    report: dict[str, Any] = {}
-    for name, path in paths.items():
-        cpu_engine = Engine(path, EngineOptions(providers="cpu", warmup=0))
-        targets = [[-1] * min(3, cpu_engine.info.num_classes)]
-        cpu = cpu_engine.run(images, targets)
-        gpu_engine = Engine(path, EngineOptions(providers="cuda", warmup=1))
-        report[name] = {"provider": gpu_engine.provider, "tf32": compare(cpu, gpu_engine.run(images, targets))}
-        if gpu_engine.provider != CUDA:
-            continue
-        strict = Engine(path, EngineOptions(providers="cuda", tf32=False, warmup=1))  # fp32 matrix units
-        report[name]["fp32"] = compare(cpu, strict.run(images, targets))
+    from realtime.export.variants import fp16
+    from realtime.export.variants.gpu import _fidelity
+
+    rounded = fp16.rounded_like_fp16(onnx.load(paths["pooled"]))
+    return vars(_fidelity(Path(paths["pooled"]), Path(paths["pooled_fp16"]), rounded, (224, 224)))
+
+
+def _forward_only(path: str, options: Any, image: np.ndarray) -> Any:
+    """A forward-only graph (not a contract graph: no LocalEngine) under the same provider and CUDA-graph settings."""
+    import onnxruntime as ort
+
+    from realtime.engines.providers import cpu_session_options, provider_chain
+    from realtime.engines.replay import bind, cuda_graph_session
+
+    feeds = {"image": image, "targets": np.full((1, 1), -1, np.int64)}  # forward-only graphs take targets too
+    session = ort.InferenceSession(path, cpu_session_options(options.threads), providers=provider_chain(options))
+    if options.cuda_graph and options.providers != "cpu":
+        names = [o.name for o in session.get_outputs()]
+        shapes = dict(zip(names, session.run(names, feeds), strict=True))
+        replay = bind(cuda_graph_session(path, options)(1, 1), feeds, "cuda", shapes)
+        return lambda: replay.run(feeds, [])
+    return lambda: session.run(None, feeds)
+
+
+def per_frame(paths: dict[str, str], providers: str, rounds: int) -> dict[str, Any]:
+    """ms per batch-1 frame, in alternation, with and without CUDA graphs: the Grad-CAM graphs through
+    LocalEngine.run, the forward-only ones through the same session settings."""
+    from realtime.engines.local import LocalEngine
+    from realtime.engines.providers import EngineOptions
+
+    image = np.random.default_rng(1).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    runs, notices = {}, set()
+    for graph_name, path in paths.items():
+        for cuda_graph in (False, True):
+            options = EngineOptions(providers=providers, warmup=3, cuda_graph=cuda_graph)
+            key = f"{graph_name}{' cuda-graph' if cuda_graph else ''}"
+            if graph_name.startswith("none"):
+                runs[key] = _forward_only(path, options, image)
+                continue
+            engine = LocalEngine(path, options)
+            notices.add(engine.notice)
+            runs[key] = lambda e=engine: e.run(image, [[-1]], need_gradients=False)
+    ms = alternate(runs, rounds, warmup=5)
+    report: dict[str, Any] = {"ms": ms, "notices": sorted(notices)}
+    for suffix in ("", " cuda-graph"):
+        for precision in ("", "_fp16"):
+            base = ms.get(f"none{precision}{suffix}")
+            if base:
+                report[f"pooled{precision}{suffix} ratio"] = ms[f"pooled{precision}{suffix}"] / base
     return report
 
 
-def nvidia_smi(*args: str) -> str:
-    try:
-        return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, check=False).stdout.strip()
-    except FileNotFoundError:
-        return "no nvidia-smi"
+def display_rate(path: str, providers: str, cuda_graph: bool, n: int) -> dict[str, Any]:
+    """The live loop on a 200 FPS source: displayed frames per second, and the model's own time."""
+    from realtime.engines.local import LocalEngine
+    from realtime.engines.providers import EngineOptions
+    from realtime.live.loop import Loop
+    from realtime.outputs.controls import Controls
+    from realtime.sources.group import SourceSet
 
-
-def gpu_memory_mib() -> float:
-    try:
-        return float(nvidia_smi("--query-gpu=memory.used", "--format=csv,noheader,nounits").splitlines()[0])
-    except (ValueError, IndexError):
-        return float("nan")
-
-
-class ForwardOnly:
-    """The forward-only baseline has no Grad-CAM outputs, so no Engine: a bare session, bound the same way."""
-
-    def __init__(self, path: str, options: Any) -> None:
-        import onnxruntime as ort
-
-        from realtime.providers import cpu_session_options, provider_chain
-
-        self.session = ort.InferenceSession(path, cpu_session_options(), providers=provider_chain(options))
-        self.provider = self.session.get_providers()[0]
-        self.names = [o.name for o in self.session.get_outputs()]
-        for _ in range(options.warmup):
-            self.run(np.zeros((1, 224, 224, 3), np.uint8), [[-1]])
-
-    def run(self, images: np.ndarray, targets: Any, need_gradients: bool = False) -> list[Any]:
-        binding = self.session.io_binding()
-        binding.bind_cpu_input("image", images)
-        binding.bind_cpu_input("targets", np.broadcast_to(np.asarray(targets, np.int64), (len(images), 1)).copy())
-        for name in self.names:
-            binding.bind_output(name, "cpu")
-        self.session.run_with_iobinding(binding)
-        return list(binding.get_outputs())
-
-
-def speed(paths: dict[str, str], rounds: int) -> dict[str, Any]:
-    """ms per call through the engine (IO binding, gradients left on the device), batch 1 and 8."""
-    from realtime.engine import Engine, EngineOptions
-
-    report: dict[str, Any] = {}
-    rng = np.random.default_rng(1)
-    for label, options in (
-        ("cpu", EngineOptions(providers="cpu", warmup=2)),
-        ("cuda", EngineOptions(providers="cuda", warmup=5)),
-        ("cuda-no-tf32", EngineOptions(providers="cuda", tf32=False, warmup=5)),
-        ("tensorrt", EngineOptions(providers="tensorrt", warmup=5)),
-        ("tensorrt-fp16", EngineOptions(providers="tensorrt", fp16=True, warmup=5)),
-    ):
-        before = gpu_memory_mib()
-        engines: dict[str, Any] = {
-            name: (ForwardOnly(path, options) if name == "none" else Engine(path, options))
-            for name, path in paths.items()
-        }
-        report[label] = {
-            "providers": {name: e.provider for name, e in engines.items()},
-            "gpu_memory_mib": gpu_memory_mib() - before,
-        }
-        if label.startswith("tensorrt") and all(e.provider != "TensorrtExecutionProvider" for e in engines.values()):
-            report[label]["skipped"] = (
-                "no working TensorRT: the chain fell back to " + next(iter(engines.values())).provider
-            )
-            continue
-        for batch in (1, 8) if label != "cpu" else (1,):
-            image = rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
-            runs = {n: (lambda e=e, i=image: e.run(i, [[-1]], need_gradients=False)) for n, e in engines.items()}
-            ms = alternate(runs, rounds if label != "cpu" else max(5, rounds // 10), warmup=3)
-            base = ms.get("none", 1.0)
-            report[label][f"batch{batch}"] = {n: {"ms": v, "ratio": v / base} for n, v in ms.items()}
-        del engines
-    return report
-
-
-def live(model: str, providers: str) -> dict[str, Any]:
-    """The live loops on a 640x480 source: model-rate display at 200 FPS in, camera-rate at 30 FPS in."""
-    frames = synthetic_frames(60)
-    return {
-        "model_rate_200fps_source": run_loop(model, frames, 600, 200.0, providers=providers),
-        "camera_rate_30fps_source": camera_rate(model, frames, 240, providers=providers),
-    }
-
-
-def markdown(r: dict[str, Any]) -> str:
-    env = r["environment"]
-    lines = [
-        f"# GPU check, {env['date']}",
-        "",
-        f"- GPUs: {env['gpus']}",
-        f"- onnxruntime {env['onnxruntime']} ({env['device']}), providers {env['available_providers']}",
-        f"- TensorRT library (libnvinfer.so.10) loadable: {env['libnvinfer.so.10']}",
-        f"- CPU: {env['cpu']}, {env['cores']} cores",
-        "",
-        "## Provider selection (fresh processes)",
-        "```",
-        json.dumps(r["probe"], indent=1),
-        "```",
-        "",
-        "## CPU against CUDA on the same graphs (random weights), top-3 maps",
-        "| graph | top-1 agree | TF32 logits rel | TF32 cam max abs | TF32 cam corr | no-TF32 logits rel "
-        "| no-TF32 cam max abs | no-TF32 cam corr |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, p in r["parity"].items():
-        t, f = p["tf32"], p.get("fp32", {})
-        nan = float("nan")
-        lines.append(
-            f"| {name} | {t['top1_agreement']:.2f} | {t['logits_rel']:.1e} | {t['cam_max_abs']:.1e} "
-            f"| {t['cam_correlation']:.5f} | {f.get('logits_rel', nan):.1e} | {f.get('cam_max_abs', nan):.1e} "
-            f"| {f.get('cam_correlation', nan):.5f} |"
-        )
-    lines += ["", "## ms per call (engine, IO binding), ratio to forward-only", "```"]
-    for label, block in r["speed"].items():
-        lines.append(f"{label}: providers {block['providers']}, +{block['gpu_memory_mib']:.0f} MiB on the GPU")
-        if "skipped" in block:
-            lines.append(f"  {block['skipped']}")
-        for key, rows in block.items():
-            if key.startswith("batch"):
-                cells = ", ".join(f"{n} {v['ms']:.2f} ms ({v['ratio']:.2f}x)" for n, v in rows.items())
-                lines.append(f"  {key}: {cells}")
-    lines += ["```", "", "## Live loops on CUDA (VGG16 pooled, 640x480)", "```"]
-    for name, res in r["live"].items():
-        lines.append(f"{name}: {json.dumps(res, default=float)}")
-    lines.append("```")
-    return "\n".join(lines) + "\n"
-
-
-def check(pack_dir: Path, out: Path, rounds: int) -> int:
-    from realtime.demo.models import demo_model_paths
-    from realtime.demo.scenes import dataset
-
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {}
-    failures = 0
-
-    def section(name: str, fn: Any) -> Any:
-        """Run one part; a failure is recorded with its traceback and the next part still runs."""
-        nonlocal failures
+    engine = LocalEngine(path, EngineOptions(providers=providers, cuda_graph=cuda_graph))
+    with SourceSet([LoopSource(synthetic_frames(30), 200.0, "200 FPS")]) as readers:
         start = time.perf_counter()
-        try:
-            report[name] = fn()
-        except Exception:  # a diagnostic run: keep going, report what broke
-            import traceback
+        summary = Loop([engine], readers, Controls(), (), display="model").run(n)
+        seconds = time.perf_counter() - start
+    return {"display_fps": summary.stats.display_fps, "model_ms": summary.stats.model_ms, "wall_s": seconds}
 
-            failures += 1
-            report[name] = {"error": traceback.format_exc()[-3000:]}
-        print(f"== {name} ({time.perf_counter() - start:.0f} s)\n{json.dumps(report[name], indent=1, default=float)}")
-        (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
-        return report[name]
 
-    demo = str(demo_model_paths()["fair"])
-    trained = {path.stem: str(path) for path in sorted((pack_dir / "real").glob("*.onnx"))}  # carried whole
-    section("environment", environment)
-    section("probe", lambda: provider_probe(demo))
-    paths = section("models", lambda: unpack(pack_dir, Path("/tmp/gpu_check_models")))
-    demo_images = np.stack([s.image for s in dataset(8, seed=3, biased=False)])
-    vgg_images = np.random.default_rng(2).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    with_maps = {name: path for name, path in paths.items() if name != "none"}
-    section(
-        "parity",
-        lambda: {**parity({"demo fair": demo, **trained}, demo_images), **parity(with_maps, vgg_images)},
-    )
-    section("speed", lambda: speed(paths, rounds))
-    section("live", lambda: live(paths["pooled"], "cuda"))
-    try:
-        (out / "gpu_check.md").write_text(markdown(report))
-        print(markdown(report))
-    except (KeyError, TypeError) as exc:
-        print(f"markdown skipped: a section failed ({exc!r})")
-    return 1 if failures else 0
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["| model | pooled / none | fp16 | CUDA graph | fp16 + CUDA graph | display FPS (200 FPS source) |"]
+    lines.append("|---|---|---|---|---|---|")
+    for name, row in report["models"].items():
+        if "error" in row:
+            lines.append(f"| {name} | failed: {row['error'][:120]} | | | | |")
+            continue
+        f = row["per_frame"]
+
+        def cell(key: str, f: dict[str, Any] = f) -> str:
+            ratio = f.get(f"{key} ratio")
+            ms = f["ms"].get(key.replace(" ratio", ""))
+            return f"{ratio:.3f} ({ms:.2f} ms)" if ratio and ms else "n/a"
+
+        rates = " / ".join(f"{row[k]['display_fps']:.0f}" for k in ("display", "display cuda-graph") if k in row)
+        lines.append(
+            f"| {name} | {cell('pooled')} | {cell('pooled_fp16')} | {cell('pooled cuda-graph')} "
+            f"| {cell('pooled_fp16 cuda-graph')} | {rates} (plain / CUDA graph) |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack")
-    p.add_argument("models", type=Path)
-    p.add_argument("pack_dir", type=Path)
-    c = sub.add_parser("check")
-    c.add_argument("pack_dir", type=Path)
-    c.add_argument("out", type=Path)
-    c.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--models", default="vgg16,resnet50,mobilenet_v3_large")
+    parser.add_argument("--providers", default="cuda", choices=("cuda", "tensorrt", "cpu"))
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--frames", type=int, default=600, help="frames for each live-loop run")
     args = parser.parse_args(argv)
-    if args.command == "pack":
-        pack(args.models, args.pack_dir)
-        return 0
-    return check(args.pack_dir, args.out, args.rounds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "graphs"
+    work.mkdir(exist_ok=True)
+    report: dict[str, Any] = {"machine": machine(), "providers": args.providers, "models": {}}
+    for name in args.models.split(","):
+        row: dict[str, Any] = {}
+        try:
+            paths = export_graphs(name, work)
+            row["fp16_fidelity"] = fidelity(paths)
+            row["per_frame"] = per_frame(paths, args.providers, args.rounds)
+            row["display"] = display_rate(paths["pooled"], args.providers, False, args.frames)
+            row["display cuda-graph"] = display_rate(paths["pooled"], args.providers, True, args.frames)
+        except Exception as exc:  # a diagnostic run: record what failed, go on with the next model
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        report["models"][name] = row
+        (args.out / "edge_gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
+        print(f"== {name}\n{json.dumps(row, indent=1, default=float)}", flush=True)
+    goals = {
+        name: row["per_frame"].get("pooled cuda-graph ratio")
+        for name, row in report["models"].items()
+        if "per_frame" in row
+    }
+    report["goal"] = {n: ("met" if r is not None and r <= GOAL else "MISSED") + f" ({r})" for n, r in goals.items()}
+    (args.out / "edge_gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
+    print(markdown(report))
+    print(f"goal: pooled <= {GOAL}x forward-only with CUDA graphs: {report['goal']}")
+    return 0
 
 
 if __name__ == "__main__":

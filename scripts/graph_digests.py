@@ -97,8 +97,8 @@ def fingerprint(path: Path) -> dict[str, Any]:
 
 def export_all(folder: Path, only: Sequence[str]) -> dict[str, Path]:
     from realtime.export import cli
-    from tests.conftest import needs
-    from tests.torch_models import CASES, build_model, export_onnx
+    from tests.helpers.optional import needs
+    from tests.helpers.torch_models import CASES, build_model, export_onnx
 
     graphs: dict[str, Path] = {}
     for name, args in KERAS_VARIANTS.items():

@@ -1,45 +1,60 @@
-"""Pictures for the README, made by the project itself from the bundled demo models.
+"""Pictures for the README and the docs, made by the project itself from the bundled demo models.
 
-python scripts/make_figures.py   # docs/images: demo.png, styles.png, side_by_side.png, layers.png, stale_vs_warped.gif
+    python scripts/make_figures.py                       # every figure, into docs/images
+    python scripts/make_figures.py --only stale_vs_warped --output /tmp/figures
+
+Figures: demo.png, styles.png, side_by_side.png, layers.png (trains a model: about a minute),
+stale_vs_warped.gif. Each is written through the verified writer: a disk that cannot hold it keeps the
+previous file, and the script says so in one line (exit 1).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from realtime import overlay
-from realtime.controls import Controls
-from realtime.demo import scenes
-from realtime.demo.live import DemoScene, DemoSource, Timeline
 from realtime.demo.models import demo_model_paths
-from realtime.engine import Engine, EngineOptions
+from realtime.engines.local import LocalEngine
+from realtime.engines.providers import EngineOptions
 from realtime.files import discard, finish, partial_path, write_image
-from realtime.frames import model_region
-from realtime.loop import Loop
-from realtime.outputs import Output, Shown
-from realtime.panels import Model, Stats, mosaic, panel_maps
-from realtime.sourceset import SourceSet
+from realtime.live.loop import Loop
+from realtime.maps.explain import maps_for
+from realtime.maps.query import Query
+from realtime.outputs.base import Output, Shown
+from realtime.outputs.controls import Controls
+from realtime.sources import scenes
+from realtime.sources.demo import DemoScene, DemoSource, Timeline
+from realtime.sources.fitting import model_region
+from realtime.sources.group import SourceSet
+from realtime.timing import Stats
+from realtime.view.look import Look
+from realtime.view.mosaic import SourceRow, mosaic
+from realtime.view.overlay import DEFAULT_STYLE, STYLES, blend
+from realtime.view.panels import ModelColumn
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
 sys.path.insert(0, str(ROOT))  # scripts.train_demo_models when run as `python scripts/make_figures.py`
 
 
-def demo_still(index: int, engines: list[Engine], scene: DemoScene, style: str = overlay.DEFAULT_STYLE) -> np.ndarray:
+def demo_still(index: int, engines: list[LocalEngine], scene: DemoScene, style: str = DEFAULT_STYLE) -> np.ndarray:
     """One demo frame explained by every model, drawn by the live view's own mosaic."""
     frame = scene.frame(index)
     size = (engines[0].info.input_height, engines[0].info.input_width)
     model_input = cv2.resize(frame.image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    controls = Controls(style=style)
+    query = Query()
     results = [e.run(model_input[None], [[-1]]) for e in engines]
-    maps = [[panel_maps(r, 0, controls, None)] for r in results]
     region = model_region(frame.image.shape, size, "squash")
-    models = [Model(e.info.model_name if len(engines) > 1 else None, None, region) for e in engines]
-    image, _ = mosaic([frame.image], [0], results, maps, models, controls, Stats())
+    names = [e.info.model_name if len(engines) > 1 else None for e in engines]
+    columns = [ModelColumn(result, name, None) for result, name in zip(results, names, strict=True)]
+    maps = tuple(maps_for(result, 0, query, None) for result in results)
+    row = SourceRow("demo", frame.image, 0, maps, (region,) * len(results))
+    image, _ = mosaic([row], columns, query, Look(style=style), Stats())
     return image
 
 
@@ -52,7 +67,7 @@ class Keep(Output):
         self.last = shown
 
 
-def live_mosaic(engines: list[Engine], frames: int) -> np.ndarray:
+def live_mosaic(engines: list[LocalEngine], frames: int) -> np.ndarray:
     """gradcam-live's own picture: two models (columns) on two cameras (rows), one batch per model."""
     savanna, snow = Timeline(background_frames=10_000), Timeline(background_frames=10_000, crossing_frames=90)
     keep = Keep()
@@ -64,9 +79,9 @@ def live_mosaic(engines: list[Engine], frames: int) -> np.ndarray:
     return keep.last.image
 
 
-def stale_vs_warped(engine: Engine, scene: DemoScene, start: int, frames: int, every: int) -> list[np.ndarray]:
+def stale_vs_warped(engine: LocalEngine, scene: DemoScene, start: int, frames: int, every: int) -> list[np.ndarray]:
     """Camera-rate frames with a model update every `every` frames: stale map left, warped map right."""
-    from realtime.flow import MapCarrier, embed
+    from realtime.maps.flow import MapCarrier, embed
 
     size = (engine.info.input_height, engine.info.input_width)
     carriers = [MapCarrier(warp_maps=False), MapCarrier(warp_maps=True)]
@@ -75,14 +90,14 @@ def stale_vs_warped(engine: Engine, scene: DemoScene, start: int, frames: int, e
         shot = scene.frame(i)
         if (i - start) % every == 0:
             model_input = cv2.resize(shot.image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-            cam = panel_maps(engine.run(model_input[None], [[shot.label]]), 0, Controls(), None)
+            cam = maps_for(engine.run(model_input[None], [[shot.label]]), 0, Query(), None)
             h, w = shot.image.shape[:2]
             full = np.stack([embed(m, (0, 0, w, h), shot.image.shape, (240, 320)) for m in cam])
             for carrier in carriers:
                 carrier.update(shot.image, i, [full])
         panels = []
         for carrier, name in zip(carriers, ("stale map", "warped by optical flow"), strict=True):
-            panel = overlay.blend(shot.image, carrier.carry(shot.image, i)[0][0], 0.45, style="tint")
+            panel = blend(shot.image, carrier.carry(shot.image, i)[0][0], 0.45, style="tint")
             cv2.putText(
                 panel,
                 f"{name}  (map age {i - carrier.index})",
@@ -165,40 +180,73 @@ def save(path: Path, image: np.ndarray, note: str = "") -> None:
     print(f"wrote {path}{note}")
 
 
-def main() -> int:
-    try:
-        return make_all()
-    except FigureError as error:
-        print(f"make_figures: {error}", file=sys.stderr)
-        return 1
+Figure = Callable[[list[LocalEngine], DemoScene, Path], None]
 
 
-def make_all() -> int:
-    paths = demo_model_paths()
-    engines = [Engine(paths[name], EngineOptions(providers="cpu", warmup=0)) for name in ("biased", "fair")]
-    timeline = Timeline()
-    scene = DemoScene(timeline)
-    # an elephant on savanna (as in the biased training set), then the same walk on snow
+def demo_frames(scene: DemoScene) -> tuple[int, int]:
+    """An elephant on savanna (as in the biased training set), then the same walk on snow."""
     matching = next(
         i for i in range(60, 400) if scene.frame(i).background == scenes.SAVANNA and scene.frame(i).label == 0
     )
     swapped = next(i for i in range(60, 400) if scene.frame(i).background == scenes.SNOW and scene.frame(i).label == 0)
-    rows = [demo_still(i, engines, scene) for i in (matching, swapped)]
-    image = np.concatenate(rows, axis=0)
-    image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    OUT.mkdir(parents=True, exist_ok=True)
-    save(OUT / "demo.png", image, f" (frames {matching} and {swapped})")
-    styles = np.concatenate([demo_still(swapped, engines[1:], scene, style) for style in overlay.STYLES], axis=1)
-    styles = cv2.resize(styles, (styles.shape[1] // 2, styles.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    save(OUT / "styles.png", styles, f" ({', '.join(overlay.STYLES)})")
-    grid = live_mosaic(engines, 40)
-    grid = cv2.resize(grid, (grid.shape[1] // 2, grid.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    save(OUT / "side_by_side.png", grid)
-    save(OUT / "layers.png", layers_figure(scene, swapped))
+    return matching, swapped
+
+
+def halved(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def demo_figure(engines: list[LocalEngine], scene: DemoScene, out: Path) -> None:
+    matching, swapped = demo_frames(scene)
+    image = np.concatenate([demo_still(i, engines, scene) for i in (matching, swapped)], axis=0)
+    save(out / "demo.png", halved(image), f" (frames {matching} and {swapped})")
+
+
+def styles_figure(engines: list[LocalEngine], scene: DemoScene, out: Path) -> None:
+    swapped = demo_frames(scene)[1]
+    styles = np.concatenate([demo_still(swapped, engines[1:], scene, style) for style in STYLES], axis=1)
+    save(out / "styles.png", halved(styles), f" ({', '.join(STYLES)})")
+
+
+def side_by_side_figure(engines: list[LocalEngine], scene: DemoScene, out: Path) -> None:
+    save(out / "side_by_side.png", halved(live_mosaic(engines, 40)))
+
+
+def layers_figure_file(engines: list[LocalEngine], scene: DemoScene, out: Path) -> None:
+    save(out / "layers.png", layers_figure(scene, demo_frames(scene)[1]))
+
+
+def stale_vs_warped_figure(engines: list[LocalEngine], scene: DemoScene, out: Path) -> None:
     # a 3 FPS model on a 30 FPS camera (a small device): the penguin, the fastest walker
     clip = stale_vs_warped(engines[1], scene, 160, 60, every=10)
-    write_gif(clip, OUT / "stale_vs_warped.gif", width=640, fps=15)
-    print(f"wrote {OUT / 'stale_vs_warped.gif'}")
+    write_gif(clip, out / "stale_vs_warped.gif", width=640, fps=15)
+    print(f"wrote {out / 'stale_vs_warped.gif'}")
+
+
+FIGURES: dict[str, Figure] = {
+    "demo": demo_figure,
+    "styles": styles_figure,
+    "side_by_side": side_by_side_figure,
+    "layers": layers_figure_file,
+    "stale_vs_warped": stale_vs_warped_figure,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=OUT, help="folder for the figures (default docs/images)")
+    parser.add_argument("--only", action="append", choices=list(FIGURES), help="make this figure only (repeat)")
+    args = parser.parse_args(argv)
+    paths = demo_model_paths()
+    engines = [LocalEngine(paths[name], EngineOptions(providers="cpu", warmup=0)) for name in ("biased", "fair")]
+    scene = DemoScene(Timeline())
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        for name in args.only or FIGURES:
+            FIGURES[name](engines, scene, args.output)
+    except (FigureError, OSError) as error:
+        print(f"make_figures: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

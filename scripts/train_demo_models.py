@@ -30,7 +30,7 @@ os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
 import numpy as np
 
-from realtime.demo import scenes
+from realtime.sources import scenes
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "realtime" / "demo" / "models"
 LAYER = "last_conv"

@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.demo import scenes  # noqa: E402
+from realtime.sources import scenes  # noqa: E402
 from scripts.train_demo_models import add_dark_blobs, to_model_input  # noqa: E402
 
 
@@ -90,12 +90,13 @@ def figure(vit: Path, path: Path) -> Path:
     """The fair demo CNN and the ViT on the same demo frame (an elephant on snow), side by side."""
     import cv2
 
-    from realtime.demo.live import DemoScene, Timeline
     from realtime.demo.models import demo_model_paths
-    from realtime.engine import Engine, EngineOptions
+    from realtime.engines.local import LocalEngine
+    from realtime.engines.providers import EngineOptions
+    from realtime.sources.demo import DemoScene, Timeline
     from scripts.make_figures import demo_still, save
 
-    engines = [Engine(p, EngineOptions(providers="cpu", warmup=0)) for p in (demo_model_paths()["fair"], vit)]
+    engines = [LocalEngine(p, EngineOptions(providers="cpu", warmup=0)) for p in (demo_model_paths()["fair"], vit)]
     scene = DemoScene(Timeline())
     index = next(i for i in range(60, 400) if scene.frame(i).background == scenes.SNOW and scene.frame(i).label == 0)
     image = demo_still(index, engines, scene)

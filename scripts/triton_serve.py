@@ -5,7 +5,7 @@
 Writes the Python-backend variant of each graph's Triton repository (the same config.pbtxt fields as
 gradcam-export --triton-repo writes; onnxruntime runs the graph inside the server), starts NVIDIA's
 tritonserver from the nvidia-pytriton wheel in a venv of its own (made once from the system Python,
-scripts/triton_local.py), prints the gRPC and HTTP addresses, and serves until Ctrl-C. On a GPU server,
+scripts/triton_server.py), prints the gRPC and HTTP addresses, and serves until Ctrl-C. On a GPU server,
 run the onnxruntime variant in NVIDIA's container instead (README, "A Triton model repository").
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtime.export.triton_repo import TritonOptions, TritonRepoError, write_repository  # noqa: E402
-from scripts import triton_local  # noqa: E402
+from realtime.export.triton.repository import TritonOptions, TritonRepoError, write_repository  # noqa: E402
+from tests.helpers import triton_server  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = TritonOptions(backend="python", device="cpu", max_batch_size=args.max_batch)
         try:
             names = [write_repository(graph, repo, options=options).name for graph in args.graphs]
-            server = triton_local.start(repo, Path(tmp))
-        except (TritonRepoError, triton_local.TritonUnavailable) as exc:
+            server = triton_server.start(repo, Path(tmp))
+        except (TritonRepoError, triton_server.TritonUnavailable) as exc:
             print(f"triton_serve: {exc}", file=sys.stderr)
             return 2
         print(f"serving {', '.join(names)}: grpc://{server.grpc}/NAME and http://{server.http}/NAME; Ctrl-C stops")

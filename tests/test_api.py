@@ -1,4 +1,4 @@
-"""The Python API: `from realtime import GradCam` (issue: Side by side)."""
+"""The Python API (realtime.api): GradCam and its frozen Explanation."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime import GradCam, cam
-from realtime.controls import ClassNameError
-from realtime.frames import fit
-from tests.conftest import LABELS
+from realtime import GradCam, contract
+from realtime.maps import methods
+from realtime.maps.query import ClassNameError
+from realtime.sources.fitting import fit
+from tests.helpers.classifiers import LABELS
+from tests.helpers.commands import ROOT
 
 
 def test_gradcam_explains_a_frame_like_the_graph_and_the_numpy_methods(small_models) -> None:
@@ -23,7 +25,7 @@ def test_gradcam_explains_a_frame_like_the_graph_and_the_numpy_methods(small_mod
     assert result.labels == tuple(LABELS[c] for c in result.classes)
     assert result.probabilities[0] == pytest.approx(float(raw.probabilities[0].max()), rel=1e-5)
     assert raw.activations is not None and raw.gradients is not None
-    expected = cam.normalise(cam.grad_cam_pp(raw.activations[0], raw.gradients[0]))
+    expected = methods.normalise(methods.grad_cam_pp(raw.activations[0], raw.gradients[0]))
     np.testing.assert_allclose(result.maps, expected, atol=1e-5)
     assert result.maps.shape == raw.cam[0].shape and result.method == "gradcam++"
 
@@ -47,7 +49,7 @@ def test_a_target_by_name_and_clear_errors(small_models) -> None:
     assert explainer(frame, target=2).labels == ("bird",)
     with pytest.raises(ClassNameError, match="did you mean"):
         explainer(frame, target="snow leopar")
-    with pytest.raises(cam.MethodNeedsGradientsError, match="--gradients full"):
+    with pytest.raises(methods.MethodNeedsGradientsError, match="--gradients full"):
         explainer(frame, method="layercam")
     assert explainer.methods == ["gradcam", "counterfactual"]  # the two that need only the channel weights
 
@@ -55,7 +57,7 @@ def test_a_target_by_name_and_clear_errors(small_models) -> None:
 def test_api_errors_name_its_arguments_and_the_export_that_fits_the_path(small_models, tmp_path: Path) -> None:
     """The API speaks of its own arguments (target=, layer=), not of gradcam-live's flags, and a missing
     model gets the gradcam-export line that writes that very path."""
-    from realtime.engine import ModelNotFoundError
+    from realtime.engines.local import ModelNotFoundError
 
     explainer = GradCam(small_models["pooled"], providers="cpu")
     frame = np.zeros((64, 64, 3), np.uint8)
@@ -88,7 +90,7 @@ def test_the_readme_api_example_runs_as_written(small_models, tmp_path: Path, mo
     """The README's Python block, with its model and photo put where it expects them."""
     import cv2
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     code = readme.split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "models").mkdir()
     shutil.copy(small_models["full"], tmp_path / "models" / "resnet50_gradcam_full.onnx")
@@ -100,3 +102,22 @@ def test_the_readme_api_example_runs_as_written(small_models, tmp_path: Path, mo
     assert scope["maps"].shape[0] == 3  # type: ignore[attr-defined]
     assert scope["shown"].shape == (90, 120, 3)  # type: ignore[attr-defined]
     assert len(scope["results"]) == 2  # type: ignore[arg-type]
+
+
+def test_the_api_checks_its_arguments_and_its_results_are_frozen() -> None:
+    from realtime import GradCam
+    from realtime.demo.models import demo_model_paths
+
+    gc = GradCam(demo_model_paths()["fair"], providers="cpu", warmup=0)
+    frame = np.full((224, 224, 3), 100, np.uint8)
+    with pytest.raises(ValueError, match="at least one frame"):
+        gc.batch([])
+    for bad in (0, -1, True, 1.5, contract.MAX_TARGETS + 1):
+        with pytest.raises(ValueError, match="top_k"):
+            gc(frame, top_k=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads"):
+        GradCam(demo_model_paths()["fair"], providers="cpu", threads=10**6)
+    explained = gc(frame, top_k=2)
+    assert explained.maps.shape[0] == 2 and not explained.maps.flags.writeable
+    with pytest.raises(ValueError):
+        explained.maps[0, 0, 0] = 1.0

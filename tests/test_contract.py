@@ -1,4 +1,4 @@
-"""The contract validator: names, shapes, input types, and metadata that a hostile file could hold."""
+"""The graph contract (realtime.contract): what a graph must have, and hostile metadata."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from realtime import contract
 from realtime.contract import ContractError, validate
 
 INPUTS = {"image": ["N", 224, 224, 3], "targets": ["N", "K"]}
+
+
 OUTPUTS = {
     "logits": ["N", 3],
     "probabilities": ["N", 3],
@@ -18,7 +20,11 @@ OUTPUTS = {
     "weights": ["N", "K", 8],
     "cam": ["N", "K", 14, 14],
 }
+
+
 META = {contract.META_CONTRACT: contract.CONTRACT_VERSION, contract.META_LABELS: json.dumps(["a", "b", "c"])}
+
+
 TYPES = {"image": "tensor(uint8)", "targets": "tensor(int64)"}
 
 

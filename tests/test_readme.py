@@ -1,18 +1,4 @@
-"""The README's "Live", "Side by side" and "Int8" blocks, run as written in a fresh shell.
-
-Each block's lines go to `bash -e` one after the other, in an empty folder, with a clean environment
-(PATH, HOME and nothing else) and `.venv/bin` on the PATH as `source .venv/bin/activate` puts it there.
-Three things a test machine lacks are stood in for, by small wrappers first on the PATH that rewrite
-the arguments and then run the real command:
-
-- the Keras VGG16 download (`--weights imagenet`, also the default): a seeded VGG-shaped ONNX
-  classifier named vgg16.onnx, with 1000 ImageNet classes and a `block5_conv3`, so every default
-  output name (`models/vgg16_gradcam_<gradients>[_int8].onnx`) comes out as the README says;
-- the camera (`--source 0`, no source) and the stream (`rtsp://...`): a clip this test writes;
-- a display: none here, so a bare `gradcam-live` (a window, and nothing else) gets `--no-window`.
-
-`pip install` lines are checked, not run: what they install must import.
-"""
+"""The README's blocks run as written, in a fresh shell."""
 
 from __future__ import annotations
 
@@ -28,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import count_frames, write_video
+from tests.helpers.commands import ROOT
+from tests.helpers.video import count_frames, write_video
 
-ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = ("Live on a camera, a file or a stream", "Side by side: several models, several cameras", "Int8 on a CPU")
 
 
@@ -57,6 +43,8 @@ args = sys.argv[1:]
 {rewrite}
 os.execv({python!r}, [{python!r}, "-m", {module!r}, *args])
 '''
+
+
 REWRITES = {
     "gradcam-export": (
         "realtime.export.cli",
@@ -67,7 +55,7 @@ REWRITES = {
     args = ["--onnx", os.environ["README_VGG16"], *args]""",
     ),
     "gradcam-live": (
-        "realtime.cli",
+        "realtime.live.cli",
         """def stand_in(spec):
     return os.environ["README_CLIP"] if spec.isdigit() or "://" in spec else spec
 args = [stand_in(a) if i and args[i - 1] == "--source" else a for i, a in enumerate(args)]

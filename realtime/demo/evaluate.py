@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime import cam
-from realtime.demo import metrics, scenes
 from realtime.demo.models import demo_model_paths
-from realtime.engine import Engine, EngineOptions
+from realtime.engines.local import LocalEngine
+from realtime.engines.providers import EngineOptions
+from realtime.maps import metrics
+from realtime.maps.methods import METHODS, compute_maps, normalise
 from realtime.progress import Progress
+from realtime.sources import scenes
 
 BASELINES = ("random", "centre")
 
@@ -46,7 +48,7 @@ class Summary:
 
 
 def score_scene(
-    engine: Engine, scene: scenes.Scene, methods: Sequence[str], steps: int, rng: np.random.Generator
+    engine: LocalEngine, scene: scenes.Scene, methods: Sequence[str], steps: int, rng: np.random.Generator
 ) -> SceneScore:
     size = (engine.info.input_height, engine.info.input_width)
     result = engine.run(scene.image[None], [[scene.label]])
@@ -58,8 +60,8 @@ def score_scene(
     saliency: dict[str, np.ndarray] = {}
     for method in methods:
         grads = None if result.gradients is None else result.gradients[0]
-        raw = cam.compute_maps(method, result.activations[0], grads, result.weights[0])
-        saliency[method] = metrics.upsample(cam.normalise(raw)[0], size)
+        raw = compute_maps(method, result.activations[0], grads, result.weights[0])
+        saliency[method] = metrics.upsample(normalise(raw)[0], size)
     saliency["random"] = metrics.random_map(size, rng)
     saliency["centre"] = metrics.centre_gaussian(size)
     pointing, mass, deletion, insertion = {}, {}, {}, {}
@@ -102,8 +104,8 @@ class ModelReport:
 def evaluate(
     model: Path, name: str, n_scenes: int = 100, seed: int = 1000, steps: int = 16, methods: Sequence[str] | None = None
 ) -> ModelReport:
-    engine = Engine(model, EngineOptions(providers="cpu", warmup=1))
-    usable = [m for m, spec in cam.METHODS.items() if spec.usable(engine.provides) and not spec.against]
+    engine = LocalEngine(model, EngineOptions(providers="cpu", warmup=1))
+    usable = [m for m, spec in METHODS.items() if spec.usable(engine.provides) and not spec.against]
     methods = list(methods or usable)
     held_out = scenes.dataset(n_scenes, seed=seed, biased=False)
     rng = np.random.default_rng(seed)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.controls import Controls
-from realtime.demo.live import DemoScene
-from realtime.engine import Engine
-from realtime.flow import MapCarrier, centroid
-from realtime.frames import fit
-from realtime.panels import panel_maps
+from realtime.engines.local import LocalEngine
+from realtime.maps.explain import maps_for
+from realtime.maps.flow import MapCarrier, centroid
+from realtime.maps.query import Query
+from realtime.sources.demo import DemoScene
+from realtime.sources.fitting import fit
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def map_centre(cam: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[float, fl
 
 
 def track(
-    engine: Engine, scene: DemoScene, start: int, frames: int, model_every: int, static: bool = False
+    engine: LocalEngine, scene: DemoScene, start: int, frames: int, model_every: int, static: bool = False
 ) -> Tracking:
     """Replay `frames` demo frames with a model update every `model_every` frames; score both displays."""
     size = (engine.info.input_height, engine.info.input_width)
@@ -69,7 +69,7 @@ def track(
         truth = centroid(shot.mask)
         if step % model_every == 0:
             result = engine.run(fit(shot.image, size)[None], [[shot.label]])
-            maps = panel_maps(result, 0, Controls(), None)  # column 0: the class asked for
+            maps = maps_for(result, 0, Query(), None)  # column 0: the class asked for
             for carrier in carriers.values():
                 carrier.update(shot.image, start + step, [maps])
             centre = map_centre(carriers["stale"].maps[0][0], shot.image.shape)

@@ -20,11 +20,11 @@ from realtime.export.graph import passes
 from realtime.export.graph.index import GraphIndex
 from realtime.export.graph.shapes import static_shapes
 from realtime.export.importers import ForwardGraph
-from realtime.export.importers.normalize import noop_pools_to_identity
+from realtime.export.importers.passes.normalize import noop_pools_to_identity
 from realtime.export.ops import SUPPORTED_OPS
 from realtime.export.ops.context import RuleError
 from realtime.export.targets import HeadError, Target, Targets, candidates
-from realtime.export.tokens import expose_grid
+from realtime.export.targets.tokens import expose_grid
 
 
 @dataclass(frozen=True)

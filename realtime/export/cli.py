@@ -16,7 +16,7 @@ def list_layers(config: Any) -> int:
     from realtime.export import targets
     from realtime.export.importers import ModelImportError
     from realtime.export.importers.onnx_file import load_onnx
-    from realtime.export.tokens import TokenHint
+    from realtime.export.targets.tokens import TokenHint
 
     if config.onnx is None:
         print("gradcam-export: --list-layers reads an ONNX model; pass --onnx PATH", file=sys.stderr)
@@ -39,7 +39,7 @@ def _triton(config: Any, graph: Path) -> Path | None:
     if config.triton_repo is None:
         return None
     from realtime.export.pipeline import ExportError
-    from realtime.export.triton_repo import TritonOptions, TritonRepoError, write_repository
+    from realtime.export.triton.repository import TritonOptions, TritonRepoError, write_repository
 
     options = TritonOptions(device="cpu" if config.int8 else "gpu", tensorrt=config.triton_tensorrt)
     try:
@@ -126,7 +126,7 @@ def run(config: Any) -> int:
 
     check = f"; self-check {result.check.describe()}" if result.check is not None else ""
     if result.fidelity is not None:
-        from realtime.export.int8.calibration import describe
+        from realtime.export.variants.int8.calibration import describe
 
         kind = "fp16" if config.fp16 else "int8"
         check += f"; {kind} fidelity on this CPU: {describe(result.fidelity)}"

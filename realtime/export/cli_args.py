@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from realtime import contract
-from realtime.cpu import INT8_TARGETS
-from realtime.export.int8.calibration import CALIBRATION_SOURCES
-from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
+from realtime.engines.int8_cpu import INT8_TARGETS
+from realtime.export.variants.int8.calibration import CALIBRATION_SOURCES
+from realtime.export.variants.int8.quantize import DEFAULT_SCOPE, SCOPES
 
 GRADIENT_CHOICES = {
     contract.GRADIENTS_FULL: "logits, maps and the full d logit / dA (needed by Grad-CAM++, HiResCAM, ...)",

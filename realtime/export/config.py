@@ -13,11 +13,11 @@ import numpy as np
 
 from realtime import contract
 from realtime.arguments import not_an_input
-from realtime.calibration import CALIBRATION_COUNT
-from realtime.cpu import INT8_TARGETS
+from realtime.contract import CALIBRATION_COUNT
+from realtime.engines.int8_cpu import INT8_TARGETS
 from realtime.export.graph.layout import LAYOUTS
-from realtime.export.int8.quantize import DEFAULT_SCOPE, SCOPES
 from realtime.export.preprocessing import PRESETS, Preprocess
+from realtime.export.variants.int8.quantize import DEFAULT_SCOPE, SCOPES
 from realtime.files import OutputPathError, check_output_file, check_output_folder
 from realtime.labels import imagenet_labels
 
@@ -64,7 +64,7 @@ class ExportConfig:
     int8_cpu: str = "auto"  # auto (this CPU) | vnni | no-vnni: the CPUs the int8 graph is made for
     fp16: bool = False  # an fp16 copy for GPUs (uint8 in, fp32 maps out), checked against fp32 here
     trt8: bool = False  # the TensorRT 8 profile (JetPack 5/6): float32 image, int32 targets and classes
-    triton_repo: Path | None = None  # also write a Triton model repository there (triton_repo.py)
+    triton_repo: Path | None = None  # also write a Triton model repository there (export/triton/repository.py)
     triton_tensorrt: str | None = None  # fp16 | fp32: the TensorRT accelerator block in its config.pbtxt
 
 
@@ -193,7 +193,7 @@ def validate(config: ExportConfig) -> None:
 
 def _check_triton(config: ExportConfig) -> None:
     """Before the export's slow work: the repository's folder, the accelerator, and Triton's protobuf."""
-    from realtime.export.triton_repo import TENSORRT_PRECISIONS, TritonRepoError, parse_config
+    from realtime.export.triton.repository import TENSORRT_PRECISIONS, TritonRepoError, parse_config
 
     assert config.triton_repo is not None
     if config.triton_tensorrt is not None and config.triton_tensorrt not in TENSORRT_PRECISIONS:

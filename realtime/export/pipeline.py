@@ -1,14 +1,16 @@
 """gradcam-export as stages that read top to bottom; `export(config)` runs them.
 
-1. import     importers/: Keras (tf2onnx) or an ONNX file -> one ForwardGraph
-2. targets    targets.py: which tensors to explain, and their layout
+1. import     importers/: Keras (tf2onnx) or an ONNX file -> one ForwardGraph (importers/passes/: what
+              real-world files need before their head is analysed)
+2. targets    targets/: which tensors to explain, and their layout (conv maps or token grids)
 3. assemble   assemble.py: the head after each target (autodiff/head.py), its backward in ONNX ops
               (autodiff/backward.py, one rule per op in ops/), the contract outputs (contract_graph.py),
               the graph passes (graph/passes.py)
 4. check      checks/: valid and TensorRT-parsable (portable.py), the backward against float64
               finite differences of the head (selfcheck.py), on a temporary file
 5. write      graph/writing.py: moved into place only once checked
-6. int8       int8/: quantized for this CPU (or the one asked for) and checked against fp32
+6. variants   variants/: int8 for this CPU (or the one asked for), or the TensorRT 8 profile and fp16
+              for GPUs, each derived from the checked fp32 graph and checked against it
 
 Each stage's time is kept (ExportResult.stages) and printed unless quiet.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime import contract
-from realtime.export import targets, variants
+from realtime.export import targets
 from realtime.export.assemble import Assembled, assemble
 from realtime.export.checks import portable, selfcheck
 from realtime.export.checks.selfcheck import SelfCheckError
@@ -37,8 +39,8 @@ from realtime.export.config import (
 )
 from realtime.export.graph.writing import save_checked
 from realtime.export.importers import ForwardGraph, ModelImportError
-from realtime.export.int8 import stage as int8_stage
-from realtime.export.tokens import TokenHint
+from realtime.export.targets.tokens import TokenHint
+from realtime.export.variants import stage as variant_stage
 from realtime.files import folder_for
 from realtime.progress import Progress
 
@@ -104,7 +106,7 @@ def import_onnx(config: ExportConfig) -> ForwardGraph:
 
 def _progress(config: ExportConfig, import_steps: int) -> Progress:
     checked = config.self_check and config.gradients != contract.GRADIENTS_NONE
-    return Progress(import_steps + 2 + int(checked) + int8_stage.steps(config) + variants.steps(config), config.quiet)
+    return Progress(import_steps + 2 + int(checked) + variant_stage.steps(config), config.quiet)
 
 
 def _keras_forward(model: Any, config: ExportConfig, progress: Progress) -> ForwardGraph:
@@ -130,20 +132,15 @@ def _finish(forward: ForwardGraph, config: ExportConfig, progress: Progress, sta
         built = assemble(forward, chosen, config)
     size = _input_size(forward)
     del forward
-    if variants.wanted(config):  # trt8 / fp16: made from the checked fp32 graph, checked against it
-        with folder_for(output), tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-            fp32 = Path(tmp) / "fp32.onnx"
-            report = save_checked(built.model, fp32, lambda path: _check(path, built, config, size, progress))
-            fidelity = variants.derive_checked(fp32, built.model, output, size, config, progress)
-        return _result(output, start, report, built, progress, fidelity)
-    if not config.int8:
+    variant = variant_stage.chosen(config)
+    if variant is None:
         report = save_checked(built.model, output, lambda path: _check(path, built, config, size, progress))
         return _result(output, start, report, built, progress)
     with folder_for(output), tempfile.TemporaryDirectory(dir=output.parent) as tmp:  # failed: no empty folder left
         fp32 = Path(tmp) / "fp32.onnx"
         report = save_checked(built.model, fp32, lambda path: _check(path, built, config, size, progress))
-        fidelity, target = int8_stage.quantize_checked(fp32, output, size, config, progress)
-    return _result(output, start, report, built, progress, fidelity, target)
+        derived = variant.derive(fp32, built.model, output, size, config, progress)
+    return _result(output, start, report, built, progress, derived.fidelity, derived.int8_target)
 
 
 def _check(

@@ -47,7 +47,7 @@ def session_rss(model: str, size: int) -> dict[str, Any]:
     import onnxruntime as ort
     import psutil
 
-    from realtime.providers import cpu_session_options
+    from realtime.engines.providers import cpu_session_options
 
     before = psutil.Process().memory_info().rss
     session = ort.InferenceSession(model, cpu_session_options(), providers=["CPUExecutionProvider"])

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from realtime.caption import draw_hud
+from realtime.view.caption import draw_hud
+from realtime.view.hud import Hud
+from realtime.view.overlay import DEFAULT_STYLE, STYLES, blend
 from scripts.bench.timing import alternate
 
 TRACKING_CLIPS = {"walk": 150, "run": 30}  # frames an animal takes to cross: the demo's 5 s, and 1 s
@@ -19,12 +21,13 @@ def tracking(model_rates: Sequence[int]) -> dict[str, Any]:
     Two clips: the demo as it plays (animals walk across in 5 s: 54-105 px/s at 640x480) and the
     same scenes with animals running across in 1 s (270-520 px/s).
     """
-    from realtime.demo.live import DemoScene, Timeline
     from realtime.demo.models import demo_model_paths
     from realtime.demo.tracking import track
-    from realtime.engine import Engine, EngineOptions
+    from realtime.engines.local import LocalEngine
+    from realtime.engines.providers import EngineOptions
+    from realtime.sources.demo import DemoScene, Timeline
 
-    engine = Engine(demo_model_paths()["fair"], EngineOptions(providers="cpu"))
+    engine = LocalEngine(demo_model_paths()["fair"], EngineOptions(providers="cpu"))
     report: dict[str, Any] = {}
     for clip, crossing in TRACKING_CLIPS.items():
         scene = DemoScene(Timeline(crossing_frames=crossing))
@@ -51,22 +54,22 @@ def tracking(model_rates: Sequence[int]) -> dict[str, Any]:
 
 def drawing_scale(sizes: Sequence[tuple[int, int]], rounds: int) -> dict[str, Any]:
     """Per-frame cost outside the model (resize in, CAM normalise, colormap+blend in each style, caption)."""
-    from realtime import cam, overlay
-    from realtime.frames import fit
+    from realtime.maps import methods
+    from realtime.sources.fitting import fit
 
     rng = np.random.default_rng(0)
     raw = rng.random((1, 14, 14)).astype(np.float32)
-    hud = overlay.Hud("tabby", 0.61, "gradcam", [("tabby", 0.61), ("lynx", 0.2)], 7.0, 140.0, 150.0)
+    hud = Hud("tabby", 0.61, "gradcam", [("tabby", 0.61), ("lynx", 0.2)], 7.0, 140.0, 150.0)
     report = {}
     for width, height in sizes:
         frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         runs = {
             "resize": lambda f=frame: fit(f, (224, 224)),
-            "cam": lambda: cam.normalise(raw),
-            **{f"blend_{s}": (lambda f=frame, s=s: overlay.blend(f, raw[0], style=s)) for s in overlay.STYLES},
+            "cam": lambda: methods.normalise(raw),
+            **{f"blend_{s}": (lambda f=frame, s=s: blend(f, raw[0], style=s)) for s in STYLES},
             "hud": lambda f=frame: draw_hud(f, hud),
         }
         ms = alternate(runs, rounds)
-        total = ms["resize"] + ms["cam"] + ms[f"blend_{overlay.DEFAULT_STYLE}"] + ms["hud"]
+        total = ms["resize"] + ms["cam"] + ms[f"blend_{DEFAULT_STYLE}"] + ms["hud"]
         report[f"{width}x{height}"] = {**ms, "total": total}
     return report

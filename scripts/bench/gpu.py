@@ -13,7 +13,7 @@ def gpu_model_cost(paths: dict[str, str], size: int, rounds: int) -> dict[str, A
     """The batch-1 table on the GPU providers: IO binding, fp32 and TensorRT fp16. Runs only where a GPU works."""
     import onnxruntime as ort
 
-    from realtime.providers import CPU, CUDA, TRT, EngineOptions, provider_options
+    from realtime.engines.providers import CPU, CUDA, TRT, EngineOptions, provider_options
 
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     targets = np.full((1, 1), -1, np.int64)
@@ -42,6 +42,6 @@ def gpu_model_cost(paths: dict[str, str], size: int, rounds: int) -> dict[str, A
 
 def gpu_available() -> str | None:
     from realtime.demo.models import demo_model_paths
-    from realtime.engine import working_gpu_provider
+    from realtime.engines.local import working_gpu_provider
 
     return working_gpu_provider(demo_model_paths()["fair"])

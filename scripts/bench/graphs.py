@@ -78,11 +78,12 @@ def export_int8(subject: Subject, folder: Path) -> dict[str, Any]:
 
 def int8_cost(fp32: dict[str, str], int8: dict[str, str], size: int, rounds: int) -> dict[str, Any]:
     """int8 against fp32, batch 1, in alternation, each with the engine's own session settings."""
-    from realtime.engine import Engine, EngineOptions
+    from realtime.engines.local import LocalEngine
+    from realtime.engines.providers import EngineOptions
 
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     engines = {
-        f"{g}_{p}": Engine(path, EngineOptions(providers="cpu", warmup=1))
+        f"{g}_{p}": LocalEngine(path, EngineOptions(providers="cpu", warmup=1))
         for p, paths in (("fp32", fp32), ("int8", int8))
         for g, path in paths.items()
     }
@@ -96,7 +97,7 @@ def int8_cost(fp32: dict[str, str], int8: dict[str, str], size: int, rounds: int
 def sessions(paths: dict[str, str]) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from realtime.providers import cpu_session_options
+    from realtime.engines.providers import cpu_session_options
 
     return {
         name: ort.InferenceSession(path, cpu_session_options(), providers=["CPUExecutionProvider"])
@@ -182,7 +183,7 @@ def weight_read_floor(
     """
     import onnxruntime as ort
 
-    from realtime.providers import cpu_session_options
+    from realtime.engines.providers import cpu_session_options
 
     def session(model: Any) -> Any:
         return ort.InferenceSession(
@@ -236,8 +237,8 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
     import onnxruntime as ort
     import tensorflow as tf
 
-    from realtime.export.importers.keras_reference import reference_gradcam
-    from realtime.providers import cpu_session_options
+    from realtime.engines.providers import cpu_session_options
+    from realtime.export.checks.keras_reference import reference_gradcam
 
     if subject.name == "vgg16":
         keras.utils.set_random_seed(0)
@@ -252,7 +253,7 @@ def seed_method(subject: Subject, full_path: str, rounds: int) -> dict[str, Any]
 
     def tape_gradcam() -> np.ndarray:
         """The seed, per frame: predict to pick the class, then activations and the gradient of its logit."""
-        from realtime.export.importers.keras_reference import PREPROCESSORS
+        from realtime.export.checks.keras_reference import PREPROCESSORS
 
         x = PREPROCESSORS[prep](tf.cast(tf.constant(image), tf.float32))
         class_idx = int(tf.argmax(model(x, training=False)[0]))  # the seed's model.predict(x)

@@ -31,7 +31,7 @@ def kernels(path: str | Path) -> dict[str, int]:
     import onnx
     import onnxruntime as ort
 
-    from realtime.providers import cpu_session_options
+    from realtime.engines.providers import cpu_session_options
 
     with tempfile.TemporaryDirectory() as tmp:
         options = cpu_session_options()
@@ -50,17 +50,19 @@ def kernels(path: str | Path) -> dict[str, int]:
 
 def cpu_forms(fp32: str, folder: Path, size: int, rounds: int, holdout: int = 30) -> dict[str, Any]:
     """Quantize `fp32` for both targets (demo calibration, scope all) and compare them on this CPU."""
-    from realtime import cpu
-    from realtime.engine import Engine, EngineOptions
-    from realtime.export.int8 import calibration, quantize
+    from realtime.engines import int8_cpu
+    from realtime.engines.local import LocalEngine
+    from realtime.engines.providers import EngineOptions
+    from realtime.export.variants.int8 import calibration, quantize
 
     images = calibration.calibration_images("demo", (size, size), 32)
     held, masks = calibration.demo_holdout(holdout, (size, size))
     paths = {
         target: str(quantize.quantize(Path(fp32), folder / f"int8_{target}.onnx", images, "all", target))
-        for target in cpu.INT8_TARGETS
+        for target in int8_cpu.INT8_TARGETS
     }
-    engines = {name: Engine(p, EngineOptions(providers="cpu", warmup=1)) for name, p in {"fp32": fp32, **paths}.items()}
+    options = EngineOptions(providers="cpu", warmup=1)
+    engines = {name: LocalEngine(p, options) for name, p in {"fp32": fp32, **paths}.items()}
     image = held[:1]
     ms = alternate({n: (lambda e=e: e.run(image, [[-1]], need_gradients=False)) for n, e in engines.items()}, rounds)
     forms = {}
@@ -73,7 +75,7 @@ def cpu_forms(fp32: str, folder: Path, size: int, rounds: int, holdout: int = 30
             "top1_agreement": faithful.top1_agreement,
             "kernels": kernels(path),
         }
-    here = cpu.detect()
+    here = int8_cpu.detect()
     return {
         "cpu": here.describe(),
         "vnni": bool(here.vnni),

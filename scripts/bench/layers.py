@@ -41,7 +41,8 @@ def export_layers(folder: Path, forward_only: str | None = None) -> dict[str, An
 def measure(paths: dict[str, str], rounds: int, live_frames: int = 40) -> dict[str, Any]:
     """ms per call (batch 1, K = 1) and the ratio to forward-only; the live loop on the guided graph."""
     from scripts.bench.graphs import sessions
-    from scripts.bench.live import run_loop, synthetic_frames
+    from scripts.bench.live import run_loop
+    from tests.helpers.sources import synthetic_frames
 
     image = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     feeds = {"image": image, "targets": np.full((1, 1), -1, np.int64)}

@@ -11,49 +11,21 @@ from typing import Any
 
 import numpy as np
 
-from realtime.controls import Controls
-from realtime.engine import Engine, EngineOptions
-from realtime.loop import Loop, RunSummary
-from realtime.outputs import Output
-from realtime.pacing import Pacer
-from realtime.sourceset import SourceSet
+from realtime.engines.local import LocalEngine
+from realtime.engines.providers import EngineOptions
+from realtime.live.loop import Loop, RunSummary
+from realtime.maps.query import Query
+from realtime.outputs.base import Output
+from realtime.outputs.controls import Controls
+from realtime.sources.group import SourceSet
+from realtime.view.look import Look
 from scripts.bench.timing import alternate
+from tests.helpers.sources import LoopSource, synthetic_frames
 
 
-class LoopSource:
-    """A live source replaying frames forever at `fps` (0: as fast as asked), like a camera."""
-
-    live = True
-
-    def __init__(self, frames: Sequence[np.ndarray], fps: float = 30.0, name: str = "loop") -> None:
-        self.frames, self.fps, self.name = list(frames), fps, name
-        self.pacer = Pacer(fps)
-        self.index = 0
-
-    def open(self) -> None:
-        self.index = 0
-        self.pacer.restart()
-
-    def read(self) -> np.ndarray:
-        self.pacer.wait(self.index)
-        frame = self.frames[self.index % len(self.frames)]
-        self.index += 1
-        return frame
-
-    def close(self) -> None:
-        pass
-
-
-def synthetic_frames(n: int, size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
-    from realtime.demo.live import DemoScene, Timeline
-
-    scene = DemoScene(Timeline(size=size))
-    return [scene.frame(i * 7).image for i in range(n)]
-
-
-def _engines(models: str | Sequence[str], providers: str = "cpu") -> list[Engine]:
+def _engines(models: str | Sequence[str], providers: str = "cpu") -> list[LocalEngine]:
     paths = [models] if isinstance(models, str) else list(models)
-    return [Engine(p, EngineOptions(providers=providers)) for p in paths]
+    return [LocalEngine(p, EngineOptions(providers=providers)) for p in paths]
 
 
 def _loop(
@@ -63,7 +35,7 @@ def _loop(
     engines = _engines(models, providers)
     with SourceSet([LoopSource(frames, fps, f"loop {i}") for i in range(sources)]) as readers:
         start = time.perf_counter()
-        summary = Loop(engines, readers, Controls(method=method), outputs, display=display).run(n)
+        summary = Loop(engines, readers, Controls(Query(method=method)), outputs, display=display).run(n)
         return summary, time.perf_counter() - start
 
 
@@ -96,7 +68,7 @@ def run_loop(
 
 def batching(model: str, size: int, sources: int, rounds: int) -> dict[str, Any]:
     """`sources` frames in one engine call against one call per frame, in alternation."""
-    engine = Engine(model, EngineOptions(providers="cpu"))
+    engine = LocalEngine(model, EngineOptions(providers="cpu"))
     images = np.random.default_rng(0).integers(0, 256, (sources, size, size, 3), dtype=np.uint8)
 
     def separate() -> None:
@@ -111,12 +83,12 @@ def soak_in_process(models: Sequence[str], n: int, sources: int = 1) -> dict[str
     """RSS after a warm-up and after n frames: every model on every source, recording, Grad-CAM++, smoothing."""
     import psutil
 
-    from realtime.outputs import Recorder
+    from realtime.outputs.recording import Recorder
 
     frames = synthetic_frames(30)
     engines = _engines(models)
     process = psutil.Process()
-    controls = Controls(smooth=0.5, method="gradcam++")
+    controls = Controls(Query(method="gradcam++"), Look(smooth=0.5))
     # 120 FPS: faster than the loop can draw, yet a source that waits between frames like a camera;
     # an unpaced Python source would hold the GIL and starve the loop (a harness artefact, not a leak)
     readers = SourceSet([LoopSource(frames, 120.0, f"loop {i}") for i in range(sources)])
@@ -158,10 +130,10 @@ def browser_load(model: str, frames: Sequence[np.ndarray], fps: float, seconds: 
     import threading
     import urllib.request
 
-    from realtime.serve.app import ServerThread, make_app
-    from realtime.serve.hub import FrameHub
+    from realtime.outputs.browser.app import ServerThread, make_app
+    from realtime.outputs.browser.hub import FrameHub
 
-    engine = Engine(model, EngineOptions(providers="cpu"))
+    engine = LocalEngine(model, EngineOptions(providers="cpu"))
     hub = FrameHub(engine.info.labels, engine.provides)
     server = ServerThread(make_app(hub, max_clients=5), "127.0.0.1", 0).start()
     readers = SourceSet([LoopSource(frames, fps)])

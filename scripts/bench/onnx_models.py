@@ -23,7 +23,7 @@ def measure(folder: Path, rounds: int, models: Sequence[str] = MODELS) -> dict[s
     floor that re-reading the backward's weights sets on that ratio."""
     import onnxruntime as ort
 
-    from realtime.providers import cpu_session_options
+    from realtime.engines.providers import cpu_session_options
 
     report: dict[str, Any] = {}
     feeds = {

@@ -24,8 +24,8 @@ MODELS = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "regnet_y_400mf",
 def measure(folder: Path, rounds: int, models: Sequence[str] = MODELS) -> dict[str, Any]:
     import onnxruntime as ort
 
+    from realtime.engines.providers import cpu_session_options
     from realtime.export.preprocessing import PRESETS, preprocess_numpy
-    from realtime.providers import cpu_session_options
 
     image = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     feeds = {"image": image, "targets": np.full((1, 1), -1, np.int64)}

@@ -12,13 +12,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from realtime.controls import Controls
-from realtime.demo.live import DemoSource
 from realtime.demo.models import demo_model_paths
-from realtime.engine import Engine, EngineOptions
-from realtime.loop import Loop
-from realtime.outputs import Output, Recorder
-from realtime.sourceset import SourceSet
+from realtime.engines.local import LocalEngine
+from realtime.engines.providers import EngineOptions
+from realtime.live.loop import Loop
+from realtime.outputs.base import Output
+from realtime.outputs.controls import Controls
+from realtime.outputs.recording import Recorder
+from realtime.sources.demo import DemoSource
+from realtime.sources.group import SourceSet
 from scripts.bench.timing import goal
 
 FORMATS = ("", ".webm", ".mp4", ".avi")  # "": no recording
@@ -26,7 +28,7 @@ LAYOUTS = {"demo": 1, "side by side": 2}  # sources
 GOAL = 0.95  # display FPS while recording, as a share of the same view's without
 
 
-def display_fps(engines: list[Engine], sources: int, suffix: str, frames: int, folder: Path) -> tuple[float, str]:
+def display_fps(engines: list[LocalEngine], sources: int, suffix: str, frames: int, folder: Path) -> tuple[float, str]:
     """One run of the loop as gradcam-live --demo makes it; the display rate and the codec written."""
     outputs: list[Output] = []
     recorder = Recorder(folder / f"bench{suffix}", folder, 30.0, log=lambda _: None) if suffix else None
@@ -42,7 +44,7 @@ def display_fps(engines: list[Engine], sources: int, suffix: str, frames: int, f
 
 def measure(work: Path, rounds: int) -> dict[str, Any]:
     paths = demo_model_paths()
-    engines = [Engine(paths[name], EngineOptions(providers="cpu")) for name in ("biased", "fair")]
+    engines = [LocalEngine(paths[name], EngineOptions(providers="cpu")) for name in ("biased", "fair")]
     frames = 240 if rounds > 1 else 120
     fps: dict[str, dict[str, list[float]]] = {layout: {f: [] for f in FORMATS} for layout in LAYOUTS}
     codecs: dict[str, str] = {}

@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
     import cv2
     import onnxruntime as ort
 
-    from realtime import cpu as int8_cpu
+    from realtime.engines import int8_cpu as int8_cpu
 
     here = int8_cpu.detect()  # realtime/cpu.py reads /proc/cpuinfo's model name once
     return {

@@ -41,7 +41,7 @@ def _layers(source: Path) -> dict[str, str]:
 def measure(folder: Path, rounds: int) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from realtime.providers import cpu_session_options
+    from realtime.engines.providers import cpu_session_options
 
     feeds = {
         "image": np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8),

@@ -3,9 +3,9 @@
     python scripts/benchmark.py --triton-only --json docs/benchmarks_triton.json
 
 The server is NVIDIA's tritonserver from the nvidia-pytriton wheel (Python backend only: onnxruntime
-runs the graph inside it, on the same CPU as the clients; scripts/triton_local.py). Measured with the
+runs the graph inside it, on the same CPU as the clients; scripts/triton_server.py). Measured with the
 demo's fair model at 224x224:
-- the round trip over loopback gRPC, beyond the model's own time (RemoteEngine.run against Engine.run,
+- the round trip over loopback gRPC, beyond the model's own time (RemoteEngine.run against LocalEngine.run,
   batch 1, in alternation);
 - the live loop's display rate through Triton against in-process, on the demo's 30 FPS scene;
 - N clients (1, 2, 4, 8), each sending a frame as soon as its answer came: aggregate frames/s and
@@ -59,10 +59,10 @@ def _load(make: Any, clients: int, seconds: float) -> dict[str, float]:
 
 
 def _display_fps(engine: Any, frames: int) -> float:
-    from realtime.controls import Controls
-    from realtime.demo.live import DemoSource
-    from realtime.loop import Loop
-    from realtime.sourceset import SourceSet
+    from realtime.live.loop import Loop
+    from realtime.outputs.controls import Controls
+    from realtime.sources.demo import DemoSource
+    from realtime.sources.group import SourceSet
 
     with SourceSet([DemoSource()]) as readers:
         return float(Loop([engine], readers, Controls(), [], display="model").run(frames).stats.display_fps)
@@ -70,20 +70,21 @@ def _display_fps(engine: Any, frames: int) -> float:
 
 def measure(work: Path, rounds: int) -> dict[str, Any]:
     from realtime.demo.models import demo_model_paths
-    from realtime.engine import Engine, EngineOptions
-    from realtime.export.triton_repo import TritonOptions, write_repository
-    from realtime.remote import RemoteEngine
-    from scripts import triton_local
+    from realtime.engines.local import LocalEngine
+    from realtime.engines.providers import EngineOptions
+    from realtime.engines.remote import RemoteEngine
+    from realtime.export.triton.repository import TritonOptions, write_repository
+    from tests.helpers import triton_server
 
     graph = demo_model_paths()["fair"]
     repo = work / "triton_repo"
     for name, dynamic in (("batched", True), ("single", False)):
         options = TritonOptions(backend="python", device="cpu", max_batch_size=8, dynamic_batching=dynamic)
         write_repository(graph, repo, name, options)
-    server = triton_local.start(repo, work)
+    server = triton_server.start(repo, work)
     seconds = 1.0 if rounds <= 1 else 3.0
     try:
-        local = Engine(graph, EngineOptions(providers="cpu"))
+        local = LocalEngine(graph, EngineOptions(providers="cpu"))
         remote = RemoteEngine(f"grpc://{server.grpc}/batched")
         image = np.random.default_rng(1).integers(0, 256, (1, *FRAME), dtype=np.uint8)
         ms = alternate(
@@ -98,7 +99,8 @@ def measure(work: Path, rounds: int) -> dict[str, Any]:
         load: dict[str, list[dict[str, float]]] = {"in-process": [], "triton, dynamic batching": [],
                                                    "triton, no batching": []}  # fmt: skip
         for clients in CLIENTS:
-            load["in-process"].append(_load(lambda: Engine(graph, EngineOptions(providers="cpu")), clients, seconds))
+            local = lambda: LocalEngine(graph, EngineOptions(providers="cpu"))  # noqa: E731
+            load["in-process"].append(_load(local, clients, seconds))
             for key, name in (("triton, dynamic batching", "batched"), ("triton, no batching", "single")):
                 address = f"grpc://{server.grpc}/{name}"
                 load[key].append(_load(lambda address=address: RemoteEngine(address), clients, seconds))

@@ -19,7 +19,7 @@ class GraphRunner:
     def __init__(self, path: str | Path) -> None:
         import onnxruntime as ort
 
-        from realtime.providers import cpu_session_options
+        from realtime.engines.providers import cpu_session_options
 
         # the runtime's own session settings (no weight prepacking: VGG16's session opens 1 s sooner)
         self.session = ort.InferenceSession(str(path), cpu_session_options(), providers=["CPUExecutionProvider"])
@@ -30,7 +30,7 @@ class GraphRunner:
 
     def __call__(self, image: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """Every output on this batch."""
-        from realtime.engine import contract_feeds
+        from realtime.engines.local import contract_feeds
 
         feeds = contract_feeds(self.profile, image, np.asarray(targets, np.int64))
         if not self.takes_targets:

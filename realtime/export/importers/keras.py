@@ -87,7 +87,7 @@ def keras_forward(model: Any, layers: str | Sequence[str], name: str) -> Forward
     import tensorflow as tf
     import tf2onnx
 
-    from realtime.export.importers.normalize import fold_initializer_ops, fold_initializer_transposes
+    from realtime.export.importers.passes.normalize import fold_initializer_ops, fold_initializer_transposes
 
     names = [layer_.name for layer_ in model.layers]
     for layer in wanted:

@@ -8,15 +8,16 @@ import onnx
 
 from realtime.export.graph.builder import MIN_OPSET, model_opset
 from realtime.export.graph.layout import NCHW, NHWC
-from realtime.export.importers import ForwardGraph, ModelImportError, batch
-from realtime.export.importers import onnx_normalize as normalize
-from realtime.export.importers.probe import probe
-from realtime.export.importers.reshape_chains import collapse_batch_folding_chains
-from realtime.export.importers.select_early import select_before_the_tail
-from realtime.export.importers.sequence_first import batch_first_attention
-from realtime.export.importers.splits import splits_to_slices
-from realtime.export.importers.strided import flat_gathers_per_image
-from realtime.export.importers.unbind import picks_before_transposes
+from realtime.export.importers import ForwardGraph, ModelImportError
+from realtime.export.importers.passes import batch
+from realtime.export.importers.passes import onnx_normalize as normalize
+from realtime.export.importers.passes.probe import probe
+from realtime.export.importers.passes.reshape_chains import collapse_batch_folding_chains
+from realtime.export.importers.passes.select_early import select_before_the_tail
+from realtime.export.importers.passes.sequence_first import batch_first_attention
+from realtime.export.importers.passes.splits import splits_to_slices
+from realtime.export.importers.passes.strided import flat_gathers_per_image
+from realtime.export.importers.passes.unbind import picks_before_transposes
 from realtime.export.messages import first_line
 
 OPSET = 17

@@ -1,0 +1,138 @@
+"""What every engine does around its call: the inputs checked, the outputs asked for, the result built.
+
+An engine supplies only `call(images, targets, wanted) -> {output name: array}`; `run_batch` does the
+rest the same way for a local session and a server, so both check and answer alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from realtime import contract
+from realtime.contract import ModelInfo
+from realtime.engines.result import CamResult, LayerMaps
+
+Call = Callable[[np.ndarray, np.ndarray, list[str]], dict[str, np.ndarray]]
+
+
+def contract_feeds(profile: str, images: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's inputs for uint8 frames and int64 targets, in its profile's types: the trt8 profile
+    takes the image as float32 (the cast TensorRT 8 may not parse, done here) and int32 targets."""
+    if profile == contract.PROFILE_TRT8:
+        return {contract.INPUT_IMAGE: images.astype(np.float32), contract.INPUT_TARGETS: targets.astype(np.int32)}
+    return {contract.INPUT_IMAGE: images, contract.INPUT_TARGETS: targets}
+
+
+def check_targets(info: ModelInfo, targets: np.ndarray) -> None:
+    bad = targets[(targets < -1) | (targets >= info.num_classes)]
+    if bad.size:
+        raise ValueError(f"class id {int(bad[0])} is out of range 0..{info.num_classes - 1} (or -1 for ranked)")
+    if targets.shape[1] > info.num_classes:
+        raise ValueError(f"top-k {targets.shape[1]} exceeds the model's {info.num_classes} classes")
+    if targets.shape[1] > contract.MAX_TARGETS:
+        raise ValueError(f"{targets.shape[1]} targets per image; the graph explains at most {contract.MAX_TARGETS}")
+
+
+def checked_batch(
+    info: ModelInfo, images: np.ndarray, targets: Sequence[Sequence[int]] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous uint8 images of the model's size, and int64 targets with one row per image (a single
+    row is used for every image)."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    expected = (info.input_height, info.input_width, 3)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(f"images must be [N,{expected[0]},{expected[1]},3] uint8, got {images.shape}")
+    target_array = np.asarray(targets, dtype=np.int64)
+    if target_array.ndim == 1:
+        target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[0]))
+    elif target_array.ndim == 2 and target_array.shape[0] == 1:  # one row of targets for every image
+        target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[1]))
+    target_array = np.ascontiguousarray(target_array)
+    check_targets(info, target_array)
+    return images, target_array
+
+
+def run_batch(
+    info: ModelInfo, outputs: Sequence[str], call: Call, images: np.ndarray,
+    targets: Sequence[Sequence[int]] | np.ndarray, need_gradients: bool, provider: str, source: Path,
+) -> CamResult:  # fmt: skip
+    """Check the batch, make the call (one per image for a graph with its batch baked in), build the result."""
+    images, target_array = checked_batch(info, images, targets)
+    wanted = [n for n in outputs if need_gradients or n not in info.gradient_outputs]
+    start = time.perf_counter()
+    if info.max_batch == 1 and len(images) > 1:  # a graph with its batch baked in: one call per image
+        calls = [call(images[i : i + 1], target_array[i : i + 1], wanted) for i in range(len(images))]
+        values = {name: np.concatenate([one[name] for one in calls]) for name in wanted}
+    else:
+        values = call(images, target_array, wanted)
+    return result_from(values, info, time.perf_counter() - start, provider, source)
+
+
+def result_from(
+    values: dict[str, np.ndarray], info: ModelInfo, seconds: float, provider: str, source: Path
+) -> CamResult:
+    """A CamResult from the graph's outputs by name; class ids outside the labels are a ContractError."""
+    more = tuple(
+        LayerMaps(
+            values[contract.layer_output(contract.OUT_ACTIVATIONS, i)],
+            values[contract.layer_output(contract.OUT_WEIGHTS, i)],
+            values[contract.layer_output(contract.OUT_CAM, i)],
+            values.get(contract.layer_output(contract.OUT_GRADIENTS, i)),
+        )
+        for i in range(1, len(info.layers))
+    )
+    classes = values[contract.OUT_CLASSES].astype(np.int64, copy=False)  # the trt8 profile gives int32
+    wrong = classes[(classes < 0) | (classes >= info.num_classes)]
+    if wrong.size:  # a graph that is not this contract's, or an edited one: its ids index the labels
+        raise contract.ContractError(
+            f"{source}: its classes output holds {int(wrong[0])}, outside 0..{info.num_classes - 1}; "
+            "re-export the graph with gradcam-export"
+        )
+    return CamResult(
+        logits=values[contract.OUT_LOGITS],
+        probabilities=values[contract.OUT_PROBABILITIES],
+        classes=classes,
+        activations=values.get(contract.OUT_ACTIVATIONS),
+        weights=values[contract.OUT_WEIGHTS],
+        cam=values[contract.OUT_CAM],
+        gradients=values.get(contract.OUT_GRADIENTS),
+        seconds=seconds,
+        provider=provider,
+        labels=info.labels,
+        more_layers=more,
+        saliency=values.get(contract.OUT_SALIENCY),
+        guided=values.get(contract.OUT_GUIDED),
+    )
+
+
+def lost_result(info: ModelInfo, images: int, targets: int, provider: str, why: str) -> CamResult:
+    """Zeros in the contract's shapes, marked lost: every method and drawing goes on without a model."""
+    layers = [(layer.map_height, layer.map_width, layer.channels) for layer in info.layers] or [
+        (info.map_height, info.map_width, info.channels)
+    ]
+    n, k = images, targets
+    maps = [
+        LayerMaps(np.zeros((n, h, w, c), np.float32), np.zeros((n, k, c), np.float32),
+                  np.zeros((n, k, h, w), np.float32), np.zeros((n, k, h, w, c), np.float32))
+        for h, w, c in layers
+    ]  # fmt: skip
+    first = maps[0]
+    logits = np.zeros((n, info.num_classes), np.float32)
+    return CamResult(
+        logits=logits, probabilities=logits + 1.0 / info.num_classes, classes=np.zeros((n, k), np.int64),
+        activations=first.activations, weights=first.weights, cam=first.cam, gradients=first.gradients,
+        seconds=0.0, provider=provider, labels=info.labels, more_layers=tuple(maps[1:]), lost=why,
+    )  # fmt: skip
+
+
+def warm_up(run: Callable[[np.ndarray, list[list[int]]], CamResult], info: ModelInfo, times: int) -> float:
+    """Run a blank frame `times` times; the last call's ms, what a frame will cost (0.0 for none)."""
+    ms = 0.0
+    for _ in range(times):
+        blank = np.zeros((1, info.input_height, info.input_width, 3), np.uint8)
+        ms = run(blank, [[-1]]).seconds * 1000.0
+    return ms

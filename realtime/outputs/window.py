@@ -1,0 +1,87 @@
+"""The OpenCV window: shows every presented frame, and its keys steer the controls."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+
+from realtime.outputs.base import Output, Shown, SinkError
+from realtime.outputs.controls import FULLSCREEN, HELP, KEYS, Controls, apply_key
+from realtime.view.text import key_help
+
+
+def has_display() -> bool:
+    """Whether an OpenCV window can open here (X11/Wayland on Linux; always elsewhere)."""
+    if os.name != "posix" or os.uname().sysname == "Darwin":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV was built with a window backend (its build information's GUI line)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() != "NONE"
+    return True
+
+
+def headless_installed() -> bool:
+    """Whether pip's window-less OpenCV wheel is installed (it shares the cv2 folder with opencv-python)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("opencv-python-headless")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+class Window(Output):
+    """An OpenCV window; its keys steer the controls (see outputs.controls.KEYS)."""
+
+    def __init__(self, title: str = "gradcam-live", layers: int = 1, fullscreen: bool = False) -> None:
+        if not has_display():
+            raise SinkError("no display here: use --no-window (with --record FILE or --serve PORT)")
+        self.title, self.key, self.open = title, -1, True
+        self.layers = layers  # the l key cycles through this many explained layers
+        self.fullscreen, self.help = fullscreen, False  # the window's own state (f, h): nothing else sees it
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            if not opencv_has_gui():  # e.g. pytorch-grad-cam's opencv-python-headless took the GUI's place
+                cause = "opencv-python-headless is installed" if headless_installed() else "built without one"
+                raise SinkError(
+                    f"this OpenCV has no GUI ({cause}): pip install --force-reinstall opencv-python, or use --no-window"
+                ) from exc
+            raise SinkError(f"cannot open a window ({' '.join(str(exc).split())[:160]}); use --no-window") from exc
+        self.shown = 0  # frames shown: full screen is applied once the window has its first picture
+
+    def _apply_fullscreen(self) -> None:
+        mode = cv2.WINDOW_FULLSCREEN if self.fullscreen else cv2.WINDOW_NORMAL
+        cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, mode)
+
+    def write(self, shown: Shown) -> None:
+        image = key_help(shown.image, KEYS) if self.help else shown.image  # the window's only: not recorded
+        cv2.imshow(self.title, image)
+        self.shown += 1
+        if self.shown == 1 and self.fullscreen:  # Qt sizes the window at the first imshow, undoing it before
+            self._apply_fullscreen()
+        self.key = int(cv2.waitKey(1))
+
+    def act(self, actions: tuple[str, ...], shown: Shown) -> None:
+        if FULLSCREEN in actions:
+            self.fullscreen = not self.fullscreen
+            self._apply_fullscreen()
+        if HELP in actions:
+            self.help = not self.help
+
+    def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
+        controls, action = apply_key(controls, self.key, provides, self.layers)
+        self.key = -1
+        return controls, (action,) if action else ()
+
+    def close(self) -> None:
+        if self.open:
+            cv2.destroyWindow(self.title)
+            self.open = False
