@@ -16,12 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from realtime import arguments
+from realtime.contract import DetectorInfo
+from realtime.detections import Detections, detections
 from realtime.engines.opening import open_engine
+from realtime.engines.protocol import Engine
 from realtime.engines.providers import EngineOptions
+from realtime.engines.result import CamResult, DetectResult, Result
 from realtime.maps import methods
 from realtime.maps.explain import maps_for
-from realtime.maps.query import Query, explained_columns, resolve_class, targets_for
-from realtime.sources.fitting import Region, fit, model_region
+from realtime.maps.query import Query, box_targets, explained_columns, resolve_class, targets_for
+from realtime.sources.fitting import Region, fit, letterbox, model_region
 from realtime.sources.frame import to_bgr
 from realtime.view.overlay import DEFAULT_ALPHA, DEFAULT_STYLE, blend
 from realtime.view.panels import label_of
@@ -79,19 +83,22 @@ class GradCam:
     def __call__(
         self, frame_bgr: np.ndarray, method: str = "gradcam", top_k: int = 1, target: int | str | None = None,
         layer: int = 0,
-    ) -> Explanation:  # fmt: skip
+    ) -> Explanation | Detections:  # fmt: skip
         """Explain one frame: the top-k classes, or `target` (an id or a label) first; `layer` indexes the
-        graph's explained layers (several with gradcam-export --layer A --layer B)."""
+        graph's explained layers (several with gradcam-export --layer A --layer B). A detector's graph gives
+        Detections: every kept box, the best `top_k` (at least 8) explained, of class `target` if given."""
         return self.batch([frame_bgr], method, top_k, target, layer)[0]
 
     def batch(
         self, frames_bgr: Sequence[np.ndarray], method: str = "gradcam", top_k: int = 1,
         target: int | str | None = None, layer: int = 0,
-    ) -> list[Explanation]:  # fmt: skip
+    ) -> list[Explanation] | list[Detections]:  # fmt: skip
         """Explain several frames in one model call (faster per frame than one call each)."""
         if len(frames_bgr) == 0:
             raise ValueError("batch() needs at least one frame")
         top_k = arguments.top_k(top_k)
+        if isinstance(self.engine.info, DetectorInfo):
+            return self._detect(frames_bgr, method, top_k, target)
         spec = methods.method(method)
         lacking = spec.lacking(self.engine.provides)
         if lacking:
@@ -105,7 +112,9 @@ class GradCam:
         size = (info.input_height, info.input_width)
         images = [to_bgr(f) for f in frames_bgr]
         batch = np.stack([fit(im, size, self.fit_mode) for im in images])
-        result = self.engine.run(batch, [targets_for(query, class_id)] * len(images), spec.needs_gradients)
+        result = _answered(self.engine, self.engine.run(batch, [targets_for(query, class_id)] * len(images),
+                                                        spec.needs_gradients))  # fmt: skip
+        assert isinstance(result, CamResult)
         columns = explained_columns(query, class_id)
         explained = []
         for i, image in enumerate(images):
@@ -123,3 +132,35 @@ class GradCam:
                 )
             )
         return explained
+
+    def _detect(
+        self, frames_bgr: Sequence[np.ndarray], method: str, top_k: int, target: int | str | None
+    ) -> list[Detections]:
+        """Every kept box of each frame, the best `top_k` (at least EXPLAINED_BOXES) explained by `method`."""
+        info = self.engine.info
+        assert isinstance(info, DetectorInfo)
+        lacking = methods.method(method).lacking(self.engine.provides)
+        if lacking:
+            raise methods.MethodNeedsGradientsError(f"{method} needs {lacking}; a detector graph gives gradients")
+        name = None if target is None else str(target)
+        class_id = resolve_class(name, self.labels, str(self.engine.path), name="target")
+        row = box_targets(Query(method=method, box=top_k - 1), class_id, info.max_boxes)
+        images = [to_bgr(f) for f in frames_bgr]
+        fitted = [letterbox(image, (info.input_height, info.input_width)) for image in images]
+        result = _answered(self.engine, self.engine.run(np.stack([f[0] for f in fitted]), [row] * len(images)))
+        assert isinstance(result, DetectResult)
+        return [
+            detections(result, i, method, placement, image.shape, len(row))
+            for i, (image, (_, placement)) in enumerate(zip(images, fitted, strict=True))
+        ]
+
+
+def _answered(engine: Engine, result: Result) -> Result:
+    """The result, or ServerLostError when a served model's server did not answer: the API never hands out the
+    placeholder the live view draws as a lost panel."""
+    if result.lost:
+        from realtime.engines.remote import ServerLostError
+
+        raise ServerLostError(f"{engine.path}: {result.lost}; check the server (GradCam tries it again on the "
+                              "next call)")  # fmt: skip
+    return result

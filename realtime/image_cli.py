@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(config: ImageConfig) -> int:
     from realtime.api import GradCam
     from realtime.contract import ContractError
-    from realtime.engines.local import ModelNotFoundError
+    from realtime.detections import Detections
+    from realtime.engines.graph_file import ModelNotFoundError
     from realtime.live.start import default_model
     from realtime.maps.query import ClassNameError
     from realtime.sources.frame import BadFrameError, to_bgr
@@ -74,17 +75,25 @@ def run(config: ImageConfig) -> int:
     except (BadFrameError, ModelNotFoundError, ContractError, ClassNameError, methods.MethodNeedsGradientsError) as exc:
         print(f"gradcam-image: {exc}", file=sys.stderr)
         return 2
-    hud = Hud(
-        explained.labels[0], explained.probabilities[0], config.method, [(n, p) for _, n, p in explained.top[:3]]
-    )
-    image = explained.overlay(frame, config.alpha, config.style)
+    if isinstance(explained, Detections):  # a detector: the best box's map, every box drawn
+        image = explained.overlay(frame, 0, config.alpha, config.style)
+        found = [f"{d.label} {d.score * 100:.0f}%" for d in explained.boxes]
+        best = explained.boxes[0] if explained.boxes else None
+        hud = Hud(best.label if best else "no box above the threshold", best.score if best else None, config.method,
+                  [(d.label, d.score) for d in explained.boxes[:3]])  # fmt: skip
+        summary = f"{len(found)} boxes: {', '.join(found) or 'none'} [{config.method}]"
+    else:
+        image = explained.overlay(frame, config.alpha, config.style)
+        hud = Hud(explained.labels[0], explained.probabilities[0], config.method,
+                  [(n, p) for _, n, p in explained.top[:3]])  # fmt: skip
+        summary = f"{explained.labels[0]} {explained.probabilities[0] * 100:.1f}% [{config.method}]"
     if config.caption:
         image = draw_hud(image, hud)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     if not write_image(config.output, image):
         print(f"gradcam-image: cannot write {config.output} (use a .png or .jpg name)", file=sys.stderr)
         return 2
-    print(f"{explained.labels[0]} {explained.probabilities[0] * 100:.1f}% [{config.method}] -> {config.output}")
+    print(f"{summary} -> {config.output}")
     return 0
 
 

@@ -7,6 +7,7 @@
     python scripts/benchmark.py --real-world-only   # torch's default exporter and timm: the import's cost
     python scripts/benchmark.py --transformers-only  # DeiT-tiny and Swin-T: Grad-CAM against forward-only
     python scripts/benchmark.py --recording-only    # display FPS with and without --record, per format
+    python scripts/benchmark.py --detectors-only    # YOLOv8n at 640: per-box Grad-CAM against the plain file
 
 The measuring code lives in scripts/bench/ (importable, with its child processes as modules);
 this script only chooses what to run and writes the report.
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark
 
 from realtime.progress import Progress  # noqa: E402
 from scripts.bench import (  # noqa: E402
+    detectors,
     drawing,
     graphs,
     int8,
@@ -57,6 +59,7 @@ class BenchConfig:
     transformers_only: bool = False
     recording_only: bool = False
     triton_only: bool = False
+    detectors_only: bool = False
 
 
 def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -80,6 +83,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     )
     parser.add_argument(
         "--triton-only", action="store_true", help="only Triton: a real local server against in-process, N clients"
+    )
+    parser.add_argument(
+        "--detectors-only", action="store_true", help="only detectors: YOLOv8n per-box Grad-CAM, Ultralytics beside it"
     )
     return BenchConfig(**vars(parser.parse_args(argv)))
 
@@ -189,7 +195,8 @@ def run(config: BenchConfig) -> int:
         work = config.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         focused = {real_world: config.real_world_only, transformers: config.transformers_only,
-                   recording: config.recording_only, triton: config.triton_only}  # fmt: skip
+                   recording: config.recording_only, triton: config.triton_only,
+                   detectors: config.detectors_only}  # fmt: skip
         chosen = next((module for module, wanted in focused.items() if wanted), None)
         if chosen is not None:
             quick, full = (1, 3) if chosen in (recording, triton) else (3, 15)

@@ -57,7 +57,7 @@ def test_a_target_by_name_and_clear_errors(small_models) -> None:
 def test_api_errors_name_its_arguments_and_the_export_that_fits_the_path(small_models, tmp_path: Path) -> None:
     """The API speaks of its own arguments (target=, layer=), not of gradcam-live's flags, and a missing
     model gets the gradcam-export line that writes that very path."""
-    from realtime.engines.local import ModelNotFoundError
+    from realtime.engines.graph_file import ModelNotFoundError
 
     explainer = GradCam(small_models["pooled"], providers="cpu")
     frame = np.zeros((64, 64, 3), np.uint8)

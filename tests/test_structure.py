@@ -97,6 +97,7 @@ RUNTIME_RANKS = (
     (
         "realtime.contract",
         "realtime.files",
+        "realtime.model_files",
         "realtime.quiet",
         "realtime.progress",
         "realtime.labels",
@@ -111,6 +112,7 @@ RUNTIME_RANKS = (
     ("realtime.outputs",),
     ("realtime.demo",),
     ("realtime.live",),
+    ("realtime.detections",),
     ("realtime.api", "realtime.image_cli"),
     ("realtime",),
 )
@@ -139,7 +141,7 @@ EXPORT_RANKS = (
     ("realtime.export.targets",),
     ("realtime.export.autodiff",),
     ("realtime.export.contract_graph", "realtime.export.checks"),
-    ("realtime.export.assemble", "realtime.export.variants"),
+    ("realtime.export.assemble", "realtime.export.variants", "realtime.export.detect"),
     ("realtime.export.pipeline",),
     ("realtime.export.cli_args",),
     ("realtime.export.cli",),

@@ -12,13 +12,18 @@ class DemoModelsMissingError(FileNotFoundError):
     """The package was installed without its demo models."""
 
 
-def demo_model_paths() -> dict[str, Path]:
-    """{'biased': path, 'fair': path} of the bundled ONNX files."""
+DEMOS = ("classifiers", "detectors")  # what gradcam-live --demo shows: the classifier pair, or the detector pair
+RECIPES = {"classifiers": "scripts/train_demo_models.py", "detectors": "scripts/train_demo_detector.py"}
+
+
+def demo_model_paths(kind: str = "classifiers") -> dict[str, Path]:
+    """{'biased': path, 'fair': path} of the bundled ONNX files: the classifiers, or the detectors."""
     folder = Path(str(resources.files("realtime.demo").joinpath("models")))
-    paths = {name: folder / f"{name}.onnx" for name in DEMO_MODELS}
+    suffix = "_detector" if kind == "detectors" else ""
+    paths = {name: folder / f"{name}{suffix}.onnx" for name in DEMO_MODELS}
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise DemoModelsMissingError(
-            f"demo models missing ({', '.join(missing)}); regenerate them with python scripts/train_demo_models.py"
+            f"demo models missing ({', '.join(missing)}); regenerate them with python {RECIPES[kind]}"
         )
     return paths

@@ -13,10 +13,40 @@ from pathlib import Path
 import numpy as np
 
 from realtime import contract
-from realtime.contract import ModelInfo
-from realtime.engines.result import CamResult, LayerMaps
+from realtime.contract import DetectorInfo, ModelInfo
+from realtime.engines.result import CamResult, LayerMaps, Result
 
 Call = Callable[[np.ndarray, np.ndarray, list[str]], dict[str, np.ndarray]]
+
+
+class BadResultError(contract.ContractError):
+    """An answer that breaks the contract (a missing output, a wrong shape or type, NaN or Inf): the live view
+    shows a "bad result" panel, the API raises it; nothing draws from it."""
+
+
+def checked_values(
+    values: dict[str, np.ndarray], wanted: Sequence[str], images: int, targets: int, source: object
+) -> dict[str, np.ndarray]:
+    """`values` when every wanted output is there, batch-first, numeric and finite: a local graph and a server
+    (whatever it sends) are held to the same contract before anything reads or draws their numbers."""
+    for name in wanted:
+        value = values.get(name)
+        if not isinstance(value, np.ndarray):
+            raise BadResultError(f"{source}: bad result: output {name!r} is missing; re-export or redeploy the graph")
+        if value.ndim == 0 or value.shape[0] != images:
+            raise BadResultError(f"{source}: bad result: {name!r} has shape {value.shape} for {images} image(s)")
+        if value.dtype.kind not in "fiu":
+            raise BadResultError(f"{source}: bad result: {name!r} is {value.dtype}, not numbers")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise BadResultError(f"{source}: bad result: {name!r} holds NaN or Inf (an fp16 overflow?); "
+                                 "try the fp32 graph")  # fmt: skip
+        if name in TARGETED and (value.ndim < 2 or value.shape[1] != targets):
+            raise BadResultError(f"{source}: bad result: {name!r} has shape {value.shape} for {targets} target(s)")
+    return values
+
+
+TARGETED = frozenset({contract.OUT_CLASSES, contract.OUT_WEIGHTS, contract.OUT_CAM, contract.OUT_EXPLAINED,
+                      contract.OUT_BOX_LOGITS, contract.OUT_ANCHORS, contract.OUT_MAP})  # fmt: skip  # [N, K, ...]
 
 
 def contract_feeds(profile: str, images: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
@@ -37,15 +67,21 @@ def check_targets(info: ModelInfo, targets: np.ndarray) -> None:
         raise ValueError(f"{targets.shape[1]} targets per image; the graph explains at most {contract.MAX_TARGETS}")
 
 
+def checked_images(info: ModelInfo | DetectorInfo, images: np.ndarray) -> np.ndarray:
+    """Contiguous uint8 images of the model's size [N,H,W,3], or a ValueError that says which size."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    expected = (info.input_height, info.input_width, 3)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(f"images must be [N,{expected[0]},{expected[1]},3] uint8, got {images.shape}")
+    return images
+
+
 def checked_batch(
     info: ModelInfo, images: np.ndarray, targets: Sequence[Sequence[int]] | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Contiguous uint8 images of the model's size, and int64 targets with one row per image (a single
     row is used for every image)."""
-    images = np.ascontiguousarray(images, dtype=np.uint8)
-    expected = (info.input_height, info.input_width, 3)
-    if images.ndim != 4 or images.shape[1:] != expected:
-        raise ValueError(f"images must be [N,{expected[0]},{expected[1]},3] uint8, got {images.shape}")
+    images = checked_images(info, images)
     target_array = np.asarray(targets, dtype=np.int64)
     if target_array.ndim == 1:
         target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[0]))
@@ -69,6 +105,10 @@ def run_batch(
         values = {name: np.concatenate([one[name] for one in calls]) for name in wanted}
     else:
         values = call(images, target_array, wanted)
+    values = checked_values(values, wanted, len(images), target_array.shape[1], source)
+    if values[contract.OUT_LOGITS].shape[1] != info.num_classes:
+        raise BadResultError(f"{source}: bad result: logits {values[contract.OUT_LOGITS].shape} for "
+                             f"{info.num_classes} classes")  # fmt: skip
     return result_from(values, info, time.perf_counter() - start, provider, source)
 
 
@@ -129,10 +169,14 @@ def lost_result(info: ModelInfo, images: int, targets: int, provider: str, why: 
     )  # fmt: skip
 
 
-def warm_up(run: Callable[[np.ndarray, list[list[int]]], CamResult], info: ModelInfo, times: int) -> float:
+def warm_up(run: Callable[[np.ndarray, list[list[int]]], Result], info: ModelInfo | DetectorInfo, times: int) -> float:
     """Run a blank frame `times` times; the last call's ms, what a frame will cost (0.0 for none)."""
     ms = 0.0
     for _ in range(times):
         blank = np.zeros((1, info.input_height, info.input_width, 3), np.uint8)
-        ms = run(blank, [[-1]]).seconds * 1000.0
+        start = time.perf_counter()
+        try:
+            ms = float(run(blank, [[-1]]).seconds) * 1000.0
+        except BadResultError:  # a graph that overflows on a blank frame: timed all the same; frames will say so
+            ms = (time.perf_counter() - start) * 1000.0
     return ms

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from realtime import contract
+from realtime.engines.detector import DetectorEngine
+from realtime.engines.graph_file import open_graph
 from realtime.engines.local import LocalEngine
 from realtime.engines.protocol import Engine
 from realtime.engines.providers import EngineOptions
@@ -16,5 +19,12 @@ def model_location(text: str) -> Path | str:
 
 
 def open_engine(model: str | Path, options: EngineOptions | None = None) -> Engine:
-    """A local graph's LocalEngine, or a RemoteEngine for grpc:// and http:// addresses."""
-    return RemoteEngine(str(model), options) if is_remote(model) else LocalEngine(model, options)
+    """A RemoteEngine for grpc:// and http:// addresses; for a local file, the engine of what it explains
+    (a classifier's LocalEngine, a detector's DetectorEngine), the file opened once."""
+    if is_remote(model):
+        return RemoteEngine(str(model), options)
+    options = options or EngineOptions()
+    opened = open_graph(model, options)
+    if opened.task == contract.TASK_DETECT:
+        return DetectorEngine(model, options, opened)
+    return LocalEngine(model, options, opened)

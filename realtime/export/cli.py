@@ -94,6 +94,9 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Any, bool]:
         trt8=args.trt8,
         triton_repo=args.triton_repo,
         triton_tensorrt=args.triton_tensorrt,
+        conf=args.conf,
+        iou=args.iou,
+        max_boxes=args.max_boxes,
     )
     return config, args.list_layers
 
@@ -136,12 +139,15 @@ def run(config: Any) -> int:
         check += f"; Triton repository {repository} (config.pbtxt parsed by Triton's ModelConfig)"
     if result.static_batch:
         check += "; batch 1 only (baked into the graph): the runtime feeds several sources one by one"
-    print(
-        f"wrote {result.output} in {result.seconds:.1f} s ({result.num_classes} classes, layer {result.layer}){check}"
-    )
+    what = f"{result.num_classes} classes, {_explained(result.layer)}"
+    print(f"wrote {result.output} in {result.seconds:.1f} s ({what}){check}")
     if not config.quiet:
         print(f"stages: {result.describe_stages()}", file=sys.stderr)
     return 0
+
+
+def _explained(layer: str) -> str:
+    return layer if "head inputs" in layer else f"layer {layer}"
 
 
 if __name__ == "__main__":

@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--triton-tensorrt", choices=("fp16", "fp32"), help="with --triton-repo: Triton's TensorRT accelerator"
     )
+    detectors = parser.add_argument_group("detectors (a YOLOv8 / YOLO11 / YOLO26 file, found by its one output)")
+    detectors.add_argument("--conf", type=_fraction, default=0.25, help="keep boxes scoring above this (default 0.25)")
+    detectors.add_argument("--iou", type=_fraction, default=0.7, help="NMS drops boxes overlapping a better one more "
+                           "than this (default 0.7)")  # fmt: skip
+    detectors.add_argument(
+        "--max-boxes", type=_boxes, default=contract.MAX_BOXES,
+        help=f"boxes kept per image after NMS, at most {contract.MAX_BOXES} (default {contract.MAX_BOXES})",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "--verbose", action="store_true", help="show third-party output too (TensorFlow's CUDA probe, the quantizer)"
@@ -169,6 +177,22 @@ def _triple(text: str) -> tuple[float, float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers, e.g. 123.675,116.28,103.53") from None
     return a, b, c
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number from 0 to 1")
+    return value
+
+
+def _boxes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= contract.MAX_BOXES:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 1 to {contract.MAX_BOXES}")
+    return int(text)
 
 
 def _prefix(text: str) -> int:

@@ -24,11 +24,11 @@ from realtime.export.ops.context import RuleError
 from realtime.export.preprocessing import Preprocess
 
 
-def _value(name: str, elem: int, dims: list[int | str]) -> onnx.ValueInfoProto:
+def value_info(name: str, elem: int, dims: list[int | str]) -> onnx.ValueInfoProto:
     return onnx.helper.make_tensor_value_info(name, elem, dims)
 
 
-def _prepend_preprocessing(b: GraphBuilder, model_input: str, layout: str, spec: Preprocess) -> None:
+def prepend_preprocessing(b: GraphBuilder, model_input: str, layout: str, spec: Preprocess) -> None:
     """image (uint8 BGR NHWC) -> the tensor the model used to take as its input.
 
     Channel planes first: the channel flip then copies three contiguous planes and the
@@ -58,9 +58,11 @@ def _classes(b: GraphBuilder, logits: str, num_classes: int) -> str:
     return b.op("Where", [wanted, contract.INPUT_TARGETS, top])
 
 
-def _cam(b: GraphBuilder, activations_nchw: str, weights: str, head: Head, output: str) -> None:
-    """ReLU(sum_c w_c A_c) over its max per map; an all-zero map stays zero."""
-    h, w, c = head.map_shape
+def normalised_cam(
+    b: GraphBuilder, activations_nchw: str, weights: str, shape: tuple[int, int, int], output: str
+) -> None:
+    """ReLU(sum_c w_c A_c) over its max per map; an all-zero map stays zero. `shape`: the map's (h, w, c)."""
+    h, w, c = shape
     flat = b.reshape(activations_nchw, [0, c, h * w])
     raw = b.op("Relu", [b.op("MatMul", [weights, flat])])  # [N,K,hw]
     maps = b.reshape(raw, [0, 0, h, w])
@@ -74,10 +76,10 @@ CONTRACT_NAMES = frozenset(
 )
 
 
-def _free_contract_names(b: GraphBuilder, taken: set[str]) -> dict[str, str]:
+def free_names(b: GraphBuilder, taken: set[str], names: frozenset[str] = CONTRACT_NAMES) -> dict[str, str]:
     """Rename the model's own tensors that carry a contract name ('logits', 'image', often); old -> new."""
     renamed = {}
-    for name in sorted(taken & CONTRACT_NAMES):
+    for name in sorted(taken & names):
         internal = b.fresh(f"model_{name}")
         for node in b.graph.node:
             node.input[:] = [internal if n == name else n for n in node.input]
@@ -93,7 +95,7 @@ def _renamed(head: Head, renamed: dict[str, str]) -> Head:
     )
 
 
-def _channels_last(b: GraphBuilder, x: str, output: str, nchw: bool, rank: int = 5) -> None:
+def channels_last(b: GraphBuilder, x: str, output: str, nchw: bool, rank: int = 5) -> None:
     """Name `x` as an output with its channel axis last ([N,h,w,C], or [N,K,h,w,C] for gradients)."""
     if nchw:
         b.named("Transpose", [x], output, perm=[*range(rank - 3), rank - 2, rank - 1, rank - 3])
@@ -107,26 +109,26 @@ def _layer_outputs(b: GraphBuilder, head: Head, gradients: str | None, spatial_s
     nchw = head.layout == NCHW
     name = lambda output: contract.layer_output(output, layer)  # noqa: E731
     activations_nchw = head.target if nchw else b.transpose(head.target, [0, 3, 1, 2])
-    _channels_last(b, head.target, name(contract.OUT_ACTIVATIONS), nchw, rank=4)
+    channels_last(b, head.target, name(contract.OUT_ACTIVATIONS), nchw, rank=4)
     weights = b.op("Mul", [spatial_sum, b.const(np.float32(1.0 / (h * w)))])
     b.named("Identity", [weights], name(contract.OUT_WEIGHTS))
-    _cam(b, activations_nchw, weights, head, name(contract.OUT_CAM))
+    normalised_cam(b, activations_nchw, weights, head.map_shape, name(contract.OUT_CAM))
     outputs = [
-        _value(name(contract.OUT_ACTIVATIONS), TensorProto.FLOAT, ["N", h, w, c]),
-        _value(name(contract.OUT_WEIGHTS), TensorProto.FLOAT, ["N", "K", c]),
-        _value(name(contract.OUT_CAM), TensorProto.FLOAT, ["N", "K", h, w]),
+        value_info(name(contract.OUT_ACTIVATIONS), TensorProto.FLOAT, ["N", h, w, c]),
+        value_info(name(contract.OUT_WEIGHTS), TensorProto.FLOAT, ["N", "K", c]),
+        value_info(name(contract.OUT_CAM), TensorProto.FLOAT, ["N", "K", h, w]),
     ]
     if gradients is not None:
-        _channels_last(b, gradients, name(contract.OUT_GRADIENTS), nchw)
-        outputs.append(_value(name(contract.OUT_GRADIENTS), TensorProto.FLOAT, ["N", "K", h, w, c]))
+        channels_last(b, gradients, name(contract.OUT_GRADIENTS), nchw)
+        outputs.append(value_info(name(contract.OUT_GRADIENTS), TensorProto.FLOAT, ["N", "K", h, w, c]))
     return outputs
 
 
 def _input_output(b: GraphBuilder, head: Head, gradient: str, output: str) -> list:
     """saliency or guided: a gradient at the model input, [N,K,H,W,channels] in the model's channel order."""
     h, w, c = head.map_shape
-    _channels_last(b, gradient, output, head.layout == NCHW)
-    return [_value(output, TensorProto.FLOAT, ["N", "K", h, w, c])]
+    channels_last(b, gradient, output, head.layout == NCHW)
+    return [value_info(output, TensorProto.FLOAT, ["N", "K", h, w, c])]
 
 
 def lowest(heads: Sequence[Head]) -> Head:
@@ -164,33 +166,33 @@ def build(
     del graph.input[:], graph.output[:], graph.value_info[:]
     graph.input.extend(
         [
-            _value(contract.INPUT_IMAGE, TensorProto.UINT8, [contract.DIM_BATCH, height, width, 3]),
-            _value(contract.INPUT_TARGETS, TensorProto.INT64, [contract.DIM_BATCH, contract.DIM_TARGETS]),
+            value_info(contract.INPUT_IMAGE, TensorProto.UINT8, [contract.DIM_BATCH, height, width, 3]),
+            value_info(contract.INPUT_TARGETS, TensorProto.INT64, [contract.DIM_BATCH, contract.DIM_TARGETS]),
         ]
     )
     b = GraphBuilder(model)
-    renamed = _free_contract_names(b, {name for node in graph.node for name in node.output} | {input_name})
+    renamed = free_names(b, {name for node in graph.node for name in node.output} | {input_name})
     heads = [_renamed(h, renamed) for h in heads]
     input_head = _renamed(input_head, renamed) if input_head is not None else None
     input_name = renamed.get(input_name, input_name)
-    _prepend_preprocessing(b, input_name, input_layout, preprocess)
+    prepend_preprocessing(b, input_name, input_layout, preprocess)
     # graph outputs are leaves (Identity copies) so that no node reads an output: converters that
     # cast outputs (fp16 with fp32 outputs, say) would otherwise feed the cast value back into the graph
     first = heads[0]
     b.named("Identity", [first.logits], contract.OUT_LOGITS)
     b.named("Softmax", [first.logits], contract.OUT_PROBABILITIES, axis=-1)
     outputs = [
-        _value(contract.OUT_LOGITS, TensorProto.FLOAT, ["N", first.num_classes]),
-        _value(contract.OUT_PROBABILITIES, TensorProto.FLOAT, ["N", first.num_classes]),
+        value_info(contract.OUT_LOGITS, TensorProto.FLOAT, ["N", first.num_classes]),
+        value_info(contract.OUT_PROBABILITIES, TensorProto.FLOAT, ["N", first.num_classes]),
     ]
     if gradients == contract.GRADIENTS_NONE:
         h, w, c = first.map_shape
-        _channels_last(b, first.target, contract.OUT_ACTIVATIONS, first.layout == NCHW, rank=4)
-        outputs.append(_value(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]))
+        channels_last(b, first.target, contract.OUT_ACTIVATIONS, first.layout == NCHW, rank=4)
+        outputs.append(value_info(contract.OUT_ACTIVATIONS, TensorProto.FLOAT, ["N", h, w, c]))
     else:
         classes = _classes(b, first.logits, first.num_classes)
         b.named("Identity", [classes], contract.OUT_CLASSES)
-        outputs.append(_value(contract.OUT_CLASSES, TensorProto.INT64, ["N", "K"]))
+        outputs.append(value_info(contract.OUT_CLASSES, TensorProto.INT64, ["N", "K"]))
         saliency = input_head if input_gradients in ("saliency", "both") else None
         guided = input_head if input_gradients in ("guided", "both") else None
         if len(heads) == 1 and saliency is None:

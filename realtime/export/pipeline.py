@@ -37,6 +37,7 @@ from realtime.export.config import (
     self_check_inputs,
     validate,
 )
+from realtime.export.detect.head import looks_like_a_detector
 from realtime.export.graph.writing import save_checked
 from realtime.export.importers import ForwardGraph, ModelImportError
 from realtime.export.targets.tokens import TokenHint
@@ -60,6 +61,8 @@ def export(config: ExportConfig) -> ExportResult:
         progress = _progress(config, ONNX_STEPS)
         with progress.step(f"reading {config.onnx}", "import"):
             forward = import_onnx(config)
+        if looks_like_a_detector(forward.model):  # one [N, 4 + C, A] output: the detector's road
+            return _detector(forward, config, progress, start)
         return _finish(forward, config, progress, start)
     from realtime.export.importers import keras
 
@@ -70,6 +73,19 @@ def export(config: ExportConfig) -> ExportResult:
     del model
     keras.release_tensorflow()  # before the backward and int8: TF's copy of the weights is no longer needed
     return _finish(forward, config, progress, start)
+
+
+def _detector(forward: ForwardGraph, config: ExportConfig, progress: Progress, start: float) -> ExportResult:
+    from realtime.export.detect.stage import export_detector
+
+    options = {"--layer": config.layer, "--input-gradients": config.input_gradients, "--int8": config.int8,
+               "--fp16": config.fp16, "--trt8": config.trt8}  # fmt: skip
+    asked = [flag for flag, on in options.items() if on]
+    if asked:
+        raise ExportError(f"{config.onnx} is a detector: {', '.join(asked)} are for classifier graphs (a detector "
+                          "graph explains each box at the head's inputs, in fp32); drop them")  # fmt: skip
+    progress.total = progress.done + 2 + int(config.self_check)
+    return export_detector(forward, config, progress, start)
 
 
 def export_model(

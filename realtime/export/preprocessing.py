@@ -35,6 +35,7 @@ PRESETS: Mapping[str, Preprocess] = {
         tuple(255.0 * s for s in IMAGENET_STD_RGB),  # type: ignore[arg-type]
     ),
     "raw": Preprocess("rgb", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "unit": Preprocess("rgb", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
 }
 assert set(PRESETS) == set(contract.PREPROCESSING_MODES)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from realtime import arguments
 from realtime.contract import MAX_TARGETS
+from realtime.demo.models import DEMOS
 from realtime.engines.opening import model_location
 from realtime.engines.providers import PROVIDER_CHAINS
 from realtime.files import VIDEO_SUFFIXES, OutputPathError, check_output_file, check_output_folder
@@ -73,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exported Grad-CAM graph, or one Triton serves (grpc://HOST:8001/NAME, http://HOST:8000/NAME); "
         "repeat to compare models side by side (default: models/vgg16_gradcam_*.onnx)",
     )
-    add("--demo", action="store_true", help="offline demo: the synthetic scene and the two bundled models")
-    add("--method", choices=list(methods.METHODS), default="gradcam")
+    add(
+        "--demo", nargs="?", const="classifiers", default="", choices=DEMOS,
+        help="offline demo: the synthetic scene and a bundled pair, biased and fair: the classifiers (the default) "
+        "or the detectors (--demo detectors)",
+    )  # fmt: skip
+    add("--method", choices=list(methods.METHODS), help="default: gradcam for classifiers, layercam for detectors")
     add("--layer", help="the explained layer to show first, by name or index (graphs exported with several --layer)")
     add("--class", dest="class_", metavar="ID|NAME", help="explain this class (by name: in every model's labels)")
     add(
@@ -204,7 +209,7 @@ def run(config: LiveConfig) -> int:
     """Build the session, run it, report."""
     from realtime.contract import ContractError
     from realtime.demo.models import DemoModelsMissingError
-    from realtime.engines.local import ModelNotFoundError
+    from realtime.engines.graph_file import ModelNotFoundError
     from realtime.engines.remote import RemoteModelError
     from realtime.live.start import SessionError, run_session
     from realtime.sources.kinds import SourceError

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from realtime.engines.protocol import Engine
+from realtime.engines.result import DetectResult, Result
 from realtime.live.meters import Meters
 from realtime.live.scheduler import CameraRate, ModelRate, Scheduler, Step
 from realtime.maps import methods
@@ -41,6 +42,13 @@ class RunSummary:
     stats: Stats
     last_huds: tuple[Hud, ...]
     last_classes: tuple[int, ...]  # model 0, source 0
+
+
+def explained_classes(result: Result) -> tuple[int, ...]:
+    """The classes the first source's panel explains: a classifier's target columns, a detector's kept boxes'."""
+    if isinstance(result, DetectResult):
+        return tuple(int(c) for c in result.classes[0, : int(result.count[0])])
+    return tuple(int(c) for c in result.classes[0])
 
 
 class Loop:
@@ -89,11 +97,12 @@ class Loop:
         done, lost = step.done, self.sources.lost()
         rows = []
         for s, (source, frame) in enumerate(zip(self.sources.sources, step.frames, strict=True)):
-            regions = tuple(r[s] for r in done.regions) if step.on_model_region else ()
+            regions = tuple(r[s] for r in step.regions)
             rows.append(
                 SourceRow(
                     source.name, None if frame is None else frame.image, done.indices[s],
                     tuple(per_model[s] for per_model in step.maps), regions, lost[s] if s < len(lost) else "",
+                    tuple(p[s] for p in done.placements),
                 )
             )  # fmt: skip
         return rows
@@ -109,13 +118,13 @@ class Loop:
         ]
         image, huds = mosaic(self._rows(step), columns, done.query, look, stats)
         drawn_at = self.meters.timed("overlay", start)[0]
-        shown = Shown(image, huds, stats, done.results, Controls(done.query, look), step.frames)
+        shown = Shown(image, huds, stats, done.results, Controls(done.query, look), step.frames, done.placements)
         for output in self.outputs:
             output.write(shown)
         first = next(f for f in step.frames if f is not None)
         self.meters.presented(drawn_at, None if look.frozen else first.captured_at)
         self.last_huds = huds
-        self.last_classes = tuple(int(c) for c in done.results[0].classes[0])
+        self.last_classes = explained_classes(done.results[0])
         return shown
 
     def _steer(self, shown: Shown) -> bool:

@@ -18,14 +18,16 @@ from realtime.engines.protocol import Engine
 from realtime.live.inference import Inference, infer
 from realtime.live.meters import Meters
 from realtime.maps import methods
-from realtime.maps.explain import maps_for
+from realtime.maps.explain import maps_for, on_frame
 from realtime.maps.flow import FLOW_WIDTH, MapCarrier, embed
 from realtime.outputs.controls import Controls
+from realtime.sources.fitting import Region
 from realtime.sources.frame import Frame, mirrored
 from realtime.sources.group import SourceSet
 from realtime.sources.pacing import Pacer
 
 Maps = list[list[np.ndarray | None]]  # [model][source]
+Regions = tuple[tuple[Region | None, ...], ...]  # [model][source]: where the maps go (None: the whole frame)
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,24 @@ class Step:
     done: Inference
     frames: tuple[Frame | None, ...]  # the camera frames to draw on
     maps: Maps
-    on_model_region: bool  # maps cover the part of the frame the model saw (else the whole frame)
+    regions: Regions  # where on each frame each model's maps go
 
 
-def maps_of(done: Inference) -> Maps:
+def maps_of(done: Inference) -> tuple[Maps, Regions]:
     """Every model's maps for every source of `done`, under the query it was inferred with (the method was
-    checked against the graphs when chosen)."""
-    return [
-        [None if i is None else maps_for(result, i, done.query, class_id) for i in done.indices]
-        for result, class_id in zip(done.results, done.class_ids, strict=True)
-    ]
+    checked against the graphs when chosen), placed as each frame was fitted to the model."""
+    maps: Maps = []
+    regions = []
+    for result, class_id, placements in zip(done.results, done.class_ids, done.placements, strict=True):
+        row, where = [], []
+        for i, placement in zip(done.indices, placements, strict=True):
+            placed_maps, region = (None, None) if i is None else on_frame(maps_for(result, i, done.query, class_id),
+                                                                          placement)  # fmt: skip
+            row.append(placed_maps)
+            where.append(region)
+        maps.append(row)
+        regions.append(tuple(where))
+    return maps, tuple(regions)
 
 
 class Scheduler:
@@ -112,13 +122,14 @@ class ModelRate(Scheduler):
                 self._submit(nxt, controls)
         start = self.meters.stamp()
         smooth = controls.look.smooth
+        fresh, regions = maps_of(done)
         maps: Maps = [
             [None if m is None else methods.smooth_maps(p, m, smooth) for p, m in zip(prev, row, strict=True)]
-            for prev, row in zip(self._previous, maps_of(done), strict=True)
+            for prev, row in zip(self._previous, fresh, strict=True)
         ]
         self._previous = maps
         self.meters.timed("cam", start)
-        return Step(done, done.frames, maps, on_model_region=True)
+        return Step(done, done.frames, maps, regions)
 
 
 class CameraRate(Scheduler):
@@ -136,16 +147,17 @@ class CameraRate(Scheduler):
     def _adopt(self, done: Inference, controls: Controls) -> None:
         """New maps: placed on the whole frame, carried from now on."""
         self._latest = done
-        maps = maps_of(done)
+        maps, regions = maps_of(done)
         for s, frame in enumerate(done.frames):
             if frame is None:
                 continue
             image = frame.image
             shape = (round(image.shape[0] * FLOW_WIDTH / image.shape[1]), FLOW_WIDTH)
             full = []
-            for per_source, regions in zip(maps, done.regions, strict=True):
-                region, stack = regions[s], per_source[s]
-                assert region is not None and stack is not None
+            for per_source, where in zip(maps, regions, strict=True):
+                region, stack = where[s], per_source[s]
+                assert stack is not None
+                region = region or Region(0, 0, image.shape[1], image.shape[0])
                 box = (region.x, region.y, region.width, region.height)
                 full.append(np.stack([embed(m, box, image.shape, shape) for m in stack]))
             self._carriers[s].update(image, frame.index, full, controls.look.smooth)
@@ -175,4 +187,5 @@ class CameraRate(Scheduler):
         if shown[0] is not None:
             self.meters.aged(shown[0].index - self._carriers[0].index)
         self.meters.timed("flow", start)
-        return Step(replace(self._latest, frames=shown), shown, maps, on_model_region=False)
+        whole = tuple((None,) * len(shown) for _ in self.engines)  # carried maps cover the whole frame
+        return Step(replace(self._latest, frames=shown), shown, maps, whole)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from realtime.contract import TASK_DETECT
 from realtime.engines.opening import open_engine
 from realtime.engines.protocol import Engine
 from realtime.engines.providers import EngineOptions
@@ -47,8 +48,8 @@ class LiveConfig:
 
     sources: tuple[str, ...] = ()  # empty: camera 0 (the demo scene with --demo)
     models: tuple[Path | str, ...] = ()  # empty: the exported VGG16 (the pair with --demo); str: a served model
-    demo: bool = False
-    method: str = "gradcam"
+    demo: str = ""  # "": no demo; classifiers or detectors: the demo scene and that pair of bundled models
+    method: str | None = None  # None: each kind's own (Grad-CAM for classifiers, LayerCAM for detectors)
     layer: str | None = None  # which explained layer to show first: its name or index (version 2 graphs)
     class_: str | None = None
     top_k: int = 1
@@ -117,7 +118,7 @@ def load_engines(config: LiveConfig) -> list[Engine]:
     if not paths and config.demo:
         from realtime.demo.models import demo_model_paths
 
-        bundled = demo_model_paths()
+        bundled = demo_model_paths(config.demo)
         paths = [bundled["biased"], bundled["fair"]]
     return [open_engine(path, options) for path in (paths or [default_model()])]
 
@@ -132,16 +133,23 @@ def open_sources(config: LiveConfig) -> list[FrameSource]:
 
 def controls_for(config: LiveConfig, engines: Sequence[Engine]) -> Controls:
     """The starting controls, checked against every model: its class, its method, its class count."""
+    method = config.method or default_method(engines)
     for engine in engines:
         resolve_class(config.class_, engine.info.labels, str(engine.path))  # every model must know the class
-        lacking = methods.METHODS[config.method].lacking(engine.provides)
+        lacking = methods.METHODS[method].lacking(engine.provides)
         if lacking:
             raise methods.MethodNeedsGradientsError(
-                f"--method {config.method} needs {lacking}; {engine.path} lacks them"
+                f"--method {method} needs {lacking}; {engine.path} lacks them"
             )
     top_k = min([config.top_k, *(e.info.num_classes for e in engines)])
-    query = Query(config.method, config.class_, top_k=top_k, layer=layer_index(config.layer, engines))
+    query = Query(method, config.class_, top_k=top_k, layer=layer_index(config.layer, engines))
     return Controls(query, Look(config.alpha, config.style, config.smooth, mirror=config.mirror))
+
+
+def default_method(engines: Sequence[Engine]) -> str:
+    """LayerCAM where every model is a detector (a box's Grad-CAM weighs its whole level; LayerCAM stays on
+    what the box's logit reads, as Ultralytics' visualize shows it), Grad-CAM otherwise."""
+    return "layercam" if all(e.info.task == TASK_DETECT for e in engines) else "gradcam"
 
 
 def layer_index(value: str | None, engines: Sequence[Engine]) -> int:
@@ -203,7 +211,7 @@ def open_browser(config: LiveConfig, engines: Sequence[Engine]) -> Output:
         host, port = parse_address(config.serve)
         provides = frozenset.intersection(*(e.provides for e in engines))
         layers = [layer.name for layer in engines[0].info.layers][: min(len(e.info.layers) for e in engines)]
-        hub = FrameHub(engines[0].info.labels, provides, layers)
+        hub = FrameHub(engines[0].info.labels, provides, layers, detector=engines[0].info.task == TASK_DETECT)
         server = ServerThread(make_app(hub, config.max_clients, policy_for(host, config.token)), host, port).start()
     except (ServeAddressError, OSError) as exc:
         raise SessionError(str(exc)) from exc

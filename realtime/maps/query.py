@@ -26,6 +26,12 @@ class Query:
     rank: int = 0  # 0: top-1, k: the class ranked k+1-th
     top_k: int = 1  # maps shown side by side per model
     layer: int = 0  # which of the graph's explained layers (0: the first --layer)
+    box: int = 0  # detectors: the kept box to show, by rank (0: the best); ALL_BOXES: every explained box's
+    # map fused
+
+
+ALL_BOXES = -1
+EXPLAINED_BOXES = 8  # detectors: the best boxes explained each frame (a few tiny windows each), unless more asked
 
 
 def _normal(label: str) -> str:
@@ -74,6 +80,13 @@ def targets_for(query: Query, class_id: int | None) -> list[int]:
     if class_id is not None:
         return [class_id] + [-1] * (query.top_k - 1)
     return [-1] * max(query.top_k, query.rank + 1)
+
+
+def box_targets(query: Query, class_id: int | None, max_boxes: int) -> list[int]:
+    """A detector's `targets` row: column k explains the k-th best kept box, of the query's class where it
+    names one (-1: any class); enough columns for the box shown."""
+    count = min(max_boxes, max(EXPLAINED_BOXES, query.box + 1))
+    return [-1 if class_id is None else class_id] * count
 
 
 def explained_columns(query: Query, class_id: int | None) -> list[int]:

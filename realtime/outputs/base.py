@@ -16,8 +16,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from realtime.engines.result import CamResult
+from realtime.engines.result import Result
 from realtime.outputs.controls import Controls
+from realtime.sources.fitting import Placement
 from realtime.sources.frame import Frame
 from realtime.timing import Stats
 from realtime.view.hud import Hud
@@ -40,9 +41,10 @@ class Shown:
     image: np.ndarray  # the drawn mosaic
     huds: tuple[Hud, ...]  # one per model panel, source by source
     stats: Stats
-    results: tuple[CamResult, ...]  # one per model, a batch over the sources
+    results: tuple[Result, ...]  # one per model, a batch over the sources
     controls: Controls  # what the frame was drawn with
     frames: tuple[Frame | None, ...]  # the camera frames it was drawn on, one per source
+    placements: tuple[tuple[Placement | None, ...], ...] = ()  # [model][source]: how each frame was fitted
 
 
 AnyOutput = TypeVar("AnyOutput", bound="Output")

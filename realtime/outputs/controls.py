@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from realtime.maps import methods
-from realtime.maps.query import Query
+from realtime.maps.query import ALL_BOXES, EXPLAINED_BOXES, Query
 from realtime.view.look import Look
 from realtime.view.overlay import STYLES
 
@@ -27,6 +27,8 @@ KEYS: Mapping[str, str] = {  # the README's key table, and the window's help
     "l": "next explained layer (graphs exported with several --layer)",
     "1-5": "explain the class ranked 1st-5th",
     "0": "back to the top-1 class",
+    "n": "detectors: the next box (a click picks the box under the cursor)",
+    "b": "detectors: every explained box's map at once, or back to one",
     "s": "snapshot (PNG in --snapshots)",
     "r": "start / stop recording",
     "v": "mirror the view (the model sees the mirrored frame)",
@@ -67,6 +69,8 @@ KEY_RULES: Mapping[str, KeyRule] = {  # one row per key that changes the control
     "o": lambda c, provides, layers: c.showing(style=_next(list(STYLES), c.look.style)),
     "m": lambda c, provides, layers: c.asking(method=_next(methods.usable_methods(provides), c.query.method)),
     "l": lambda c, provides, layers: c.asking(layer=(c.query.layer + 1) % max(1, layers)),
+    "n": lambda c, provides, layers: c.asking(box=(c.query.box + 1) % EXPLAINED_BOXES, class_name=None),
+    "b": lambda c, provides, layers: c.asking(box=0 if c.query.box == ALL_BOXES else ALL_BOXES),
     "0": _ranked(0),
     **{str(k): _ranked(k - 1) for k in range(1, 6)},
 }

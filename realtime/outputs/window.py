@@ -6,9 +6,31 @@ import os
 
 import cv2
 
+from realtime.engines.result import DetectResult
 from realtime.outputs.base import Output, Shown, SinkError
 from realtime.outputs.controls import FULLSCREEN, HELP, KEYS, Controls, apply_key
+from realtime.sources.fitting import Letterbox
+from realtime.view.boxes import box_at, frame_boxes
 from realtime.view.text import key_help
+
+
+def box_under(shown: Shown, x: int, y: int) -> int | None:
+    """The rank of the detector's box under (x, y) of the presented picture (a mosaic of one frame-sized panel
+    per model and source), or None: not a detector's panel, not over its frame, or over no box."""
+    frames = [f for f in shown.frames if f is not None]
+    if not frames or not shown.placements:
+        return None
+    height, width = frames[0].image.shape[:2]
+    row, column = int(y // (shown.image.shape[0] / len(shown.frames))), x // width
+    y -= int(row * shown.image.shape[0] / len(shown.frames))
+    frame = shown.frames[row] if row < len(shown.frames) else None
+    if column >= len(shown.results) or frame is None or y >= height:
+        return None
+    result, placement = shown.results[column], shown.placements[column][row]
+    if not isinstance(result, DetectResult) or not isinstance(placement, Letterbox):
+        return None
+    index = sum(1 for f in shown.frames[:row] if f is not None)
+    return box_at(frame_boxes(result, index, placement, frame.image.shape), x - column * width, y)
 
 
 def has_display() -> bool:
@@ -56,6 +78,13 @@ class Window(Output):
                 ) from exc
             raise SinkError(f"cannot open a window ({' '.join(str(exc).split())[:160]}); use --no-window") from exc
         self.shown = 0  # frames shown: full screen is applied once the window has its first picture
+        self.last: Shown | None = None
+        self.click: tuple[int, int] | None = None  # where the left button went down last, in picture pixels
+        cv2.setMouseCallback(title, self._mouse)
+
+    def _mouse(self, event: int, x: int, y: int, flags: int, param: object) -> None:
+        if event == cv2.EVENT_LBUTTONDOWN:
+            self.click = (x, y)
 
     def _apply_fullscreen(self) -> None:
         mode = cv2.WINDOW_FULLSCREEN if self.fullscreen else cv2.WINDOW_NORMAL
@@ -65,6 +94,7 @@ class Window(Output):
         image = key_help(shown.image, KEYS) if self.help else shown.image  # the window's only: not recorded
         cv2.imshow(self.title, image)
         self.shown += 1
+        self.last = shown
         if self.shown == 1 and self.fullscreen:  # Qt sizes the window at the first imshow, undoing it before
             self._apply_fullscreen()
         self.key = int(cv2.waitKey(1))
@@ -79,6 +109,11 @@ class Window(Output):
     def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
         controls, action = apply_key(controls, self.key, provides, self.layers)
         self.key = -1
+        if self.click is not None and self.last is not None:
+            rank = box_under(self.last, *self.click)
+            if rank is not None:
+                controls = controls.asking(box=rank, class_name=None, class_id=None)
+        self.click = None
         return controls, (action,) if action else ()
 
     def close(self) -> None:

@@ -54,3 +54,65 @@ def fit(frame: np.ndarray, model_size: tuple[int, int], mode: str = "squash") ->
     shrinking = crop.shape[0] > model_h or crop.shape[1] > model_w
     area = shrinking and not halved
     return cv2.resize(crop, (model_w, model_h), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+
+
+LETTERBOX = "letterbox"  # how detectors take frames (the graph's metadata says so): the aspect kept, grey borders
+LETTERBOX_GREY = 114  # what Ultralytics pads with
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was letterboxed into a model's input: its picture scaled by (scale_x, scale_y) and placed
+    at (left, top), `width` x `height` model pixels, grey around it."""
+
+    scale_x: float
+    scale_y: float
+    left: int
+    top: int
+    width: int
+    height: int
+    model_size: tuple[int, int]  # the model input's (height, width)
+
+    def to_frame(self, boxes: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+        """x1, y1, x2, y2 in model pixels [..., 4] -> in frame pixels, clipped to the frame (a new array)."""
+        out = np.array(boxes, dtype=np.float32, copy=True)
+        out[..., 0::2] = (out[..., 0::2] - self.left) / self.scale_x
+        out[..., 1::2] = (out[..., 1::2] - self.top) / self.scale_y
+        out[..., 0::2] = out[..., 0::2].clip(0, frame_shape[1])
+        out[..., 1::2] = out[..., 1::2].clip(0, frame_shape[0])
+        return out
+
+    def picture_of(self, grid: np.ndarray) -> np.ndarray:
+        """The part of a map [..., h, w] that covers the model input and lies over the picture (not the
+        grey borders), as a view: the map to lay over the whole frame."""
+        h, w = grid.shape[-2:]
+        sy, sx = h / self.model_size[0], w / self.model_size[1]
+        y0, x0 = int(np.floor(self.top * sy)), int(np.floor(self.left * sx))
+        y1 = max(y0 + 1, int(np.ceil((self.top + self.height) * sy)))
+        x1 = max(x0 + 1, int(np.ceil((self.left + self.width) * sx)))
+        return grid[..., y0:y1, x0:x1]
+
+
+def letterbox(frame: np.ndarray, model_size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """The frame scaled to fit `model_size` (height, width) with its aspect ratio kept and grey borders, as
+    Ultralytics' LetterBox does it (same rounding, bilinear resize, centred), and how it was placed."""
+    height, width = frame.shape[:2]
+    model_h, model_w = model_size
+    ratio = min(model_h / height, model_w / width)
+    new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
+    dw, dh = (model_w - new_w) / 2, (model_h - new_h) / 2
+    top, bottom, left, right = round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
+    image = frame if (width, height) == (new_w, new_h) else cv2.resize(frame, (new_w, new_h),
+                                                                       interpolation=cv2.INTER_LINEAR)  # fmt: skip
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(LETTERBOX_GREY,) * 3)
+    return padded, Letterbox(new_w / width, new_h / height, left, top, new_w, new_h, model_size)
+
+
+Placement = Region | Letterbox  # how a frame was fitted to a model: a region resized, or the whole letterboxed
+
+
+def placed(frame: np.ndarray, model_size: tuple[int, int], mode: str) -> tuple[np.ndarray, Placement]:
+    """The model's input from `frame`, and how it was made: `mode` one of FIT_MODES, or "letterbox"."""
+    if mode == LETTERBOX:
+        return letterbox(frame, model_size)
+    return fit(frame, model_size, mode), model_region(frame.shape, model_size, mode)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from realtime.maps.query import Query
-from realtime.sources.fitting import Region
+from realtime.sources.fitting import Placement, Region
 from realtime.timing import Stats
 from realtime.view.caption import draw_hud
 from realtime.view.hud import Hud
@@ -31,6 +31,7 @@ class SourceRow:
     maps: tuple[np.ndarray | None, ...]  # per model, [K,h,w] in [0,1]
     regions: tuple[Region | None, ...] = ()  # per model, where its maps go on the frame (None or none: all of it)
     lost: str = ""  # why it shows no picture ("reconnecting"), "" when it is fine
+    placements: tuple[Placement | None, ...] = ()  # per model, how the frame was fitted to it (a detector's boxes)
 
 
 def tile(images: Sequence[np.ndarray], captions: Sequence[str] = ()) -> np.ndarray:
@@ -76,9 +77,10 @@ def mosaic(
             continue
         panels = []
         regions = row.regions or (None,) * len(columns)
-        for column, maps, region in zip(columns, row.maps, regions, strict=True):
+        placements = row.placements or (None,) * len(columns)
+        for column, maps, region, placement in zip(columns, row.maps, regions, placements, strict=True):
             assert maps is not None
-            more, hud = model_panels(row.image, row.index, maps, region, column, query, look, stats, notes)
+            more, hud = model_panels(row.image, row.index, maps, region, column, query, look, stats, notes, placement)
             panels += more
             huds.append(hud)
         drawn.append(tile(panels))

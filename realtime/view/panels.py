@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from realtime.engines.protocol import Engine
-from realtime.engines.result import CamResult
+from realtime.engines.result import CamResult, DetectResult, Result
 from realtime.maps.query import Query, explained_columns
-from realtime.sources.fitting import Region
+from realtime.sources.fitting import Letterbox, Placement, Region
 from realtime.timing import Stats
 from realtime.view.caption import draw_hud
+from realtime.view.detections import detection_hud, detection_panel
 from realtime.view.hud import Hud
 from realtime.view.look import Look
 from realtime.view.overlay import blend
@@ -26,7 +27,7 @@ from realtime.view.text import LINE_PER_SCALE, draw_text, text_scale
 class ModelColumn:
     """One model's column of the mosaic: its result for the batch of sources, and how to caption it."""
 
-    result: CamResult
+    result: Result
     name: str | None  # shown in captions when several models are compared
     class_id: int | None  # the query's class in this model's labels
     ms: float | None = None
@@ -70,17 +71,22 @@ def hud_for(
 
 def model_panels(
     image: np.ndarray, index: int, maps: np.ndarray, region: Region | None, model: ModelColumn, query: Query,
-    look: Look, stats: Stats, notes: Sequence[str] = (),
+    look: Look, stats: Stats, notes: Sequence[str] = (), placement: Placement | None = None,
 ) -> tuple[list[np.ndarray], Hud]:  # fmt: skip
-    """One model's panels for one source: its explained map, then the other top-k maps; `region` is where
-    in the frame the maps go (None: the whole frame)."""
-    columns = explained_columns(query, model.class_id)
+    """One model's panels for one source: its explained map, then the other top-k maps (a detector's: one
+    panel, its boxes drawn); `region` is where in the frame the maps go (None: the whole frame), `placement`
+    how the frame was fitted to the model."""
     result = model.result
+    columns = [0] if isinstance(result, DetectResult) else explained_columns(query, model.class_id)
     if result.lost:  # a served model whose server went away: a lost panel, like a lost camera's
         name = model.name or "model"
         hud = Hud(f"{name}: {result.lost}", None, query.method)
         placeholder = lost_panel((image.shape[1], image.shape[0]), name, result.lost)
         return [draw_hud(placeholder, hud) for _ in columns], hud
+    if isinstance(result, DetectResult):
+        assert isinstance(placement, Letterbox)
+        hud = detection_hud(result, index, query, look, stats, model.name, model.ms, notes)
+        return [detection_panel(image, result, index, maps, region, placement, hud, query, look)], hud
     if query.class_name is not None and model.class_id is None:  # another model has the class, this one not
         notes = (*notes, f"no class {query.class_name!r}: top-1")
     panels, first = [], None

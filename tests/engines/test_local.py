@@ -11,7 +11,8 @@ import pytest
 from realtime import contract
 from realtime.contract import ContractError
 from realtime.demo.models import demo_model_paths
-from realtime.engines.local import LocalEngine, ModelNotFoundError
+from realtime.engines.graph_file import ModelNotFoundError
+from realtime.engines.local import LocalEngine
 from realtime.engines.providers import EngineOptions
 from realtime.export.pipeline import ExportConfig
 
@@ -33,7 +34,7 @@ def test_an_fp16_copy_counts_only_when_it_is_the_same_models(resnet18) -> None:
     """The runtime takes the _fp16 copy beside a graph on CUDA only when its metadata says it is that model."""
     import onnxruntime as ort
 
-    from realtime.engines.local import same_model
+    from realtime.engines.graph_file import same_model
 
     def session(path: Path):
         return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

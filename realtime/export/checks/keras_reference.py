@@ -27,6 +27,7 @@ PREPROCESSORS = {
     "tf": lambda x: _bgr_to_rgb(x) / 127.5 - 1.0,
     "torch": lambda x: (_bgr_to_rgb(x) / 255.0 - tf.constant(TORCH_MEAN_RGB)) / tf.constant(TORCH_STD_RGB),
     "raw": _bgr_to_rgb,
+    "unit": lambda x: _bgr_to_rgb(x) / 255.0,
 }
 assert set(PREPROCESSORS) == set(contract.PREPROCESSING_MODES)
 

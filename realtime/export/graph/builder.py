@@ -66,6 +66,13 @@ class GraphBuilder:
             self._constants[key] = name
         return name
 
+    def scalar(self, value: int | float, dtype: Any = np.int64, hint: str = "scalar") -> str:
+        """A rank-0 initializer (`const` stores at least one axis): what Range's bounds and a Gather that drops
+        its axis need."""
+        name = self.fresh(hint)
+        self.graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+        return name
+
     def ints(self, values: Sequence[int]) -> str:
         return self.const(np.asarray(list(values), np.int64), "shape")
 

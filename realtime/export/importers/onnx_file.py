@@ -19,6 +19,7 @@ from realtime.export.importers.passes.splits import splits_to_slices
 from realtime.export.importers.passes.strided import flat_gathers_per_image
 from realtime.export.importers.passes.unbind import picks_before_transposes
 from realtime.export.messages import first_line
+from realtime.model_files import ModelFileError, check_model_file
 
 OPSET = 17
 
@@ -63,6 +64,10 @@ def load_onnx(
     if path.stat().st_size == 0:
         raise ModelImportError(f"--onnx {path}: the file is empty; export the model again")
     try:
+        check_model_file(path)  # before onnx reads anything the file points at
+    except ModelFileError as exc:
+        raise ModelImportError(f"--onnx {exc}") from exc
+    try:
         model = onnx.load(str(path))
     except Exception as exc:
         first = first_line(exc, 160)
@@ -87,10 +92,16 @@ def load_onnx(
     dims = [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
     chosen = _layout(dims, layout)
     spatial = (2, 3) if chosen == NCHW else (1, 2)
+    if input_size is None and any(not dims[a] for a in spatial):
+        input_size = _size_in_metadata(model)  # Ultralytics writes imgsz beside a dynamic input
     if input_size is not None:
         dims[spatial[0]], dims[spatial[1]] = input_size
     if any(dims[a] is None or dims[a] == 0 for a in spatial):
         raise ModelImportError(f"input {value.name!r} has a dynamic spatial size {dims}; pass --input-size HxW")
+    channels = dims[1] if chosen == NCHW else dims[3]
+    if any((dims[a] or 0) > MAX_SIDE for a in spatial) or (channels or 0) > MAX_CHANNELS:
+        raise ModelImportError(f"input {value.name!r} declares {dims}: more than {MAX_SIDE} pixels a side or "
+                               f"{MAX_CHANNELS} channels, which the import would allocate; pass --input-size HxW")
     shape.dim[0].Clear()
     shape.dim[0].dim_param = "N"
     for axis in spatial:
@@ -114,6 +125,20 @@ def load_onnx(
     collapse_batch_folding_chains(model)  # dynamo's K^T through [N*heads, T, d]
     select_before_the_tail(model)  # a ViT's class token before its per-token tail
     return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static)
+
+
+MAX_SIDE = 8192  # pixels: a model input larger than this is a declaration, not an image (the probe allocates it)
+MAX_CHANNELS = 4
+
+
+def _size_in_metadata(model: onnx.ModelProto) -> tuple[int, int] | None:
+    """(height, width) from an `imgsz` metadata entry such as "[640, 640]", or None."""
+    text = next((p.value for p in model.metadata_props if p.key == "imgsz"), "")
+    parts = text.strip("[]() ").split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        return None
+    height, width = (int(p) for p in parts)
+    return (height, width) if 0 < height <= 8192 and 0 < width <= 8192 else None
 
 
 def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> bool:

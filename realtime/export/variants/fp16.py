@@ -23,7 +23,7 @@ from realtime.export.graph.shapes import element_types
 from realtime.export.ops import record
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
-WEIGHTED_SUM = "MatMul"  # contract_graph._cam: weights x activations; the normalisation follows it
+WEIGHTED_SUM = "MatMul"  # contract_graph.normalised_cam: weights x activations; the normalisation follows it
 
 
 def float32_nodes(model: onnx.ModelProto) -> frozenset[str]:

@@ -79,6 +79,9 @@ def state_json(hub: FrameHub) -> dict[str, Any]:
         "methods": usable_methods(hub.provides),
         "styles": list(STYLES),
         "layers": hub.layers,
+        "kind": "detect" if snap.boxes or hub.detector else "classify",
+        "boxes": [{"rank": slot, "name": name, "score": score, "box": box} for slot, name, score, box in snap.boxes],
+        "frame": list(snap.frame),
     }
 
 

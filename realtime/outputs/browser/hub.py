@@ -16,11 +16,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from realtime.contract import MAX_BOXES
+from realtime.engines.result import DetectResult
 from realtime.maps import methods
 from realtime.maps.methods import SMOOTH_MAX
-from realtime.maps.query import Query
+from realtime.maps.query import ALL_BOXES, Query
 from realtime.outputs.base import Output, Shown
 from realtime.outputs.controls import SNAPSHOT, Controls
+from realtime.sources.fitting import Letterbox
 from realtime.timing import Stats
 from realtime.view.overlay import STYLES
 
@@ -41,6 +44,9 @@ class Snapshot:
     top: tuple[tuple[int, str, float], ...] = ()
     explained: str = ""
     controls: Controls = field(default_factory=Controls)
+    boxes: tuple[tuple[int, str, float, tuple[float, float, float, float]], ...] = ()  # a detector's: slot, label,
+    # score, box in the first source's frame pixels
+    frame: tuple[int, int] = (0, 0)  # that frame's width and height
 
 
 def _short(value: object) -> str:
@@ -90,6 +96,12 @@ def _number(name: str, top: float) -> Callable[[object, _Context], dict[str, Any
     return check
 
 
+def _box(value: object, ctx: _Context) -> dict[str, Any]:
+    if isinstance(value, bool) or not isinstance(value, int) or not ALL_BOXES <= value < MAX_BOXES:
+        raise ControlError(f"box {_short(value)} must be a box's rank from 0 to {MAX_BOXES - 1}, or -1 for all")
+    return {"box": value, "class_name": None, "class_id": None}
+
+
 def _layer(value: object, ctx: _Context) -> dict[str, Any]:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < ctx.layers:
         raise ControlError(f"layer {_short(value)} must be an index from 0 to {ctx.layers - 1}")
@@ -117,6 +129,7 @@ FIELDS: Mapping[str, Callable[[object, _Context], dict[str, Any]]] = {
     "alpha": _number("alpha", 1.0),
     "smooth": _number("smooth", SMOOTH_MAX),
     "layer": _layer,
+    "box": _box,
     "style": _choice("style", tuple(STYLES)),
     "frozen": _flag,
     "action": _choice("action", ACTIONS),
@@ -144,6 +157,22 @@ def parse_control(body: object, labels: Sequence[str], provides: frozenset[str],
     return changes
 
 
+def _first_boxes(shown: Shown, result: DetectResult) -> Snapshot:
+    """The first model's boxes on the first source's frame, in its pixels (what a click on the page picks)."""
+    frame = shown.frames[0]
+    placement = shown.placements[0][0] if shown.placements else None
+    if frame is None or not isinstance(placement, Letterbox):
+        return Snapshot()
+    count = int(result.count[0])
+    boxes = placement.to_frame(result.boxes[0, :count], frame.image.shape)
+    rows = tuple(
+        (slot, result.label(int(result.classes[0, slot])), round(float(result.scores[0, slot]), 4),
+         tuple(round(float(v), 1) for v in boxes[slot]))
+        for slot in range(count)
+    )  # fmt: skip
+    return Snapshot(boxes=rows, frame=(frame.image.shape[1], frame.image.shape[0]))  # type: ignore[arg-type]
+
+
 class FrameHub(Output):
     """Newest frame (JPEG-encoded once, on first demand), the page's state, and pending controls.
 
@@ -151,9 +180,11 @@ class FrameHub(Output):
     """
 
     def __init__(
-        self, labels: Sequence[str], provides: frozenset[str], layers: Sequence[str] = ("",), jpeg_quality: int = 80
-    ) -> None:
+        self, labels: Sequence[str], provides: frozenset[str], layers: Sequence[str] = ("",), jpeg_quality: int = 80,
+        detector: bool = False,
+    ) -> None:  # fmt: skip
         self.labels, self.provides, self.jpeg_quality = list(labels), provides, jpeg_quality
+        self.detector = detector  # the first model is a detector: the page lists boxes, a click picks one
         self.layers = list(layers)  # the explained layers every model has, by index
         self._lock = threading.Lock()
         self._frame: np.ndarray | None = None
@@ -179,18 +210,28 @@ class FrameHub(Output):
         self._listeners.append(callback)
 
     def publish(
-        self, image: np.ndarray, stats: Stats, top: Sequence[tuple[int, str, float]], explained: str, controls: Controls
-    ) -> None:
-        """Called by the loop for every drawn frame: cheap, no encoding here."""
+        self, image: np.ndarray, stats: Stats, top: Sequence[tuple[int, str, float]], explained: str,
+        controls: Controls, boxes: Snapshot | None = None,
+    ) -> None:  # fmt: skip
+        """Called by the loop for every drawn frame: cheap, no encoding here. `boxes`: a detector's boxes and
+        frame size, in a Snapshot's fields."""
         with self._lock:
             self._frame = image
-            self._snapshot = Snapshot(self._snapshot.sequence + 1, stats, tuple(top), explained, controls)
+            found = boxes or Snapshot()
+            self._snapshot = Snapshot(self._snapshot.sequence + 1, stats, tuple(top), explained, controls,
+                                      found.boxes, found.frame)  # fmt: skip
         for listener in self._listeners:
             listener()
 
     def write(self, shown: Shown) -> None:
         explained = shown.huds[0].label if shown.huds else ""
-        self.publish(shown.image, shown.stats, shown.results[0].top(0, 5), explained, shown.controls)
+        result = shown.results[0]
+        if isinstance(result, DetectResult):
+            found = _first_boxes(shown, result)
+            top = [(slot, label, score) for slot, label, score, _ in found.boxes]
+            self.publish(shown.image, shown.stats, top, explained, shown.controls, found)
+        else:
+            self.publish(shown.image, shown.stats, result.top(0, 5), explained, shown.controls)
 
     def steer(self, controls: Controls, provides: frozenset[str]) -> tuple[Controls, tuple[str, ...]]:
         with self._lock:

@@ -17,6 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from realtime.export.graph.index import GraphIndex, drop_unused_initializers
+from realtime.export.ops import record
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,11 @@ def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
     inits = {init.name: init for init in model.graph.initializer}
     copies: dict[str, str] = {}
     changed = []
+    per_image = _from_the_images(model, index)
     for node in model.graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
             continue
-        if node.input[0] in index.constants:
+        if node.input[0] not in per_image:  # a constant, or arithmetic on shapes (a detector's anchor grid)
             continue
         target = numpy_helper.to_array(inits[node.input[1]])
         if target.ndim != 1 or len(target) < 2 or target[0] != 1 or (target[1:] == 0).any():
@@ -59,6 +61,16 @@ def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
             if attribute.name == "allowzero":
                 attribute.i = 0
     return changed
+
+
+def _from_the_images(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
+    """Tensors computed from the graph's inputs' values (Shape's output reads no values): only these carry a
+    batch. Rewriting the target of a Reshape of anything else ([1, 2, -1] of an anchor grid) scrambles it."""
+    found = {v.name for v in model.graph.input if v.name not in index.constants}
+    for node in model.graph.node:
+        if not record(node.op_type).reads_shape_only and any(i in found for i in node.input if i):
+            found.update(o for o in node.output if o)
+    return found
 
 
 def restore(model: onnx.ModelProto, rewritten: Sequence[Rewritten]) -> None:

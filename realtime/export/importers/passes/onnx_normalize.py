@@ -89,7 +89,11 @@ def choose_logits(model: onnx.ModelProto, wanted: str | None) -> str:
     else:
         ranked = [o.name for o in outputs if _class_dims(o)]
         if len(outputs) > 1 and not ranked:
-            raise ModelImportError(f"which output are the logits? pass --output-name, one of {', '.join(names)}")
+            raise ModelImportError(
+                f"which output are the logits? pass --output-name, one of {', '.join(names)} (a classifier's "
+                "[N, classes]; a detector is read as one [N, 4 + classes, anchors] output, as `yolo export "
+                "format=onnx` writes it)"
+            )
         chosen = (ranked or names)[0]
     keep = [o for o in outputs if o.name == chosen]
     del model.graph.output[:]

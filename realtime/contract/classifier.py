@@ -1,86 +1,45 @@
-"""The graph contract shared by the exporter and the runtime.
-
-Both sides import these names, so a renamed output is a one-line change that
-the validator catches at load time instead of a KeyError mid-demo.
-"""
+"""A classifier's Grad-CAM graph, as the runtime reads it: names, shapes and input types checked."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-CONTRACT_VERSION = "1"  # what a graph with one layer and no input gradients is written as
-CONTRACT_VERSION_2 = "2"  # several layers and/or input gradients; version 1's outputs describe layer 0
-READABLE_VERSIONS = (CONTRACT_VERSION, CONTRACT_VERSION_2)
-
-INPUT_IMAGE = "image"
-INPUT_TARGETS = "targets"
-
-OUT_LOGITS = "logits"
-OUT_PROBABILITIES = "probabilities"
-OUT_CLASSES = "classes"
-OUT_ACTIVATIONS = "activations"
-OUT_WEIGHTS = "weights"
-OUT_CAM = "cam"
-OUT_GRADIENTS = "gradients"
-OUT_SALIENCY = "saliency"  # v2: [N,K,H,W,3] d logit / d model input, at the input's resolution
-OUT_GUIDED = "guided"  # v2: [N,K,H,W,3] guided backpropagation to the model input
-LAYER_OUTPUTS = (OUT_ACTIVATIONS, OUT_WEIGHTS, OUT_CAM, OUT_GRADIENTS)
-
-
-def layer_output(name: str, layer: int) -> str:
-    """A per-layer output's name: layer 0 keeps version 1's name, layer i > 0 adds _i."""
-    return name if layer == 0 else f"{name}_{layer}"
-
-
-# what a graph provides beyond Grad-CAM at one layer: the CAM methods declare which of these they need
-GRADIENTS, SALIENCY, GUIDED, LAYERS = "gradients", "saliency", "guided", "layers"
-
-REQUIRED_INPUTS = (INPUT_IMAGE, INPUT_TARGETS)
-DIM_BATCH, DIM_TARGETS = "N", "K"  # the names of the free dims: images per call, targets per image
-MAX_TARGETS = 16  # columns of `targets`: the graph ranks this many classes (a small TopK, constant for TensorRT)
-PROFILE_DEFAULT, PROFILE_TRT8 = "default", "trt8"
-# input types by profile, as onnxruntime names them; trt8: for TensorRT 8's parser (export/variants/trt8.py)
-PROFILE_TYPES = {
-    PROFILE_DEFAULT: {INPUT_IMAGE: "tensor(uint8)", INPUT_TARGETS: "tensor(int64)"},
-    PROFILE_TRT8: {INPUT_IMAGE: "tensor(float)", INPUT_TARGETS: "tensor(int32)"},
-}
-INPUT_TYPES = PROFILE_TYPES[PROFILE_DEFAULT]
-REQUIRED_OUTPUTS = (OUT_LOGITS, OUT_PROBABILITIES, OUT_CLASSES, OUT_ACTIVATIONS, OUT_WEIGHTS, OUT_CAM)
-
-# metadata_props keys
-META_CONTRACT = "gradcam.contract_version"
-META_LABELS = "gradcam.labels"
-META_LAYER = "gradcam.layer"
-META_PREPROCESSING = "gradcam.preprocessing"
-META_GRADIENTS = "gradcam.gradients"
-META_MODEL_NAME = "gradcam.model_name"
-META_PRECISION = "gradcam.precision"
-META_BATCH = "gradcam.batch"  # "dynamic", or "1": the graph runs one image at a time (a batch baked in)
-META_INT8_TARGET = "gradcam.int8_target"  # int8 graphs: vnni | no-vnni, the CPUs they were quantized for
-META_INT8_CPU = "gradcam.int8_cpu"  # int8 graphs: the CPU they were exported and checked on
-META_LAYERS = "gradcam.layers"  # v2: JSON list of the explained layers, layer 0 first
-FP16_SUFFIX = "_fp16"  # gradcam-export --fp16's default names: <graph>_fp16.onnx beside the fp32 graph
-META_PROFILE = "gradcam.profile"  # trt8: float32 image, int32 targets and classes; absent: the default profile
-
-GRADIENTS_FULL = "full"
-GRADIENTS_POOLED = "pooled"
-GRADIENTS_NONE = "none"
-
-# How the graph turns uint8 BGR into the model's input. The exporter builds the
-# ops, the runtime only reads the name (for the HUD and for sanity checks).
-PREPROCESSING_MODES: Mapping[str, str] = {
-    "caffe": "BGR, minus the ImageNet channel means (VGG16/19, ResNet50)",
-    "tf": "RGB scaled to [-1, 1] (MobileNetV2)",
-    "torch": "RGB scaled to [0, 1], minus mean, over std",
-    "raw": "RGB as float 0..255; the model rescales itself (EfficientNet)",
-}
-
-
-class ContractError(ValueError):
-    """A model file does not follow the Grad-CAM graph contract."""
+from realtime.contract.names import (
+    GRADIENTS,
+    GRADIENTS_FULL,
+    GRADIENTS_POOLED,
+    INPUT_IMAGE,
+    LAYER_OUTPUTS,
+    LAYERS,
+    META_BATCH,
+    META_CONTRACT,
+    META_GRADIENTS,
+    META_LABELS,
+    META_LAYER,
+    META_LAYERS,
+    META_MODEL_NAME,
+    META_PRECISION,
+    META_PREPROCESSING,
+    META_PROFILE,
+    OUT_ACTIVATIONS,
+    OUT_GRADIENTS,
+    OUT_GUIDED,
+    OUT_LOGITS,
+    OUT_SALIENCY,
+    PROFILE_DEFAULT,
+    PROFILE_TYPES,
+    READABLE_VERSIONS,
+    REQUIRED_INPUTS,
+    REQUIRED_OUTPUTS,
+    TASK_CLASSIFY,
+    ContractError,
+    clean_text,
+    layer_output,
+    parse_labels,
+    static_dim,
+)
 
 
 @dataclass(frozen=True)
@@ -117,37 +76,26 @@ class ModelInfo:
     profile: str = PROFILE_DEFAULT  # trt8: the runtime feeds a float32 image and int32 targets
 
     @property
+    def task(self) -> str:
+        return TASK_CLASSIFY
+
+    @property
     def gradient_outputs(self) -> frozenset[str]:
         """The outputs a call that needs no gradients leaves out (gradients of every layer, the input's)."""
         every = {layer_output(OUT_GRADIENTS, i) for i in range(len(self.layers))}
         return frozenset({OUT_SALIENCY, OUT_GUIDED} | every)
 
 
-def fp16_copy(path: Path) -> Path:
-    """Where gradcam-export --fp16 puts the fp16 copy of `path` by default (the runtime prefers it on CUDA)."""
-    return path if path.stem.endswith(FP16_SUFFIX) else path.with_name(f"{path.stem}{FP16_SUFFIX}{path.suffix}")
+SIZE_LIMITS = {"height": 8192, "width": 8192, "classes": 100_000, "map_height": 8192, "map_width": 8192,
+               "channels": 65_536}  # fmt: skip  # far past any real model; a declared 60000x60000 is not one
 
 
-def _static(dim: object) -> int | None:
-    return dim if isinstance(dim, int) and dim > 0 else None
-
-
-def parse_labels(raw: str | None, num_classes: int) -> tuple[str, ...]:
-    """Labels from metadata (a JSON list), or class_i names when absent."""
-    if raw:
-        try:
-            labels = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # bad JSON, 4300-digit numbers, deep nesting
-            raise ContractError(f"metadata {META_LABELS} is not a JSON list of names: {str(exc)[:80]}") from exc
-        if not isinstance(labels, list) or len(labels) != num_classes:
-            raise ContractError(
-                f"metadata {META_LABELS} has {len(labels) if isinstance(labels, list) else '?'} "
-                f"labels but the model has {num_classes} classes"
-            )
-        if not all(isinstance(x, str) for x in labels):
-            raise ContractError(f"metadata {META_LABELS} must list class names as strings")
-        return tuple(labels)
-    return tuple(f"class_{i}" for i in range(num_classes))
+def check_sizes(source: str, **sizes: int) -> None:
+    """Refuse sizes no real model has before anything is allocated from them (a hostile file or server)."""
+    for name, value in sizes.items():
+        if not 1 <= value <= SIZE_LIMITS[name]:
+            raise ContractError(f"{source}: its {name.replace('_', ' ')} is {value}, outside 1..{SIZE_LIMITS[name]}; "
+                                "this is not a graph gradcam-export wrote")  # fmt: skip
 
 
 def validate(
@@ -184,20 +132,22 @@ def validate(
         )
 
     image = list(inputs[INPUT_IMAGE])
-    if len(image) != 4 or _static(image[3]) != 3:
+    if len(image) != 4 or static_dim(image[3]) != 3:
         raise ContractError(f"{source}: input {INPUT_IMAGE} must be [N,H,W,3] BGR, got {image}")
-    height, width = _static(image[1]), _static(image[2])
+    height, width = static_dim(image[1]), static_dim(image[2])
     if height is None or width is None:
         raise ContractError(f"{source}: input {INPUT_IMAGE} needs a static height and width, got {image}")
 
     logits = list(outputs[OUT_LOGITS])
     activations = list(outputs[OUT_ACTIVATIONS])
-    num_classes = _static(logits[-1]) if logits else None
+    num_classes = static_dim(logits[-1]) if logits else None
     if len(logits) != 2 or num_classes is None:
         raise ContractError(f"{source}: output {OUT_LOGITS} must be [N,C], got {logits}")
-    if len(activations) != 4 or any(_static(d) is None for d in activations[1:]):
+    if len(activations) != 4 or any(static_dim(d) is None for d in activations[1:]):
         raise ContractError(f"{source}: output {OUT_ACTIVATIONS} must be [N,h,w,k], got {activations}")
     map_h, map_w, channels = (int(d) for d in activations[1:])  # type: ignore[call-overload]
+    check_sizes(source, height=height, width=width, classes=num_classes, map_height=map_h, map_width=map_w,
+                channels=channels)  # fmt: skip
     layers = _layers(outputs, metadata, source)
     provides = {GRADIENTS} if OUT_GRADIENTS in outputs else set()
     provides |= {name for name in (OUT_SALIENCY, OUT_GUIDED) if name in outputs}
@@ -212,11 +162,11 @@ def validate(
         map_width=map_w,
         channels=channels,
         labels=parse_labels(metadata.get(META_LABELS), num_classes),
-        layer=metadata.get(META_LAYER, "?"),
+        layer=clean_text(metadata.get(META_LAYER, "?")),
         preprocessing=metadata.get(META_PREPROCESSING, "caffe"),
         gradients=metadata.get(META_GRADIENTS, GRADIENTS_FULL if OUT_GRADIENTS in outputs else GRADIENTS_POOLED),
         precision=metadata.get(META_PRECISION, "fp32"),
-        model_name=metadata.get(META_MODEL_NAME, source),
+        model_name=clean_text(metadata.get(META_MODEL_NAME, source)),
         has_gradients_output=OUT_GRADIENTS in outputs,
         layers=layers,
         provides=frozenset(provides),
@@ -239,22 +189,10 @@ def _layers(outputs: Mapping[str, Sequence[object]], metadata: Mapping[str, str]
         if missing:
             raise ContractError(f"{source}: layer {name!r} lacks output(s) {', '.join(missing)}; re-export it")
         dims = list(outputs[layer_output(OUT_ACTIVATIONS, i)])
-        if len(dims) != 4 or any(_static(d) is None for d in dims[1:]):
+        if len(dims) != 4 or any(static_dim(d) is None for d in dims[1:]):
             raise ContractError(f"{source}: output {layer_output(OUT_ACTIVATIONS, i)} must be [N,h,w,k], got {dims}")
         h, w, c = (int(d) for d in dims[1:])  # type: ignore[call-overload]
         layers.append(LayerInfo(name, h, w, c, layer_output(OUT_GRADIENTS, i) in outputs))
     return tuple(layers)
 
 
-CALIBRATION_COUNT = 32  # gradcam-export --int8: frames to calibrate on
-
-
-SAVE_EVERY = 15  # --save-frames keeps every 15th frame: neighbouring frames are nearly the same picture
-
-
-def frames_wanted(calibration_count: int) -> int:
-    """Frames int8 wants in all: `calibration_count` to calibrate, and a quarter more held out for its check."""
-    return calibration_count * 5 // 4
-
-
-INT8_WANTS = frames_wanted(CALIBRATION_COUNT)  # 40
