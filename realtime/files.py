@@ -1,7 +1,9 @@
 """Files that appear complete or not at all: write under a partial name in the same folder, then rename.
 
-A recording, a snapshot or a saved frame is written as `.NAME.PID.partial.EXT`
-(the extension kept, so OpenCV picks the right container) and moved into place
+A recording, a snapshot or a saved frame is written as `.NAME.PID-RANDOM.partial.EXT`
+(the extension kept, so OpenCV picks the right container; the random part so that nobody sharing
+the folder can plant a FIFO or a symlink at the name in advance: it is created with
+O_CREAT | O_EXCL | O_NOFOLLOW, as a new regular file of ours) and moved into place
 by os.replace once it is complete, which is atomic on one filesystem. A kill
 leaves at most a partial file; the next run in that folder removes the ones
 whose process is gone. A process id says nothing across PID namespaces (a
@@ -14,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +29,23 @@ import numpy as np
 PARTIAL = ".partial"
 
 
-def partial_path(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}{PARTIAL}{path.suffix}")
+def partial_path(path: Path, marker: str = PARTIAL, suffix: str | None = None) -> Path:
+    """A new, unpredictable temporary name beside `path` (nothing is created)."""
+    ending = path.suffix if suffix is None else suffix
+    return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(6)}{marker}{ending}")
+
+
+def create_new(path: Path) -> int:
+    """Create `path` as a new regular file, never through anything already there (a planted FIFO, a
+    symlink): O_CREAT | O_EXCL | O_NOFOLLOW. Returns its descriptor, open for writing."""
+    return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o644)
+
+
+def new_partial(path: Path) -> Path:
+    """partial_path, created empty (closed again): ready for a writer that opens it by name."""
+    partial = partial_path(path)
+    os.close(create_new(partial))
+    return partial
 
 
 def process_alive(pid: int) -> bool:
@@ -42,7 +61,7 @@ def process_alive(pid: int) -> bool:
 def hold(path: Path) -> int:
     """Create `path` (a partial file) and hold an exclusive flock on it until `release`; the writer that
     fills it (OpenCV) may open it again by name."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    fd = create_new(path)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd
 
@@ -54,9 +73,10 @@ def release(fd: int | None) -> None:
 
 
 def _held(path: Path) -> bool:
-    """Someone (in any process namespace) holds an flock on `path`."""
+    """Someone (in any process namespace) holds an flock on `path`. Never opens anything but a regular file
+    (opening a FIFO planted there would block for ever)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return False
     try:
@@ -75,7 +95,13 @@ def remove_stale(folder: Path, marker: str = PARTIAL) -> int:
     no such process here, and no flock on them (a writer in another PID namespace holds one)."""
     removed = 0
     for path in folder.glob(f".*{marker}*") if folder.is_dir() else ():
-        pid = path.name.split(marker)[0].rsplit(".", 1)[-1]
+        try:
+            kind = path.lstat().st_mode
+        except OSError:
+            continue
+        if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):  # a FIFO, a symlink, a socket: not ours, left alone
+            continue
+        pid = path.name.split(marker)[0].rsplit(".", 1)[-1].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)) and not _held(path):
             if path.is_dir():  # a large graph's folder (the graph and its external data)
                 shutil.rmtree(path, ignore_errors=True)
@@ -99,7 +125,10 @@ def finish(partial: Path, path: Path) -> None:
 def write_image(path: Path, frame: np.ndarray) -> bool:
     """cv2.imwrite through a partial name, read back before the rename (a full disk can leave a file that
     imwrite called written); False, the old file kept and nothing left behind, when it does not decode."""
-    partial = partial_path(path)
+    try:
+        partial = new_partial(path)
+    except OSError:
+        return False
     try:
         if not cv2.imwrite(str(partial), frame) or partial.stat().st_size == 0:
             return False

@@ -11,7 +11,9 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -58,3 +60,24 @@ def quiet_opencv() -> Iterator[None]:
         yield
     finally:
         cv2.utils.logging.setLogLevel(level)
+
+
+class Throttle:
+    """One line per kind of trouble per `interval` seconds, with how many were held back: a failure that repeats
+    every frame (a bad result, a refused connection) says so once, not a hundred thousand times."""
+
+    def __init__(self, say: Callable[[str], None], interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.say, self.interval, self.clock = say, interval, clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, line: str) -> None:
+        with self._lock:
+            now = self.clock()
+            if now - self._last.get(kind, -self.interval) < self.interval:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            held = self._held.pop(kind, 0)
+        self.say(line + (f" ({held} more like it since the last line)" if held else ""))

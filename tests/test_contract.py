@@ -59,3 +59,13 @@ def test_input_types_are_checked(types: dict[str, str], message: str) -> None:
 def test_hostile_labels_are_a_contract_error(labels: str) -> None:
     with pytest.raises(ContractError):
         validate(INPUTS, OUTPUTS, {**META, contract.META_LABELS: labels}, "m", TYPES)
+
+
+def test_absurd_declared_sizes_are_refused_before_anything_is_allocated() -> None:
+    """A server or a file may declare any shape: 60000x60000 maps would be 14 GB of zeros for one lost panel."""
+    inputs = {"image": [None, 224, 224, 3], "targets": [None, None]}
+    outputs = {"logits": [None, 10], "probabilities": [None, 10], "classes": [None, None],
+               "activations": [None, 60000, 60000, 512], "weights": [None, None, 512],
+               "cam": [None, None, 60000, 60000]}  # fmt: skip
+    with pytest.raises(ContractError, match="map height is 60000"):
+        validate(inputs, outputs, {contract.META_CONTRACT: contract.CONTRACT_VERSION}, "http://host/huge")

@@ -182,7 +182,7 @@ def parse_config(argv: Sequence[str] | None = None) -> EvalConfig:
 def run(config: EvalConfig) -> int:
     """Every demo model on held-out scenes; the table printed and, with --output, written (checked first)."""
     from realtime.demo.models import DemoModelsMissingError
-    from realtime.files import OutputPathError, check_output_file, finish, partial_path
+    from realtime.files import OutputPathError, check_output_file, finish, new_partial
 
     try:
         if config.output is not None:
@@ -202,7 +202,7 @@ def run(config: EvalConfig) -> int:
     print(text)
     if config.output is not None:
         config.output.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(config.output)
+        partial = new_partial(config.output)
         partial.write_text("# Demo models: where do they look?\n\n" + text, encoding="utf-8")
         finish(partial, config.output)
     return 0

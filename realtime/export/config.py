@@ -5,6 +5,7 @@ Read by every stage of the pipeline, below all of them.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class ExportConfig:
     int8_cpu: str = "auto"  # auto (this CPU) | vnni | no-vnni: the CPUs the int8 graph is made for
     fp16: bool = False  # an fp16 copy for GPUs (uint8 in, fp32 maps out), checked against fp32 here
     trt8: bool = False  # the TensorRT 8 profile (JetPack 5/6): float32 image, int32 targets and classes
+    conf: float = 0.25  # detectors: boxes scoring above this are kept (Ultralytics' predict default)
+    iou: float = 0.7  # detectors: NMS's overlap threshold (Ultralytics' predict default)
+    max_boxes: int = contract.MAX_BOXES  # detectors: boxes kept per image after NMS
     triton_repo: Path | None = None  # also write a Triton model repository there (export/triton/repository.py)
     triton_tensorrt: str | None = None  # fp16 | fp32: the TensorRT accelerator block in its config.pbtxt
 
@@ -103,8 +107,8 @@ def read_labels(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"cannot be read ({exc.strerror})"
         raise ExportError(f"--labels {path} {why}: one class name per line, UTF-8") from exc
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    repeated = sorted({name for name in lines if lines.count(name) > 1})
+    lines = [contract.clean_text(line) for line in text.splitlines() if line.strip()]
+    repeated = sorted(name for name, times in Counter(lines).items() if times > 1)  # linear: 20,000 names too
     if repeated:
         names = ", ".join(map(repr, repeated[:3]))
         raise ExportError(f"--labels {path} names {names} more than once; class names must be distinct")
@@ -145,6 +149,8 @@ def validate(config: ExportConfig) -> None:
         raise ExportError(
             f"--input-size {config.input_size[0]}x{config.input_size[1]}: at most {MAX_INPUT_SIDE} pixels a side"
         )
+    if not (0.0 <= config.conf <= 1.0 and 0.0 <= config.iou <= 1.0 and 1 <= config.max_boxes <= contract.MAX_BOXES):
+        raise ExportError(f"--conf and --iou are from 0 to 1, --max-boxes from 1 to {contract.MAX_BOXES}")
     if config.gradients not in (contract.GRADIENTS_FULL, contract.GRADIENTS_POOLED, contract.GRADIENTS_NONE):
         raise ExportError(f"--gradients {config.gradients!r}: choose full, pooled or none")
     if config.preprocessing is not None and config.preprocessing not in contract.PREPROCESSING_MODES:
@@ -205,9 +211,10 @@ def _check_triton(config: ExportConfig) -> None:
         raise ExportError(str(exc)) from exc
 
 
-def preprocess_spec(config: ExportConfig) -> tuple[str, Preprocess]:
-    """(name for the metadata, the preprocessing to bake in)."""
+def preprocess_spec(config: ExportConfig, default: str | None = None) -> tuple[str, Preprocess]:
+    """(name for the metadata, the preprocessing to bake in); `default` when the config names none (a detector's
+    is Ultralytics' unit scale)."""
     if config.mean is not None and config.std is not None:
         return "custom", Preprocess(config.channels, config.mean, config.std)
-    name = config.preprocessing or ("torch" if config.onnx is not None else "caffe")
+    name = config.preprocessing or default or ("torch" if config.onnx is not None else "caffe")
     return name, PRESETS[name]

@@ -24,6 +24,10 @@ def stop_on_signals(loop: Loop) -> Iterator[None]:
         if loop.stop_requested:
             raise KeyboardInterrupt
         loop.stop_requested = True
+        for engine in loop.engines:  # a served model's call waiting on a slow server gives up now
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import shutil
@@ -102,6 +103,10 @@ class VideoRecorder:
                 problem = f"the encoder stopped ({self._error})"
             elif self.frames:
                 problem = unreadable(self.partial, self.frames)
+                if problem is not None and short_of_resources():  # the check could not run: not the file's fault
+                    self.log(f"gradcam-live: {self.path}: kept without reading it back ({problem}, but the process "
+                             "is out of file descriptors or memory)")  # fmt: skip
+                    problem = None
                 if problem is None:
                     finish(self.partial, self.path)
         discard(self.partial)
@@ -118,6 +123,21 @@ def lower_priority(step: int = 10) -> None:
         with contextlib.suppress(OSError):  # not allowed, or not Linux after all
             task = threading.get_native_id()
             os.setpriority(os.PRIO_PROCESS, task, min(19, os.getpriority(os.PRIO_PROCESS, task) + step))
+
+
+def short_of_resources(spare: int = 16) -> bool:
+    """Whether this process cannot open `spare` more files now (EMFILE, ENFILE, ENOMEM): a read-back that failed
+    then says nothing about the recording, which must not be deleted for it."""
+    opened: list[int] = []
+    try:
+        for _ in range(spare):
+            opened.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return False
 
 
 def unreadable(path: Path, frames: int) -> str | None:

@@ -197,3 +197,32 @@ def test_a_lost_server_shows_the_lost_panel_and_the_view_recovers(served, tmp_pa
     assert runs == ["live", "lost", "live"], runs
     assert states.count("lost") >= 5 and states[-10:] == ["live"] * 10
     assert len(said) == 2 and "reconnecting" in said[0] and "the server is back" in said[1]
+
+
+def test_http_serves_gradcam_live_for_60_frames_and_the_api_from_a_thread_pool(served, tmp_path: Path) -> None:
+    """tritonclient's HTTP client works only on the thread that made it; the engine's calls come from the
+    inference thread, and the API's from any thread. Every frame answered, none lost."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from realtime import GradCam
+    from tests.helpers.video import count_frames, write_video
+
+    server, graphs = served
+    clip, out = write_video(tmp_path / "clip.mp4", 60), tmp_path / "out.webm"
+    run = subprocess.run(
+        [sys.executable, "-m", "realtime.live.cli", "--model", f"http://{server.http}/fair", "--source", str(clip),
+         "--no-window", "--record", str(out)],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert "did not answer" not in run.stderr and "lost" not in run.stderr, run.stderr[-1500:]
+    assert "60 frames shown" in run.stderr and count_frames(out) == 60
+    served_cam, local = GradCam(f"http://{server.http}/fair", warmup=0), GradCam(graphs["fair"], providers="cpu")
+    frames = [np.random.default_rng(i).integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(served_cam, frames))
+    for frame, answer in zip(frames, answers, strict=True):
+        want = local(frame)
+        assert answer.classes == want.classes and np.abs(answer.maps - want.maps).max() <= 1e-5

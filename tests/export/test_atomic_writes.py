@@ -71,3 +71,75 @@ def _complete(path: Path) -> bool:
     except Exception:
         return False
     return True
+
+
+def test_an_export_beside_a_planted_fifo_and_symlink_finishes_and_writes_through_neither(
+    tmp_path: Path, tiny_onnx: Path
+) -> None:
+    """The exporter's temporary graph had a guessable name (.NAME.PID.onnx.tmp): a FIFO there hung it, a
+    symlink there made it write through to someone else's file. Now the name is random and created new."""
+    import os
+    import threading
+
+    from realtime.export.pipeline import ExportConfig, export
+
+    out = tmp_path / "graph.onnx"
+    os.mkfifo(tmp_path / f".graph.{os.getpid()}.onnx.tmp")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file")
+    (tmp_path / f".graph.{os.getpid() + 1}.onnx.tmp").symlink_to(victim)
+    done: list[Path] = []
+    config = ExportConfig(onnx=tiny_onnx, output=out, quiet=True)
+    worker = threading.Thread(target=lambda: done.append(export(config).output), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert done == [out], "the export blocked on the planted FIFO"
+    assert victim.read_text() == "someone else's file" and out.stat().st_size > 0
+
+
+def test_two_exports_of_a_graph_over_the_inline_limit_leave_one_that_reads_its_own_weights(
+    tmp_path: Path, small_models, monkeypatch
+) -> None:
+    """External data (graphs over 2 GB; the limit lowered here): two writers of one output, interleaved so that
+    both data files are in place before either graph moves. Each used to delete every other data file, so the
+    last graph could point at a file the other writer had removed; now each removes only the data of the graph
+    it replaced."""
+    import threading
+
+    import numpy as np
+    import onnx
+
+    from realtime.export.checks.run import run_onnx
+    from realtime.export.graph import writing
+
+    monkeypatch.setattr(writing, "INLINE_LIMIT", 1)
+    monkeypatch.setattr(writing, "EXTERNAL_THRESHOLD", 64)
+    both_placed = threading.Barrier(2, timeout=30)
+    real_replace = writing.os.replace
+
+    def replace(source: object, target: object) -> None:
+        real_replace(source, target)
+        if str(target).endswith(".data"):
+            both_placed.wait()  # the other writer's data is in place before either graph moves
+
+    monkeypatch.setattr(writing.os, "replace", replace)
+    model = onnx.load(str(small_models["full"]))
+    out = tmp_path / "big.onnx"
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            writing.save_checked(onnx.ModelProto.FromString(model.SerializeToString()), out, lambda path: None)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert not errors, errors
+    images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    got, want = run_onnx(out, images, [[-1]]), run_onnx(small_models["full"], images, [[-1]])
+    np.testing.assert_allclose(got["cam"], want["cam"], atol=1e-6)
+    assert len(list(tmp_path.glob("big.onnx.*.data"))) >= 1

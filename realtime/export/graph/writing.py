@@ -2,13 +2,15 @@
 
 Everything goes to a temporary name in the destination folder and is moved
 into place with os.replace, which is atomic on one filesystem. A SIGKILL
-leaves at most a `.NAME.PID.onnx.tmp`, which the next export removes once
-that process is gone; SIGTERM and Ctrl-C remove it on the way out.
+leaves at most a `.NAME.PID-RANDOM.onnx.tmp` (created new: nothing planted at a guessable name is written
+through), which the next export removes once that process is gone; SIGTERM and Ctrl-C remove it on the
+way out.
 
 A graph over protobuf's 2 GB limit is written as ONNX external data: the graph and its weights
 (`NAME.onnx.<id>.data`, a new name on every write) are written and checked together in a temporary
-folder beside the output, then moved into place, the data first; only then is the previous
-graph's data file removed, so a kill at any point leaves a graph that reads its own weights.
+folder beside the output, then moved into place, the data first; only then is the data file of the graph
+it replaced removed (that one only: a concurrent export's data file is left to its own graph), so a kill
+at any point, or a second export beside it, leaves a graph that reads its own weights.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TypeVar
 import onnx
 from onnx.external_data_helper import load_external_data_for_model, set_external_data
 
-from realtime.files import folder_for, remove_stale
+from realtime.files import create_new, folder_for, partial_path, remove_stale
 
 T = TypeVar("T")
 TMP_SUFFIX = ".onnx.tmp"
@@ -68,12 +70,14 @@ def _tensor_size(tensor: onnx.TensorProto) -> int:
 
 
 def _save_inline(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
-    tmp = output.with_name(f".{output.stem}.{os.getpid()}{TMP_SUFFIX}")
+    tmp = partial_path(output, TMP_SUFFIX, "")
     try:
-        onnx.save_model(model, str(tmp))
+        with os.fdopen(create_new(tmp), "wb") as file:  # a new file of ours: nothing planted is written through
+            file.write(model.SerializeToString())
         result = check(tmp)
+        old_data = _data_files(output)
         os.replace(tmp, output)
-        _drop_old_data(output, keep=None)
+        _drop_old_data(output, old_data, keep=None)
         return result
     finally:
         tmp.unlink(missing_ok=True)
@@ -81,7 +85,7 @@ def _save_inline(model: onnx.ModelProto, output: Path, check: Callable[[Path], T
 
 def _save_external(model: onnx.ModelProto, output: Path, check: Callable[[Path], T]) -> T:
     """The graph and its weights as NAME.onnx + NAME.onnx.data, checked in a folder beside the output."""
-    folder = output.with_name(f".{output.stem}.{os.getpid()}{TMP_SUFFIX}")
+    folder = partial_path(output, TMP_SUFFIX, "")
     data = f"{output.name}.{secrets.token_hex(4)}.data"
     try:
         folder.mkdir()
@@ -94,15 +98,31 @@ def _save_external(model: onnx.ModelProto, output: Path, check: Callable[[Path],
         result = check(folder / output.name)
         if (folder / data).exists():
             os.replace(folder / data, output.with_name(data))
+        old_data = _data_files(output)
         os.replace(folder / output.name, output)
-        _drop_old_data(output, keep=data)
+        _drop_old_data(output, old_data, keep=data)
         return result
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _drop_old_data(output: Path, keep: str | None) -> None:
-    """The weight files earlier external-data writes of this graph left (`NAME.onnx.<id>.data`)."""
-    for old in output.parent.glob(f"{output.name}.*.data"):
-        if old.name != keep:
-            old.unlink(missing_ok=True)
+def _data_files(graph: Path) -> set[str]:
+    """The external-data files the graph now at `graph` reads (its own `NAME.onnx.<id>.data`), if any."""
+    try:
+        model = onnx.load(str(graph), load_external_data=False)
+    except Exception:  # no graph there yet, or not one: nothing of its to remove
+        return set()
+    found = set()
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value.startswith(f"{graph.name}.") and entry.value.endswith(".data"):
+                found.add(entry.value)
+    return found
+
+
+def _drop_old_data(output: Path, old: set[str], keep: str | None) -> None:
+    """Remove the weight files of the graph this write replaced, and only those: another export of the same
+    graph running beside this one has placed its own data file, which its graph will read."""
+    for name in old - {keep}:
+        if "/" not in name and name == Path(name).name:
+            (output.parent / name).unlink(missing_ok=True)

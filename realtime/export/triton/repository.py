@@ -20,7 +20,7 @@ from pathlib import Path
 
 from realtime import contract
 from realtime.engines.remote import KSERVE_TYPES
-from realtime.files import folder_for
+from realtime.files import create_new, folder_for, partial_path
 
 # one table: engines/remote.py's
 TRITON_TYPES = {ort_type: f"TYPE_{kserve}" for kserve, ort_type in KSERVE_TYPES.items()}
@@ -161,8 +161,9 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = partial_path(path, ".tmp", "")
     try:
+        os.close(create_new(tmp))  # a new regular file of ours, at a name nobody could guess: then filled
         write(tmp)
         os.replace(tmp, path)
     finally:
