@@ -72,11 +72,12 @@ class _Walk:
             elif wire == 2:
                 length, at = _varint(view, at, end, self.path)
                 if at + length > end:
-                    raise ModelFileError(f"{self.path}: not an ONNX file (a field runs past its end); check the file")
+                    raise ModelFileError(f"{self.path}: not a loadable ONNX model (a field runs past its end); "
+                                         "check the file")  # fmt: skip
                 yield number, at, at + length
                 at += length
             else:
-                raise ModelFileError(f"{self.path}: not an ONNX file (wire type {wire}); check the file")
+                raise ModelFileError(f"{self.path}: not a loadable ONNX model (wire type {wire}); check the file")
 
     def model(self, start: int, end: int) -> None:
         for number, a, b in self.fields(start, end):
@@ -140,7 +141,7 @@ def _varint(view: memoryview, at: int, end: int, path: Path) -> tuple[int, int]:
     value = shift = 0
     while True:
         if at >= end or shift > 63:
-            raise ModelFileError(f"{path}: not an ONNX file (a number runs past its end); check the file")
+            raise ModelFileError(f"{path}: not a loadable ONNX model (a number runs past its end); check the file")
         byte = view[at]
         at += 1
         value |= (byte & 0x7F) << shift

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +23,32 @@ def save_snapshot(frame: np.ndarray, folder: Path, prefix: str = "gradcam") -> P
     return path
 
 
-class Snapshots(Output):
-    """The s key: the presented frame as a PNG; a full disk is reported and the show goes on."""
+SNAPSHOT_EVERY_S = 0.5  # at most two snapshots a second, however fast the key or the browser asks
+MAX_SNAPSHOTS = 1000  # per run: a browser left asking cannot fill the disk
 
-    def __init__(self, folder: Path, log: Log = stderr) -> None:
-        self.folder, self.log = folder, log
+
+class Snapshots(Output):
+    """The s key: the presented frame as a PNG; a full disk is reported and the show goes on. Writes are
+    limited (SNAPSHOT_EVERY_S, MAX_SNAPSHOTS): a browser view's client may ask for one every frame."""
+
+    def __init__(self, folder: Path, log: Log = stderr, clock: Callable[[], float] = time.monotonic) -> None:
+        self.folder, self.log, self.clock = folder, log, clock
         self.saved: list[Path] = []
+        self._last = -SNAPSHOT_EVERY_S
+        self._said_full = False
 
     def write(self, shown: Shown) -> None:
         """Nothing on every frame: a snapshot is taken in `act`, of the frame on screen when s came."""
 
     def act(self, actions: tuple[str, ...], shown: Shown) -> None:
-        if SNAPSHOT not in actions:
+        if SNAPSHOT not in actions or self.clock() - self._last < SNAPSHOT_EVERY_S:
             return
+        if len(self.saved) >= MAX_SNAPSHOTS:
+            if not self._said_full:
+                self.log(f"snapshots: {MAX_SNAPSHOTS} taken this run, no more (move them and start again)")
+                self._said_full = True
+            return
+        self._last = self.clock()
         try:
             self.saved.append(save_snapshot(shown.image, self.folder))
             self.log(f"snapshot: {self.saved[-1]}")

@@ -226,3 +226,44 @@ def test_http_serves_gradcam_live_for_60_frames_and_the_api_from_a_thread_pool(s
     for frame, answer in zip(frames, answers, strict=True):
         want = local(frame)
         assert answer.classes == want.classes and np.abs(answer.maps - want.maps).max() <= 1e-5
+
+
+def test_a_slow_then_silent_server_never_freezes_the_view_and_sigterm_ends_it_at_once(served, tmp_path: Path) -> None:
+    """The server's answers trickle in a byte at a time, then stop altogether: the camera-rate view goes on at
+    the source's rate (the whole answer has a deadline; then frames are not held up by the server at all), and
+    SIGTERM ends the run within 3 s with the recording playable (it took three signals and a traceback)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.slow_proxy import SlowProxy
+    from tests.helpers.video import count_frames
+
+    server, _ = served
+    proxy, out = SlowProxy(server.http), tmp_path / "out.webm"
+    live = subprocess.Popen(
+        [sys.executable, "-m", "realtime.live.cli", "--demo", "--model", f"http://{proxy.address}/fair",
+         "--display", "camera", "--no-window", "--record", str(out)],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        time.sleep(6)  # started, answering
+        proxy.mode = "trickle"
+        time.sleep(4)
+        proxy.mode = "silent"
+        time.sleep(7)  # past the deadline, while probes go unanswered
+        start = time.monotonic()
+        live.send_signal(signal.SIGTERM)
+        _, err = live.communicate(timeout=30)
+        took = time.monotonic() - start
+    finally:
+        proxy.close()
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert took < 3.0, f"SIGTERM took {took:.1f} s"
+    fps = float(re.search(r"frames shown \([^)]*\); ([0-9.]+) FPS", err).group(1))  # type: ignore[union-attr]
+    assert fps >= 0.8 * 30, err[-1500:]
+    assert "reconnecting" in err and count_frames(out) > 100

@@ -64,3 +64,28 @@ def test_save_frames_says_how_many_it_kept_and_why(tmp_path: Path) -> None:
         f"kept 8 frames in {tmp_path / 'calib'} (every 15th of 120 shown); gradcam-export --int8 wants 40: "
         "run longer (--max-frames 600)"
     )
+
+
+def test_snapshots_asked_for_every_frame_are_limited_in_rate_and_number(tmp_path: Path, monkeypatch) -> None:
+    """A browser view's client can ask for a snapshot on every frame: at most two a second are written, and
+    MAX_SNAPSHOTS a run, with one line when the limit is reached."""
+    from realtime.outputs import stills
+    from realtime.outputs.controls import SNAPSHOT
+
+    class Shown:  # what act reads of a presented frame
+        image = np.zeros((24, 32, 3), np.uint8)
+
+    def ask_every_frame(folder: Path, seconds: float) -> tuple[stills.Snapshots, list[str]]:
+        now, messages = [0.0], []
+        snapshots = stills.Snapshots(folder, log=messages.append, clock=lambda: now[0])
+        for step in range(int(seconds * 30)):  # 30 FPS, a snapshot asked on every frame
+            now[0] = step / 30
+            snapshots.act((SNAPSHOT,), Shown())  # type: ignore[arg-type]
+        return snapshots, messages
+
+    rated, _ = ask_every_frame(tmp_path / "rate", 10.0)
+    assert len(rated.saved) == 20  # two a second
+    monkeypatch.setattr(stills, "MAX_SNAPSHOTS", 5)
+    capped, messages = ask_every_frame(tmp_path / "cap", 10.0)
+    assert len(capped.saved) == 5 == len(list((tmp_path / "cap").glob("*.png")))
+    assert sum("no more" in m for m in messages) == 1

@@ -15,11 +15,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from realtime.maps.methods import usable_methods
 from realtime.maps.query import class_id_in
-from realtime.outputs.browser import guard
+from realtime.outputs.browser import guard, sockets
 from realtime.outputs.browser.hub import ControlError, FrameHub
 from realtime.view.overlay import STYLES
 
 BOUNDARY = "gradcamframe"
+DOOR = web.AppKey("door", sockets.Door)
 DEFAULT_MAX_CLIENTS = 4
 WAIT_S = 1.0  # a stream re-checks for shutdown at least this often
 WRITE_TIMEOUT_S = 3.0  # a client that takes longer to accept one frame has stopped reading: it is dropped
@@ -90,7 +91,9 @@ def make_app(
 ) -> web.Application:
     """The browser view's routes behind the guard (loopback-only policy unless one is given)."""
     _log_bad_requests_in_one_line()
-    app = web.Application(middlewares=[guard.middleware(policy or guard.policy_for("127.0.0.1"))])
+    door = sockets.Door()
+    app = web.Application(middlewares=[door.middleware, guard.middleware(policy or guard.policy_for("127.0.0.1"))])
+    app[DOOR] = door
     streaming = {"clients": 0}
     closing = asyncio.Event()  # set on shutdown, so open streams end instead of being cut
 
@@ -197,7 +200,8 @@ class ServerThread:
     def __init__(self, app: web.Application, host: str, port: int) -> None:
         self.app, self.host, self.port = app, host, port
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, keepalive_timeout=sockets.IDLE_S)
+        self._server: asyncio.Server | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="gradcam-serve", daemon=True)
@@ -206,17 +210,21 @@ class ServerThread:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.host, self.port)
-            self._loop.run_until_complete(site.start())
+            sockets.quiet_repeats()
+            assert self._runner.server is not None
+            door = self.app.get(DOOR) or sockets.Door()
+            self._server = self._loop.run_until_complete(self._loop.create_server(
+                door.factory(self._runner.server), self.host, self.port, reuse_address=True))  # fmt: skip
             if self.port == 0:  # an ephemeral port: report the one the OS picked
-                server = site._server
-                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                self.port = self._server.sockets[0].getsockname()[1]
         except BaseException as exc:  # report bind errors to the caller's thread
             self._error = exc
             self._ready.set()
             return
         self._ready.set()
         self._loop.run_forever()
+        if self._server is not None:
+            self._server.close()
         self._loop.run_until_complete(self._runner.cleanup())
         leftover = asyncio.all_tasks(self._loop)
         for task in leftover:
