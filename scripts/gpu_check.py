@@ -1,6 +1,6 @@
 """The product's GPU paths in one run: CUDA graphs and fp16 copies through gradcam's own LocalEngine.
 
-    python scripts/edge_gpu_check.py OUT_DIR [--models vgg16,resnet50,mobilenet_v3_large] [--providers cuda]
+    python scripts/gpu_check.py OUT_DIR [--models vgg16,resnet50,mobilenet_v3_large] [--providers cuda]
 
 Needs torch and torchvision (seeded random weights; nothing is downloaded) and onnxruntime-gpu.
 For each model it exports the forward-only and the pooled graph, each also as an fp16 copy (the one
@@ -9,7 +9,7 @@ not used as a gate), on the CPU. Then, on the provider asked for, it measures:
 - ms per frame at batch 1 through `LocalEngine.run`, plain and with `--cuda-graph`, fp32 and fp16, each
   as a ratio to the forward-only graph under the same settings (timed in alternation);
 - the live loop's display rate on a 200 FPS source, pooled, with CUDA graphs and without.
-It writes edge_gpu_check.json and prints a markdown table for docs/gpu.md. `--providers cpu --models
+It writes gpu_check.json and prints a markdown table for docs/gpu.md. `--providers cpu --models
 mobilenet_v3_small --rounds 3` is a dry run of the script itself on a machine without a GPU.
 """
 
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # a diagnostic run: record what failed, go on with the next model
             row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         report["models"][name] = row
-        (args.out / "edge_gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
+        (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
         print(f"== {name}\n{json.dumps(row, indent=1, default=float)}", flush=True)
     goals = {
         name: row["per_frame"].get("pooled cuda-graph ratio")
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "per_frame" in row
     }
     report["goal"] = {n: ("met" if r is not None and r <= GOAL else "MISSED") + f" ({r})" for n, r in goals.items()}
-    (args.out / "edge_gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
     print(markdown(report))
     print(f"goal: pooled <= {GOAL}x forward-only with CUDA graphs: {report['goal']}")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from realtime.maps import methods
 from realtime.maps.query import ClassNameError
 from realtime.sources.fitting import fit
 from tests.helpers.classifiers import LABELS
-from tests.helpers.commands import ROOT
 
 
 def test_gradcam_explains_a_frame_like_the_graph_and_the_numpy_methods(small_models) -> None:
@@ -84,24 +82,6 @@ def test_a_batch_is_one_call_with_the_same_answers(small_models) -> None:
         alone = explainer(frame, method="layercam")
         assert alone.classes == result.classes
         np.testing.assert_allclose(alone.maps, result.maps, atol=1e-5)
-
-
-def test_the_readme_api_example_runs_as_written(small_models, tmp_path: Path, monkeypatch) -> None:
-    """The README's Python block, with its model and photo put where it expects them."""
-    import cv2
-
-    readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "models").mkdir()
-    shutil.copy(small_models["full"], tmp_path / "models" / "resnet50_gradcam_full.onnx")
-    cv2.imwrite(str(tmp_path / "photo.jpg"), np.random.default_rng(0).integers(0, 256, (90, 120, 3), np.uint8))
-    monkeypatch.chdir(tmp_path)
-    code = code.replace('target="tabby" / target=281', "")  # a comment in the README
-    scope: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), scope)
-    assert scope["maps"].shape[0] == 3  # type: ignore[attr-defined]
-    assert scope["shown"].shape == (90, 120, 3)  # type: ignore[attr-defined]
-    assert len(scope["results"]) == 2  # type: ignore[arg-type]
 
 
 def test_the_api_checks_its_arguments_and_its_results_are_frozen() -> None:

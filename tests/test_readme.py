@@ -1,4 +1,5 @@
-"""The README's blocks run as written, in a fresh shell."""
+"""The docs' command blocks run as written, in a fresh shell (the live view's, side by side's and int8's pages:
+the commands a reader types, with a camera and VGG16 stood in for)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,20 @@ import pytest
 from tests.helpers.commands import ROOT
 from tests.helpers.video import count_frames, write_video
 
-BLOCKS = ("Live on a camera, a file or a stream", "Side by side: several models, several cameras", "Int8 on a CPU")
+BLOCKS = (
+    ("docs/live.md", "Live on a camera, a file or a stream"),
+    ("docs/live.md", "Side by side: several models, several cameras"),
+    ("docs/int8.md", "Int8 on a CPU"),
+)
 
 
 def readme_blocks(text: str) -> dict[str, list[str]]:
-    """The bash blocks of each `## ` section, as command lines without their comments."""
+    """The bash blocks of each `# ` or `## ` section, as command lines without their comments."""
     blocks: dict[str, list[str]] = {}
     section, inside = "", False
     for line in text.splitlines():
-        if line.startswith("## "):
-            section = line[3:].strip()
+        if line.startswith(("# ", "## ")):
+            section = line.split(" ", 1)[1].strip()
         elif line.startswith("```"):
             inside = line.strip() == "```bash"
         elif inside:
@@ -125,8 +130,9 @@ def _still(seed: int) -> np.ndarray:
     return np.ascontiguousarray(np.roll(image, 17 * seed, axis=1))
 
 
-def _run_block(section: str, work: Path, env: dict[str, str]) -> str:
-    lines = readme_blocks((ROOT / "README.md").read_text())[section]
+def _run_block(where: tuple[str, str], work: Path, env: dict[str, str]) -> str:
+    page, section = where
+    lines = readme_blocks((ROOT / page).read_text())[section]
     said = []
     for line in lines:
         words = shlex.split(line)
@@ -135,8 +141,9 @@ def _run_block(section: str, work: Path, env: dict[str, str]) -> str:
         if words[0] == "pip":
             extras = re.findall(r"\[([a-z,]+)\]", line)
             modules = {"export": ("tensorflow", "tf2onnx", "onnx"), "dev": ("pytest", "playwright"),
-                       "torch": ("torch", "timm"), "camera": ("cv2_enumerate_cameras",)}  # fmt: skip
-            for extra in ",".join(extras).split(","):
+                       "torch": ("torch", "timm"), "camera": ("cv2_enumerate_cameras",),
+                       "docs": ("mkdocs", "material")}  # fmt: skip
+            for extra in filter(None, ",".join(extras).split(",")):
                 assert extra in modules, f"{line}: no extra {extra!r} in pyproject.toml"
                 for module in modules[extra]:  # found, not imported: TensorFlow's import is slow
                     if importlib.util.find_spec(module) is None:
@@ -161,3 +168,18 @@ def test_the_readme_blocks_run_as_written(shell: tuple[Path, dict[str, str]]) ->
     said = _run_block(BLOCKS[2], work, env)
     assert (work / "models" / "vgg16_gradcam_pooled_int8.onnx").exists() and len(list((work / "calib").iterdir()))
     assert "kept 3 frames in calib" in said and "int8 fidelity on this CPU" in said, said
+
+
+def test_the_readme_install_and_live_blocks_run_as_written(shell: tuple[Path, dict[str, str]]) -> None:
+    """The README's own commands: the install (its extras present here), the version, an export of any ONNX
+    classifier (resnet50.onnx: a stand-in), the live view on camera 0 (a clip), and the detector demo."""
+    work, env = shell
+    if not (work / "resnet50.onnx").exists():
+        os.link(env["README_VGG16"], work / "resnet50.onnx")
+    said = _run_block(("README.md", "Install"), work, env)
+    from realtime import __version__
+
+    assert f"gradcam-live {__version__}" in said
+    said = _run_block(("README.md", "Live"), work, env)
+    assert (work / "models" / "resnet50_gradcam.onnx").exists()
+    assert "frames shown" in said and count_frames(work / "gradcam_demo.webm") > 0

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from realtime import arguments
+from realtime import __version__, arguments
 from realtime.contract import MAX_TARGETS
 from realtime.demo.models import DEMOS
 from realtime.engines.opening import model_location
@@ -18,6 +18,7 @@ from realtime.maps import methods
 from realtime.maps.methods import SMOOTH_MAX
 from realtime.maps.query import ClassNameError
 from realtime.outputs.controls import KEYS
+from realtime.outputs.screen import parse_window_size
 from realtime.sources.camera_mode import CameraMode, parse_fourcc, parse_size
 from realtime.sources.fitting import FIT_MODES
 from realtime.view.overlay import DEFAULT_ALPHA, DEFAULT_STYLE, STYLES
@@ -148,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         "different input for a model trained on unmirrored images",
     )
     more("--fullscreen", action="store_true", help="start the window full screen (key f)")
+    more(
+        "--window-size",
+        type=_parsed(parse_window_size),
+        metavar="WxH",
+        help="the window's first size in pixels (default: about 80%% of the screen's smaller side, the picture's "
+        "aspect kept; it stays resizable)",
+    )
+    add("--version", action="version", version=f"gradcam-live {__version__}")
     return parser  # fmt: skip
 
 

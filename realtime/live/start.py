@@ -75,6 +75,7 @@ class LiveConfig:
     camera: CameraMode = field(default_factory=CameraMode)  # --camera-size, --camera-fps, --fourcc
     mirror: bool = False
     fullscreen: bool = False
+    window_size: tuple[int, int] | None = None  # (width, height); None: about 80% of the screen
     list_cameras: bool = False
 
 
@@ -248,7 +249,8 @@ def open_outputs(
     try:
         if steps.window_title:
             layers = min(len(e.info.layers) for e in engines)
-            outputs.append(stack.enter_context(Window(steps.window_title, layers, config.fullscreen)))
+            window = Window(steps.window_title, layers, config.fullscreen, config.window_size)
+            outputs.append(stack.enter_context(window))
         if config.serve:
             outputs.append(stack.enter_context(open_browser(config, engines)))
     except SinkError as exc:

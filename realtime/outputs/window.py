@@ -9,6 +9,7 @@ import cv2
 from realtime.engines.result import DetectResult
 from realtime.outputs.base import Output, Shown, SinkError
 from realtime.outputs.controls import FULLSCREEN, HELP, KEYS, Controls, apply_key
+from realtime.outputs.screen import screen_size, window_size
 from realtime.sources.fitting import Letterbox
 from realtime.view.boxes import box_at, frame_boxes
 from realtime.view.text import key_help
@@ -62,14 +63,19 @@ def headless_installed() -> bool:
 class Window(Output):
     """An OpenCV window; its keys steer the controls (see outputs.controls.KEYS)."""
 
-    def __init__(self, title: str = "gradcam-live", layers: int = 1, fullscreen: bool = False) -> None:
+    def __init__(
+        self, title: str = "gradcam-live", layers: int = 1, fullscreen: bool = False,
+        size: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
+        """`size`: (width, height) of the first frame's window; None: about 80% of the screen (outputs.screen)."""
         if not has_display():
             raise SinkError("no display here: use --no-window (with --record FILE or --serve PORT)")
         self.title, self.key, self.open = title, -1, True
         self.layers = layers  # the l key cycles through this many explained layers
         self.fullscreen, self.help = fullscreen, False  # the window's own state (f, h): nothing else sees it
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            # resizable, the picture's aspect kept, no Qt toolbar (its buttons took room and did nothing useful)
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as exc:
             if not opencv_has_gui():  # e.g. pytorch-grad-cam's opencv-python-headless took the GUI's place
                 cause = "opencv-python-headless is installed" if headless_installed() else "built without one"
@@ -77,6 +83,7 @@ class Window(Output):
                     f"this OpenCV has no GUI ({cause}): pip install --force-reinstall opencv-python, or use --no-window"
                 ) from exc
             raise SinkError(f"cannot open a window ({' '.join(str(exc).split())[:160]}); use --no-window") from exc
+        self.size = size
         self.shown = 0  # frames shown: full screen is applied once the window has its first picture
         self.last: Shown | None = None
         self.click: tuple[int, int] | None = None  # where the left button went down last, in picture pixels
@@ -95,8 +102,16 @@ class Window(Output):
         cv2.imshow(self.title, image)
         self.shown += 1
         self.last = shown
-        if self.shown == 1 and self.fullscreen:  # Qt sizes the window at the first imshow, undoing it before
-            self._apply_fullscreen()
+        if self.shown == 1:  # Qt sizes the window at the first imshow, undoing anything set before
+            screen = screen_size()
+            wanted = self.size or window_size(image.shape[:2], screen)
+            if wanted is not None:
+                cv2.resizeWindow(self.title, *wanted)
+                if screen is not None:  # centred: a window manager may place it half off the screen
+                    left, top = max(0, (screen[0] - wanted[0]) // 2), max(0, (screen[1] - wanted[1]) // 2)
+                    cv2.moveWindow(self.title, left, top)
+            if self.fullscreen:
+                self._apply_fullscreen()
         self.key = int(cv2.waitKey(1))
 
     def act(self, actions: tuple[str, ...], shown: Shown) -> None:

@@ -134,3 +134,66 @@ def test_full_screen_with_the_key_list_under_xvfb(tmp_path: Path) -> None:
         return int(close.sum())
 
     assert title_pixels(shot) > 500 and title_pixels(before) < 50, (title_pixels(shot), title_pixels(before))
+
+
+def _caption_text_height(shot: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> int:
+    """The tallest run of rows holding caption text (bright pixels on the dark caption band), in screen pixels:
+    the band is the window picture's lower rows whose background is near black."""
+    picture = shot[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].astype(int)
+    dark_rows = np.nonzero(np.median(picture, axis=(1, 2)) < 45)[0]  # the caption band's background
+    band = picture[dark_rows[0] :] if dark_rows.size else picture[-1:]
+    text = (band.min(axis=2) > 170).sum(axis=1) > 2  # rows with several white pixels: caption lettering
+    tallest = run = 0
+    for has_text in text:
+        run = run + 1 if has_text else 0
+        tallest = max(tallest, run)
+    return tallest
+
+
+@pytest.mark.parametrize("screen", [(1280, 720), (1920, 1080)])
+def test_the_window_opens_at_most_of_the_screen_with_captions_readable_from_the_back(
+    tmp_path: Path, screen: tuple[int, int]
+) -> None:
+    """No --fullscreen, no --window-size: the first frame fills about 80% of the screen's height, the picture's
+    aspect kept, with no toolbar above it; the caption letters are tall enough to read across a room."""
+    _tools()
+    from PIL import Image, ImageGrab
+
+    width, height = screen
+    display = _free_display()
+    env = {**os.environ, "DISPLAY": display}
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    children = [server]
+    try:
+        assert _wait(lambda: Path(f"/tmp/.X11-unix/X{display[1:]}").exists(), 10), "Xvfb did not start"
+        children.append(subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        live = subprocess.Popen(
+            [sys.executable, "-m", "realtime.live.cli", "--demo", "--max-frames", "3000", "--providers", "cpu"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        children.append(live)
+
+        def window() -> bool:
+            found = subprocess.run(["xdotool", "search", "--name", "gradcam-live"], env=env, capture_output=True)
+            return found.returncode == 0
+
+        assert _wait(window, 60), "no gradcam-live window appeared"
+        time.sleep(2.0)  # sized, and a few frames drawn
+        shot = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"))
+        subprocess.run(["xdotool", "key", "q"], env=env, check=False, capture_output=True, timeout=30)
+        live.communicate(timeout=60)
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=10)
+    ARTIFACTS.mkdir(exist_ok=True)
+    Image.fromarray(shot).save(ARTIFACTS / f"window_{width}x{height}.png")
+    rows = np.nonzero(shot.std(axis=(1, 2)) > 1.0)[0]  # rows with a picture in them
+    columns = np.nonzero(shot[rows[0] : rows[-1]].std(axis=(0, 2)) > 1.0)[0]
+    picture_h, picture_w = rows[-1] - rows[0] + 1, columns[-1] - columns[0] + 1
+    assert 0.7 * height <= picture_h <= 0.95 * height, (picture_h, picture_w)  # about 80% of the smaller side
+    assert picture_w <= width
+    letters = _caption_text_height(shot, rows, columns)
+    assert letters >= 0.016 * height, f"caption letters {letters} px high on a {height} px screen"
