@@ -37,6 +37,14 @@ class ModelFileError(ContractError):
     """A model file that would read outside its folder, or that no real model resembles; says what to do."""
 
 
+class NotProtobufError(ModelFileError):
+    """Bytes that do not parse as an ONNX file at all (the loaders' own words for it are kept)."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path}: not a loadable ONNX model ({detail}); check the file")
+        self.path, self.detail = path, detail
+
+
 def check_model_file(path: Path) -> None:
     """Refuse `path` (one line, a ModelFileError) when its tensors point outside its folder or it holds sparse
     initializers; nothing is loaded."""
@@ -72,12 +80,11 @@ class _Walk:
             elif wire == 2:
                 length, at = _varint(view, at, end, self.path)
                 if at + length > end:
-                    raise ModelFileError(f"{self.path}: not a loadable ONNX model (a field runs past its end); "
-                                         "check the file")  # fmt: skip
+                    raise NotProtobufError(self.path, "a field runs past its end")
                 yield number, at, at + length
                 at += length
             else:
-                raise ModelFileError(f"{self.path}: not a loadable ONNX model (wire type {wire}); check the file")
+                raise NotProtobufError(self.path, f"wire type {wire}")
 
     def model(self, start: int, end: int) -> None:
         for number, a, b in self.fields(start, end):
@@ -141,7 +148,7 @@ def _varint(view: memoryview, at: int, end: int, path: Path) -> tuple[int, int]:
     value = shift = 0
     while True:
         if at >= end or shift > 63:
-            raise ModelFileError(f"{path}: not a loadable ONNX model (a number runs past its end); check the file")
+            raise NotProtobufError(path, "a number runs past its end")
         byte = view[at]
         at += 1
         value |= (byte & 0x7F) << shift

@@ -81,3 +81,9 @@ def test_the_detector_pages_block_runs_as_written(tmp_path: Path, monkeypatch) -
     scope: dict[str, object] = {"frame_bgr": frame}
     exec(compile(python_blocks(ROOT / "docs" / "detectors.md")[0], "docs/detectors.md", "exec"), scope)
     assert scope["found"].boxes and scope["shown"].shape == frame.shape  # type: ignore[attr-defined]
+
+
+def test_the_readme_families_table_is_the_corpus_tests() -> None:
+    from tests.helpers.corpus import families_table
+
+    assert families_table() in (ROOT / "README.md").read_text(), f"update the README's table to:\n{families_table()}"

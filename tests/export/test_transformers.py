@@ -55,12 +55,35 @@ def _torchvision_vit() -> Any:
     return model
 
 
+class _Logits(torch.nn.Module):
+    """A Hugging Face classifier as a plain module: its output's logits."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Any) -> Any:
+        return self.inner(pixel_values=x).logits
+
+
+def _hugging_face_vit() -> Any:
+    """transformers' ViTForImageClassification from a small config (offline, seeded): its attention is torch's
+    scaled_dot_product_attention, which the default exporter lowers with IsNaN and Where after each Softmax."""
+    transformers = needs("transformers")
+    config = transformers.ViTConfig(image_size=224, patch_size=16, hidden_size=64, num_hidden_layers=4,
+                                    num_attention_heads=4, intermediate_size=128, num_labels=10,
+                                    attn_implementation="sdpa")  # fmt: skip
+    return _Logits(transformers.ViTForImageClassification(config))
+
+
 CASES = [
     Case("deit_tiny_patch16_224", _timm("deit_tiny_patch16_224"), "blocks.11.norm1", "blocks.8.norm1"),
     Case("vit_small_patch16_224", _timm("vit_small_patch16_224"), "blocks.11.norm1", "blocks.10.norm1"),
     Case("vit_b_16", _torchvision_vit, "encoder.layers.encoder_layer_11.ln_1", "encoder.layers.encoder_layer_9.ln_1"),
     Case("swin_tiny_patch4_window7_224", _timm("swin_tiny_patch4_window7_224"), "norm", "layers.3.blocks.1.norm1"),
     Case("swin_t", _torchvision("swin_t"), "norm", "features.7.1.norm1"),
+    Case("hf_vit_small", _hugging_face_vit, "inner.vit.layers.3.layernorm_before",
+         "inner.vit.layers.1.layernorm_before"),
 ]
 
 

@@ -165,13 +165,13 @@ EVERY_FLAG = {  # one demo-mode run per flag, with this value ({tmp}: the test's
     "--record": ["{tmp}/out.avi"], "--snapshots": ["{tmp}/snaps"], "--no-window": [], "--max-frames": ["3"],
     "--serve": ["0"], "--max-clients": ["2"], "--token": ["secret"], "--display": ["camera"], "--no-warp": [],
     "--save-frames": ["{tmp}/frames"], "--mirror": [], "--fullscreen": [], "--camera-size": ["320x240"],
-    "--camera-fps": ["15"], "--fourcc": ["MJPG"], "--cuda-graph": [],
+    "--camera-fps": ["15"], "--fourcc": ["MJPG"], "--cuda-graph": [], "--window-size": ["800x450"],
 }  # fmt: skip
 
 
 def test_the_flag_table_covers_every_flag() -> None:
     flags = {o for action in cli.build_parser()._actions for o in action.option_strings if o.startswith("--")}
-    assert flags - {"--help", "--list-cameras"} == set(EVERY_FLAG)  # --list-cameras lists and exits: tested apart
+    assert flags - {"--help", "--list-cameras", "--version"} == set(EVERY_FLAG)  # these print and exit
 
 
 def _effect(flag: str, config: LiveConfig, result, tmp: Path) -> None:
@@ -192,6 +192,7 @@ def _effect(flag: str, config: LiveConfig, result, tmp: Path) -> None:
         "--top-k": lambda: _width(tmp) == 2 * 2 * 640,
         "--camera-size": lambda: config.camera.size == (320, 240),  # asked of cameras; the demo is none
         "--mirror": lambda: config.mirror,
+        "--window-size": lambda: config.window_size == (800, 450),  # asked of the window; --no-window here
     }
     assert checks.get(flag, lambda: True)(), flag
 

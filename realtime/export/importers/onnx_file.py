@@ -19,7 +19,7 @@ from realtime.export.importers.passes.splits import splits_to_slices
 from realtime.export.importers.passes.strided import flat_gathers_per_image
 from realtime.export.importers.passes.unbind import picks_before_transposes
 from realtime.export.messages import first_line
-from realtime.model_files import ModelFileError, check_model_file
+from realtime.model_files import ModelFileError, NotProtobufError, check_model_file
 
 OPSET = 17
 
@@ -65,6 +65,8 @@ def load_onnx(
         raise ModelImportError(f"--onnx {path}: the file is empty; export the model again")
     try:
         check_model_file(path)  # before onnx reads anything the file points at
+    except NotProtobufError as exc:
+        raise ModelImportError(f"--onnx {path}: not an ONNX model ({exc.detail})") from exc
     except ModelFileError as exc:
         raise ModelImportError(f"--onnx {exc}") from exc
     try:

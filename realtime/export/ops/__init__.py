@@ -18,11 +18,12 @@ from realtime.export.ops import (
     plumbing,
     pools,
     reductions,
+    resampling,
     softmax,
 )
 from realtime.export.ops.record import OpRecord
 
-FAMILIES = (elementwise, dense, softmax, layout, indexing, pools, reductions, norms, body, plumbing)
+FAMILIES = (elementwise, dense, softmax, layout, indexing, pools, resampling, reductions, norms, body, plumbing)
 
 
 def _table() -> dict[str, OpRecord]:

@@ -107,15 +107,16 @@ def _expand(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...
 
 
 def _where(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
-    """A constant condition: the gradient goes to x where it holds, to y elsewhere."""
-    condition = ctx.value(node.input[0])
-    if condition is None:
-        raise RuleError(f"node {node.name!r} (Where): only a constant condition is supported")
+    """The gradient goes to x where the condition holds, to y elsewhere. A constant condition broadcasts from
+    the right as it is; a computed one ([N, ...], such as torch's Where(IsNaN(p), 0, p) after each attention
+    Softmax) gets the gradient's target axis."""
+    constant = ctx.value(node.input[0]) is not None
     b, grad = ctx.b, ctx.normal(ctx.materialize(g))
+    condition = node.input[0] if constant else ctx.lift(node.input[0], False)
     zero = b.const(np.float32(0.0))
     out: dict[int, Grad] = {}
-    for p in carried:
-        picked = b.op("Where", [node.input[0], grad, zero] if p == 1 else [node.input[0], zero, grad])
+    for p in (p for p in carried if p):  # the condition (input 0) is a mask: no gradient flows into it
+        picked = b.op("Where", [condition, grad, zero] if p == 1 else [condition, zero, grad])
         out[p] = unbroadcast(ctx, Grad(picked), node.input[p], node.output[0])
     return grads_at(node, out)
 

@@ -30,14 +30,27 @@ def _layernorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
     start = int(a.get("axis", -1)) % rank
     if start == 0:
         raise RuleError(f"node {node.name!r} normalises over the batch axis")
-    axes = list(range(start, rank))
+    return _standardised_back(ctx, node, g, list(range(start, rank)), node.input[1])
+
+
+def _instancenorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """Each (image, channel) standardised over its spatial axes: torch's GroupNorm writes it on [N, G, -1]
+    (PoolFormer, ConvNeXt-style stems), InstanceNorm2d on [N, C, H, W]."""
+    dims = ctx.dims(node.input[0])
+    scale = ctx.b.reshape(node.input[1], [dims[0], *([1] * (len(dims) - 1))])  # [C, 1, ...]: per channel
+    return _standardised_back(ctx, node, g, list(range(2, len(dims) + 1)), scale)
+
+
+def _standardised_back(ctx: Context, node: onnx.NodeProto, g: Grad, axes: list[int], scale: str) -> Grads:
+    """dx for y = (x - mean) / sigma * scale + bias over `axes` (absolute, the batch never among them)."""
+    b, x = ctx.b, node.input[0]
     mean = b.reduce("ReduceMean", x, axes)
     centred = b.op("Sub", [x, mean])
     variance = b.reduce("ReduceMean", b.mul(centred, centred), axes)
-    eps = b.const(np.float32(a.get("epsilon", 1e-5)))
+    eps = b.const(np.float32(attrs(node).get("epsilon", 1e-5)))
     inverse = b.op("Div", [b.const(np.float32(1.0)), b.op("Sqrt", [b.op("Add", [variance, eps])])])
     x_hat = ctx.lift(b.mul(centred, inverse), False)
-    scaled = b.mul(ctx.normal(g), node.input[1])
+    scaled = b.mul(ctx.normal(g), scale)
     shifted = [axis + 1 for axis in axes]
     mean_g = b.reduce("ReduceMean", scaled, shifted)
     mean_gx = b.reduce("ReduceMean", b.mul(scaled, x_hat), shifted)
@@ -48,4 +61,6 @@ def _layernorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
 RECORDS = (
     OpRecord("BatchNormalization", _batchnorm, layout="nchw", tensorrt=8),
     OpRecord("LayerNormalization", _layernorm, layout="last_axis", tensorrt=10, per_token="last_axis_norm"),
+    OpRecord("InstanceNormalization", _instancenorm, layout="nchw", tensorrt=8,
+             tensorrt_note="scale and bias initializers; rank 3 to 5"),
 )

@@ -10,21 +10,22 @@ from realtime.export.ops.record import OpRecord
 # outputs carry no gradient: shapes, indices, comparisons, rounding
 _NO_GRADIENT_TENSORRT = (
     "ArgMax", "ArgMin", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not",
-    "And", "Or", "ConstantOfShape", "Range", "NonZero", "Floor", "Ceil", "Round", "Sign",
-)  # fmt: skip
+    "And", "Or", "ConstantOfShape", "Range", "NonZero", "Floor", "Ceil", "Round", "Sign", "IsNaN", "Mod",
+)  # fmt: skip  # IsNaN: torch's scaled_dot_product_attention guards each Softmax with Where(IsNaN(p), 0, p)
 
 # work channels-first: a tensor they make is NCHW
 _CHANNELS_FIRST_TENSORRT = (
-    "ConvTranspose", "InstanceNormalization", "Resize", "LpPool", "DepthToSpace", "SpaceToDepth",
+    "ConvTranspose", "LpPool", "DepthToSpace", "SpaceToDepth",
 )  # fmt: skip
 
-_FP32_INPUTS = {"Resize": (2,)}  # its scales are tensor(float) whatever X is
+_FP32_INPUTS: dict[str, tuple[int, ...]] = {}  # Resize's scales (resampling.py) are tensor(float) whatever X is
 # an attribute sets their output's type (a value, a dtype): an fp16 copy keeps them float32 and casts after
 _TYPED_BY_ATTRIBUTE = frozenset({"Constant", "ConstantOfShape", "EyeLike", "RandomNormal", "RandomNormalLike",
                                  "RandomUniform", "RandomUniformLike"})  # fmt: skip
 
 # in onnx-tensorrt 10.0's operator support matrix, not in release/8.5-GA's (so not in JetPack 6's TensorRT 8.6)
-_TENSORRT10_ONLY = ("CastLike", "DeformConv", "GroupNormalization", "Hardmax", "IsInf", "Mish")
+_TENSORRT10_ONLY = ("CastLike", "DeformConv", "GroupNormalization", "Hardmax", "Mish")
+_NO_GRADIENT_TENSORRT10 = ("IsInf",)
 
 # onnx-tensorrt 10.0's operator support matrix (docs/operators.md, rows marked Y), less the ops recorded
 # elsewhere; its restrictions that matter here are in the records' tensorrt_note
@@ -32,8 +33,8 @@ _OTHER_TENSORRT = (
     "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Celu", "Constant", "Cos", "Cosh",
     "CumSum", "DequantizeLinear", "Einsum", "Elu", "EyeLike", "Split",
     "GatherElements", "GatherND", "GlobalLpPool", "GridSample", "GRU",
-    "If", "ImageScaler", "IsNaN", "Log", "Loop", "LRN", "LSTM", "LpNormalization",
-    "Mean", "MeanVarianceNormalization", "Mod", "NonMaxSuppression", "OneHot",
+    "If", "ImageScaler", "Log", "Loop", "LRN", "LSTM", "LpNormalization",
+    "Mean", "MeanVarianceNormalization", "NonMaxSuppression", "OneHot",
     "ParametricSoftplus", "PRelu", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform",
     "RandomUniformLike", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin", "ReduceProd",
     "ReduceSumSquare", "ReverseSequence", "RNN", "RoiAlign", "ScaledTanh", "Scan", "Scatter",
@@ -71,6 +72,7 @@ RECORDS = (
         for op in _OTHER_TENSORRT
     ),
     *(OpRecord(op, tensorrt=10) for op in _TENSORRT10_ONLY),
+    *(OpRecord(op, grad_inputs="none", tensorrt=10) for op in _NO_GRADIENT_TENSORRT10),
     OpRecord("Max", grad_inputs="all", tensorrt=8),
     OpRecord("Min", grad_inputs="all", tensorrt=8),
     OpRecord("Cast", tensorrt=8, folds_on_constants=True),

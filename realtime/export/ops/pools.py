@@ -17,6 +17,7 @@ from realtime.export.ops.context import Context, Grad, Grads, RuleError, first
 from realtime.export.ops.elementwise import relu_back
 from realtime.export.ops.geometry import Window, pool_window
 from realtime.export.ops.record import OpRecord
+from realtime.export.ops.resampling import separable_backward
 
 
 def _window(ctx: Context, node: onnx.NodeProto) -> Window:
@@ -147,8 +148,15 @@ def _overlapping_maxpool(ctx: Context, node: onnx.NodeProto, g: Grad) -> str:
 
 
 def _avgpool(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """Non-overlapping windows: each cell's gradient spread over its window; overlapping or padded ones
+    (Inception's 3x3 stride 1, Res2Net's) through their measured matrices (ops/resampling.py)."""
     b = ctx.b
-    channels, height, width, ph, pw, ho, wo = _geometry(ctx, node)
+    try:
+        channels, height, width, ph, pw, ho, wo = _geometry(ctx, node)
+        if any(_window(ctx, node).pads):
+            raise RuleError("padded")
+    except RuleError:
+        return separable_backward(ctx, node, g)
     if (ph, pw) == (1, 1):
         return first(node, g)
     cells = b.reshape(b.scale(ctx.normal(g), 1.0 / (ph * pw)), [0, 0, channels, ho, 1, wo, 1])

@@ -1,4 +1,4 @@
-"""Reductions over axes other than the batch: ReduceMean."""
+"""Reductions over axes other than the batch: ReduceMean, ReduceSum, and the L1 and L2 norms (F.normalize)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,31 @@ def _reduce_sum(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int,
     return _spread(ctx, node, g, mean=False)
 
 
+def _reduce_l2(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """d ||x||_2 / dx = x / ||x||_2 (0 where the norm is 0, as torch's F.normalize clamps it)."""
+    b = ctx.b
+    axes = reduce_axes(ctx, node)
+    grad, norm = ctx.normal(g), node.output[0]
+    if not attrs(node).get("keepdims", 1):
+        grad, norm = b.unsqueeze(grad, [a + 1 for a in axes]), b.unsqueeze(norm, axes)
+    safe = b.op("Max", [norm, b.const(np.float32(np.finfo(np.float32).tiny))])
+    slope = b.op("Div", [node.input[0], safe])  # [N, *dims]
+    return first(node, Grad(b.mul(grad, ctx.lift(slope, False))))
+
+
+def _reduce_l1(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """d ||x||_1 / dx = sign(x)."""
+    b = ctx.b
+    axes = reduce_axes(ctx, node)
+    grad = ctx.normal(g)
+    if not attrs(node).get("keepdims", 1):
+        grad = b.unsqueeze(grad, [a + 1 for a in axes])
+    return first(node, Grad(b.mul(grad, ctx.lift(b.op("Sign", [node.input[0]]), False))))
+
+
 RECORDS = (
     OpRecord("ReduceMean", _reduce_mean, pooled="reduce", tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
     OpRecord("ReduceSum", _reduce_sum, tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
+    OpRecord("ReduceL2", _reduce_l2, tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
+    OpRecord("ReduceL1", _reduce_l1, tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
 )

@@ -176,6 +176,17 @@ def _spatial(dims: tuple[int, ...]) -> int:
     return min(dims[1] * dims[2], dims[0] * dims[1])
 
 
+def _a_grid(
+    model: onnx.ModelProto, index: GraphIndex, name: str, dims: tuple[int, ...], given: str
+) -> bool:
+    """Whether a map is a picture (more than one row and one column), not a strip: MaxViT's last grid window
+    read as 1x49 explains nothing, so it is never the default (--layer can still pick it)."""
+    if len(dims) != 3:
+        return True  # a token layer: its grid was checked to be square-ish (infer_grid)
+    height, width = (dims[1], dims[2]) if layout_of(model, index, name, given) == NCHW else (dims[0], dims[1])
+    return height > 1 and width > 1
+
+
 def default_target(
     forward: ForwardGraph, index: GraphIndex, shapes: Mapping[str, tuple[int, ...]], hint: TokenHint = NO_HINT
 ) -> str:
@@ -187,6 +198,7 @@ def default_target(
     found = [
         name for name in candidates(forward, index, shapes, hint)
         if not record(index.producer[name].op_type).plumbing and (len(shapes[name]) == 3 or name in mixed)
+        and _a_grid(model, index, name, shapes[name], forward.layout)
     ]  # fmt: skip
     if not found:
         raise HeadError("the graph has no 4-D feature map with spatial extent > 1 before its logits; pass --layer")

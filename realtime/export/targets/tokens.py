@@ -21,7 +21,7 @@ from realtime.export.graph.index import GraphIndex, attrs
 from realtime.export.graph.passes import topological_sort
 from realtime.export.ops import record
 
-MAX_PREFIX = 2  # ViT's class token; DeiT's class and distillation tokens
+MAX_PREFIX = 16  # ViT's class token; DeiT's class and distillation tokens; a ViT's 4 to 16 register tokens
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,10 @@ class TokenGrid:
 
 
 def infer_grid(tokens: int, image: tuple[int, int], hint: TokenHint = NO_HINT) -> TokenGrid | None:
-    """The grid of `tokens` tokens for an image of `image` (H, W): the given one, else the only split
-    into 0-2 prefix tokens and a grid of the image's aspect; None when none or several fit."""
+    """The grid of `tokens` tokens for an image of `image` (H, W): the given one, else the split into up to
+    MAX_PREFIX prefix tokens (class, distillation, registers) and a grid of the image's aspect whose cells
+    tile the image in whole pixels; of several, the one with the fewest prefix tokens (a 4x4 grid and a class
+    token, not a 3x3 grid and eight); None when none fits."""
     if hint.grid is not None:
         height, width = hint.grid
         prefix = tokens - height * width
@@ -61,9 +63,11 @@ def infer_grid(tokens: int, image: tuple[int, int], hint: TokenHint = NO_HINT) -
     for prefix in (hint.prefix,) if hint.prefix is not None else range(MAX_PREFIX + 1):
         patches = tokens - prefix
         for height in range(2, patches):
-            if patches % height == 0 and height * image[1] == (patches // height) * image[0]:
-                found.append(TokenGrid(height, patches // height, prefix))
-    return found[0] if len(found) == 1 else None
+            width = patches // height
+            tiles = not image[0] % height and not image[1] % width and height * image[1] == width * image[0]
+            if patches % height == 0 and tiles and 2 * prefix <= patches:  # a few prefix tokens, many patches
+                found.append(TokenGrid(height, width, prefix))
+    return min(found, key=lambda grid: grid.prefix) if found else None
 
 
 def expose_grid(model: onnx.ModelProto, tokens: str, grid: TokenGrid, channels: int) -> str:

@@ -24,6 +24,9 @@ from realtime.export.targets.tokens import TokenGrid, TokenHint, infer_grid
         (197, (224, 224), TokenHint(grid=(14, 14), prefix=2), None),  # 14 x 14 + 2 is not 197
         (197, (224, 224), TokenHint(prefix=0), None),  # 197 is prime
         (7, (224, 224), TokenHint(), None),  # no grid of the image's aspect
+        (201, (224, 224), TokenHint(), TokenGrid(14, 14, 5)),  # a class token and 4 registers, no flag
+        (213, (224, 224), TokenHint(), None),  # 17 prefix tokens: more than a model has
+        (17, (64, 64), TokenHint(), TokenGrid(4, 4, 1)),  # 4x4 and a class token, not 3x3 and eight
     ],
 )
 def test_the_grid_of_a_token_layer(
@@ -90,7 +93,7 @@ def test_a_token_layer_is_explained_on_its_grid_without_the_prefix(tmp_path: Pat
 
 
 def test_a_token_layer_off_any_grid_says_to_pass_the_grid(tmp_path: Path) -> None:
-    source, _ = _token_classifier(tmp_path / "tokens.onnx", prefix=3)  # 3 + 2x2: more prefix tokens than inferred
+    source, _ = _token_classifier(tmp_path / "tokens.onnx", prefix=30)  # 30 + 2x2: no grid with 16 prefix or fewer
     with pytest.raises(ExportError, match="--grid HxW"):
         export(ExportConfig(onnx=source, layer="normed", output=tmp_path / "g.onnx", preprocessing="raw", quiet=True))
     result = export(ExportConfig(onnx=source, layer="normed", grid=(2, 2), output=tmp_path / "g.onnx",

@@ -46,26 +46,38 @@ def collapse_batch_folding_chains(model: onnx.ModelProto) -> int:
             if len(readers) != 1 or not _movable(readers[0], inits) or chain[-1].output[0] in outputs:
                 break
             chain.append(readers[0])
-        start = np.arange(2 * int(np.prod(dims))).reshape(2, *dims)
-        values, batch_first = start, True
+        values = [np.arange(2 * int(np.prod(dims))).reshape(2, *dims)]  # values[i]: before link i
         try:
             for link in chain:
-                values = _replay(link, values, inits)
-                batch_first = batch_first and values.shape[0] == 2
+                values.append(_replay(link, values[-1], inits))
         except ValueError:  # a target with the batch of 1 baked in (Swin's windows): not at batch 2
             continue
-        if len(chain) < 2 or batch_first or values.shape[0] != 2:
-            continue
-        replacement = _one_op(start, values, node.input[0], chain[-1].output[0], graph)
-        if replacement is None:
-            continue
-        chain[-1].output[0] = f"{chain[-1].output[0]}/before_collapse"
-        graph.node.insert(list(graph.node).index(chain[-1]) + 1, replacement)
-        collapsed += 1
+        for first, last in _folding_segments([v.shape[0] == 2 for v in values]):
+            source = node.input[0] if first == 0 else chain[first - 1].output[0]
+            replacement = _one_op(values[first], values[last + 1], source, chain[last].output[0], graph)
+            if replacement is None:
+                continue
+            chain[last].output[0] = f"{chain[last].output[0]}/before_collapse"
+            graph.node.insert(list(graph.node).index(chain[last]) + 1, replacement)
+            collapsed += 1
     if collapsed:
         drop_dead(model)
         drop_unused_initializers(model)
     return collapsed
+
+
+def _folding_segments(batch_first: list[bool]) -> list[tuple[int, int]]:
+    """(first link, last link) of each stretch of a chain whose inner tensors do not keep the batch first,
+    between two tensors that do: Hugging Face's attention writes K^T's fold after q/k/v's own reshapes, so a
+    whole chain is several ops, but each fold is one."""
+    segments, start = [], None
+    for i in range(1, len(batch_first)):
+        if not batch_first[i] and start is None and batch_first[i - 1]:
+            start = i - 1  # link i - 1 leaves the batch behind
+        elif batch_first[i] and start is not None:
+            segments.append((start, i - 1))
+            start = None
+    return segments
 
 
 def _movable(node: onnx.NodeProto, inits: Mapping[str, np.ndarray]) -> bool:

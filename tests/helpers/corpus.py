@@ -1,0 +1,107 @@
+"""The architectures people train today, small and seeded, as the corpus test takes them: timm, torchvision
+and Hugging Face `transformers` (small configs, built offline), each with the input size it allows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    family: str  # how the README's table groups it
+    library: str  # timm | torchvision | transformers
+    build: Callable[[], Any]
+    size: int  # input side in pixels
+    exporter: str  # dynamo (torch.onnx.export's default) | classic
+
+
+def _timm(name: str, **options: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        import timm
+
+        return timm.create_model(name, pretrained=False, num_classes=10, **options)
+
+    return build
+
+
+def _torchvision(name: str, **options: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        import torchvision
+
+        return getattr(torchvision.models, name)(num_classes=10, **options)
+
+    return build
+
+
+def _hugging_face(config_class: str, model_class: str, **config: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        import torch
+        import transformers
+
+        class Logits(torch.nn.Module):
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x: Any) -> Any:
+                return self.inner(pixel_values=x).logits
+
+        settings = getattr(transformers, config_class)(num_labels=10, **config)
+        return Logits(getattr(transformers, model_class)(settings))
+
+    return build
+
+
+CNN, TRANSFORMER, MLP = "CNNs", "vision transformers", "MLP and pooling mixers"
+
+ARCHITECTURES = [
+    Architecture("resnet18", CNN, "torchvision", _torchvision("resnet18"), 64, "classic"),
+    Architecture("mobilenet_v2", CNN, "torchvision", _torchvision("mobilenet_v2"), 64, "dynamo"),
+    Architecture("mobilenet_v3_small", CNN, "torchvision", _torchvision("mobilenet_v3_small"), 64, "classic"),
+    Architecture("shufflenet_v2_x0_5", CNN, "torchvision", _torchvision("shufflenet_v2_x0_5"), 64, "dynamo"),
+    Architecture("squeezenet1_1", CNN, "torchvision", _torchvision("squeezenet1_1"), 64, "classic"),
+    Architecture("mnasnet0_5", CNN, "torchvision", _torchvision("mnasnet0_5"), 64, "dynamo"),
+    Architecture("efficientnet_b0", CNN, "torchvision", _torchvision("efficientnet_b0"), 64, "classic"),
+    Architecture("regnet_y_400mf", CNN, "torchvision", _torchvision("regnet_y_400mf"), 64, "dynamo"),
+    Architecture("densenet121", CNN, "torchvision", _torchvision("densenet121"), 64, "classic"),
+    Architecture("regnet_x_400mf", CNN, "torchvision", _torchvision("regnet_x_400mf"), 64, "dynamo"),
+    Architecture("convnext_tiny", CNN, "torchvision", _torchvision("convnext_tiny"), 64, "classic"),
+    Architecture("resnet10t", CNN, "timm", _timm("resnet10t"), 64, "dynamo"),
+    Architecture("efficientnet_lite0", CNN, "timm", _timm("efficientnet_lite0"), 64, "classic"),
+    Architecture("mobilenetv3_small_050", CNN, "timm", _timm("mobilenetv3_small_050"), 64, "dynamo"),
+    Architecture("ghostnet_050", CNN, "timm", _timm("ghostnet_050"), 64, "classic"),
+    Architecture("rexnet_100", CNN, "timm", _timm("rexnet_100"), 64, "dynamo"),
+    Architecture("lcnet_050", CNN, "timm", _timm("lcnet_050"), 64, "classic"),
+    Architecture("dla34", CNN, "timm", _timm("dla34"), 64, "dynamo"),
+    Architecture("repvgg_a0", CNN, "timm", _timm("repvgg_a0"), 64, "classic"),
+    Architecture("cspresnet50", CNN, "timm", _timm("cspresnet50"), 64, "dynamo"),
+    Architecture("poolformer_s12", MLP, "timm", _timm("poolformer_s12"), 64, "classic"),
+    Architecture("resmlp_12_224", MLP, "timm", _timm("resmlp_12_224", img_size=64), 64, "dynamo"),
+    Architecture("deit_tiny_patch16_224", TRANSFORMER, "timm", _timm("deit_tiny_patch16_224", img_size=64), 64,
+                 "dynamo"),
+    Architecture("vit_little_patch16_reg4", TRANSFORMER, "timm",  # 4 register tokens, no class token: no flag
+                 _timm("vit_little_patch16_reg4_gap_256", img_size=64), 64, "dynamo"),
+    Architecture("hf_vit", TRANSFORMER, "transformers",
+                 _hugging_face("ViTConfig", "ViTForImageClassification", image_size=64, patch_size=16,
+                               hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128),
+                 64, "dynamo"),
+    Architecture("hf_convnext", CNN, "transformers",
+                 _hugging_face("ConvNextConfig", "ConvNextForImageClassification", hidden_sizes=[16, 32, 64, 128],
+                               depths=[1, 1, 2, 1]), 64, "classic"),
+    Architecture("hf_resnet", CNN, "transformers",
+                 _hugging_face("ResNetConfig", "ResNetForImageClassification", hidden_sizes=[16, 32, 64, 128],
+                               depths=[1, 1, 1, 1], embedding_size=16), 64, "dynamo"),
+]  # fmt: skip
+
+
+def families_table() -> str:
+    """The README's table of model families: what the corpus test checks, grouped, so it cannot claim more."""
+    rows = ["| family | checked by the corpus test (default layer and input gradient, against torch autograd) |",
+            "|---|---|"]  # fmt: skip
+    for family in (CNN, TRANSFORMER, MLP):
+        names = [f"{a.name} ({a.library})" for a in ARCHITECTURES if a.family == family]
+        rows.append(f"| {family} | {', '.join(names)} |")
+    return "\n".join(rows)
