@@ -8,6 +8,7 @@
     python scripts/benchmark.py --transformers-only  # DeiT-tiny and Swin-T: Grad-CAM against forward-only
     python scripts/benchmark.py --recording-only    # display FPS with and without --record, per format
     python scripts/benchmark.py --detectors-only    # YOLOv8n at 640: per-box Grad-CAM against the plain file
+    python scripts/benchmark.py --corpus-only       # the corpus test's 27 architectures at 224: Grad-CAM vs forward
 
 The measuring code lives in scripts/bench/ (importable, with its child processes as modules);
 this script only chooses what to run and writes the report.
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))  # scripts.* when run as `python scripts/benchmark
 
 from realtime.progress import Progress  # noqa: E402
 from scripts.bench import (  # noqa: E402
+    corpus,
     detectors,
     drawing,
     graphs,
@@ -60,6 +62,7 @@ class BenchConfig:
     recording_only: bool = False
     triton_only: bool = False
     detectors_only: bool = False
+    corpus_only: bool = False
 
 
 def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -86,6 +89,9 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
     )
     parser.add_argument(
         "--detectors-only", action="store_true", help="only detectors: YOLOv8n per-box Grad-CAM, Ultralytics beside it"
+    )
+    parser.add_argument(
+        "--corpus-only", action="store_true", help="only the corpus test's architectures: Grad-CAM vs forward-only"
     )
     return BenchConfig(**vars(parser.parse_args(argv)))
 
@@ -196,7 +202,7 @@ def run(config: BenchConfig) -> int:
         work.mkdir(parents=True, exist_ok=True)
         focused = {real_world: config.real_world_only, transformers: config.transformers_only,
                    recording: config.recording_only, triton: config.triton_only,
-                   detectors: config.detectors_only}  # fmt: skip
+                   detectors: config.detectors_only, corpus: config.corpus_only}  # fmt: skip
         chosen = next((module for module, wanted in focused.items() if wanted), None)
         if chosen is not None:
             quick, full = (1, 3) if chosen in (recording, triton) else (3, 15)

@@ -42,7 +42,7 @@ def photos(size: int) -> np.ndarray:
 def build(arch: Architecture) -> Any:
     """Seeded weights, and random BatchNorm statistics (so folding them is tested too)."""
     torch.manual_seed(0)
-    model = arch.build().eval()
+    model = arch.build(arch.size).eval()
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in model.modules():

@@ -13,22 +13,24 @@ class Architecture:
     name: str
     family: str  # how the README's table groups it
     library: str  # timm | torchvision | transformers
-    build: Callable[[], Any]
-    size: int  # input side in pixels
+    build: Callable[[int], Any]  # the model for an input side in pixels
+    size: int  # the test's input side in pixels
     exporter: str  # dynamo (torch.onnx.export's default) | classic
 
 
-def _timm(name: str, **options: Any) -> Callable[[], Any]:
-    def build() -> Any:
+def _timm(name: str, sized: bool = False) -> Callable[[int], Any]:
+    """sized: the model is built for its input size (a transformer's position embeddings)."""
+
+    def build(size: int) -> Any:
         import timm
 
-        return timm.create_model(name, pretrained=False, num_classes=10, **options)
+        return timm.create_model(name, pretrained=False, num_classes=10, **({"img_size": size} if sized else {}))
 
     return build
 
 
-def _torchvision(name: str, **options: Any) -> Callable[[], Any]:
-    def build() -> Any:
+def _torchvision(name: str, **options: Any) -> Callable[[int], Any]:
+    def build(size: int) -> Any:
         import torchvision
 
         return getattr(torchvision.models, name)(num_classes=10, **options)
@@ -36,8 +38,8 @@ def _torchvision(name: str, **options: Any) -> Callable[[], Any]:
     return build
 
 
-def _hugging_face(config_class: str, model_class: str, **config: Any) -> Callable[[], Any]:
-    def build() -> Any:
+def _hugging_face(config_class: str, model_class: str, **config: Any) -> Callable[[int], Any]:
+    def build(size: int) -> Any:
         import torch
         import transformers
 
@@ -49,7 +51,8 @@ def _hugging_face(config_class: str, model_class: str, **config: Any) -> Callabl
             def forward(self, x: Any) -> Any:
                 return self.inner(pixel_values=x).logits
 
-        settings = getattr(transformers, config_class)(num_labels=10, **config)
+        sized = {"image_size": size} if config_class == "ViTConfig" else {}
+        settings = getattr(transformers, config_class)(num_labels=10, **config, **sized)
         return Logits(getattr(transformers, model_class)(settings))
 
     return build
@@ -79,13 +82,13 @@ ARCHITECTURES = [
     Architecture("repvgg_a0", CNN, "timm", _timm("repvgg_a0"), 64, "classic"),
     Architecture("cspresnet50", CNN, "timm", _timm("cspresnet50"), 64, "dynamo"),
     Architecture("poolformer_s12", MLP, "timm", _timm("poolformer_s12"), 64, "classic"),
-    Architecture("resmlp_12_224", MLP, "timm", _timm("resmlp_12_224", img_size=64), 64, "dynamo"),
-    Architecture("deit_tiny_patch16_224", TRANSFORMER, "timm", _timm("deit_tiny_patch16_224", img_size=64), 64,
+    Architecture("resmlp_12_224", MLP, "timm", _timm("resmlp_12_224", sized=True), 64, "dynamo"),
+    Architecture("deit_tiny_patch16_224", TRANSFORMER, "timm", _timm("deit_tiny_patch16_224", sized=True), 64,
                  "dynamo"),
     Architecture("vit_little_patch16_reg4", TRANSFORMER, "timm",  # 4 register tokens, no class token: no flag
-                 _timm("vit_little_patch16_reg4_gap_256", img_size=64), 64, "dynamo"),
+                 _timm("vit_little_patch16_reg4_gap_256", sized=True), 64, "dynamo"),
     Architecture("hf_vit", TRANSFORMER, "transformers",
-                 _hugging_face("ViTConfig", "ViTForImageClassification", image_size=64, patch_size=16,
+                 _hugging_face("ViTConfig", "ViTForImageClassification", patch_size=16,
                                hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128),
                  64, "dynamo"),
     Architecture("hf_convnext", CNN, "transformers",

@@ -24,10 +24,8 @@ def _batchnorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
 
 def _layernorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     """dx = (g' - mean(g') - x_hat * mean(g' * x_hat)) / sigma, with g' = g * scale, over the normalised axes."""
-    b, x = ctx.b, node.input[0]
-    a = attrs(node)
-    rank = len(ctx.dims(x)) + 1
-    start = int(a.get("axis", -1)) % rank
+    rank = len(ctx.dims(node.input[0])) + 1
+    start = int(attrs(node).get("axis", -1)) % rank
     if start == 0:
         raise RuleError(f"node {node.name!r} normalises over the batch axis")
     return _standardised_back(ctx, node, g, list(range(start, rank)), node.input[1])
