@@ -55,25 +55,13 @@ def _torchvision_vit() -> Any:
     return model
 
 
-class _Logits(torch.nn.Module):
-    """A Hugging Face classifier as a plain module: its output's logits."""
-
-    def __init__(self, inner: Any) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: Any) -> Any:
-        return self.inner(pixel_values=x).logits
-
-
 def _hugging_face_vit() -> Any:
     """transformers' ViTForImageClassification from a small config (offline, seeded): its attention is torch's
     scaled_dot_product_attention, which the default exporter lowers with IsNaN and Where after each Softmax."""
-    transformers = needs("transformers")
-    config = transformers.ViTConfig(image_size=224, patch_size=16, hidden_size=64, num_hidden_layers=4,
-                                    num_attention_heads=4, intermediate_size=128, num_labels=10,
-                                    attn_implementation="sdpa")  # fmt: skip
-    return _Logits(transformers.ViTForImageClassification(config))
+    from tests.helpers.corpus import hugging_face
+
+    return hugging_face("ViTConfig", "ViTForImageClassification", patch_size=16, hidden_size=64, num_hidden_layers=4,
+                        num_attention_heads=4, intermediate_size=128, attn_implementation="sdpa")(224)  # fmt: skip
 
 
 CASES = [

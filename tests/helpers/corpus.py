@@ -38,7 +38,7 @@ def _torchvision(name: str, **options: Any) -> Callable[[int], Any]:
     return build
 
 
-def _hugging_face(config_class: str, model_class: str, **config: Any) -> Callable[[int], Any]:
+def hugging_face(config_class: str, model_class: str, **config: Any) -> Callable[[int], Any]:
     def build(size: int) -> Any:
         import torch
         import transformers
@@ -88,14 +88,14 @@ ARCHITECTURES = [
     Architecture("vit_little_patch16_reg4", TRANSFORMER, "timm",  # 4 register tokens, no class token: no flag
                  _timm("vit_little_patch16_reg4_gap_256", sized=True), 64, "dynamo"),
     Architecture("hf_vit", TRANSFORMER, "transformers",
-                 _hugging_face("ViTConfig", "ViTForImageClassification", patch_size=16,
+                 hugging_face("ViTConfig", "ViTForImageClassification", patch_size=16,
                                hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128),
                  64, "dynamo"),
     Architecture("hf_convnext", CNN, "transformers",
-                 _hugging_face("ConvNextConfig", "ConvNextForImageClassification", hidden_sizes=[16, 32, 64, 128],
+                 hugging_face("ConvNextConfig", "ConvNextForImageClassification", hidden_sizes=[16, 32, 64, 128],
                                depths=[1, 1, 2, 1]), 64, "classic"),
     Architecture("hf_resnet", CNN, "transformers",
-                 _hugging_face("ResNetConfig", "ResNetForImageClassification", hidden_sizes=[16, 32, 64, 128],
+                 hugging_face("ResNetConfig", "ResNetForImageClassification", hidden_sizes=[16, 32, 64, 128],
                                depths=[1, 1, 1, 1], embedding_size=16), 64, "dynamo"),
 ]  # fmt: skip
 

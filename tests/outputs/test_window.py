@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,22 +85,21 @@ def _wait(check, seconds: float) -> bool:
     return False
 
 
-def test_full_screen_with_the_key_list_under_xvfb(tmp_path: Path) -> None:
-    _tools()
-    from PIL import ImageGrab
 
+@contextlib.contextmanager
+def _live_under_xvfb(screen: tuple[int, int], argv: list[str], cwd: Path) -> Iterator[tuple[dict[str, str], Any]]:
+    """An Xvfb display of `screen` (width, height) with openbox, and gradcam-live `argv` on it once its window
+    shows: (the display's environment, the process). Everything is stopped on the way out."""
     display = _free_display()
     env = {**os.environ, "DISPLAY": display}
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{screen[0]}x{screen[1]}x24", "-nolisten", "tcp"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     children = [server]
     try:
         assert _wait(lambda: Path(f"/tmp/.X11-unix/X{display[1:]}").exists(), 10), "Xvfb did not start"
         children.append(subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        live = subprocess.Popen(
-            [sys.executable, "-m", "realtime.live.cli", "--demo", "--fullscreen", "--max-frames", "3000", "--providers",
-             "cpu"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        live = subprocess.Popen([sys.executable, "-m", "realtime.live.cli", *argv], env=env, cwd=cwd,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         children.append(live)
 
         def window() -> bool:
@@ -105,6 +107,21 @@ def test_full_screen_with_the_key_list_under_xvfb(tmp_path: Path) -> None:
             return found.returncode == 0
 
         assert _wait(window, 60), "no gradcam-live window appeared"
+        yield env, live
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=10)
+
+
+def test_full_screen_with_the_key_list_under_xvfb(tmp_path: Path) -> None:
+    _tools()
+    from PIL import ImageGrab
+
+    argv = ["--demo", "--fullscreen", "--max-frames", "3000", "--providers", "cpu"]
+    with _live_under_xvfb((1920, 1080), argv, tmp_path) as (env, live):
+        display = env["DISPLAY"]
         time.sleep(1.5)  # full screen, and a few frames drawn
         before = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"))
         _press_h(env, live)
@@ -114,11 +131,6 @@ def test_full_screen_with_the_key_list_under_xvfb(tmp_path: Path) -> None:
         _, err = live.communicate(timeout=60)
         assert live.returncode == 0 and "Traceback" not in err, err
         assert "(quit)" in err, err  # the q key ended it, not --max-frames
-    finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-                child.wait(timeout=10)
     ARTIFACTS.mkdir(exist_ok=True)
     from PIL import Image
 
@@ -160,34 +172,11 @@ def test_the_window_opens_at_most_of_the_screen_with_captions_readable_from_the_
     from PIL import Image, ImageGrab
 
     width, height = screen
-    display = _free_display()
-    env = {**os.environ, "DISPLAY": display}
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    children = [server]
-    try:
-        assert _wait(lambda: Path(f"/tmp/.X11-unix/X{display[1:]}").exists(), 10), "Xvfb did not start"
-        children.append(subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        live = subprocess.Popen(
-            [sys.executable, "-m", "realtime.live.cli", "--demo", "--max-frames", "3000", "--providers", "cpu"],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        children.append(live)
-
-        def window() -> bool:
-            found = subprocess.run(["xdotool", "search", "--name", "gradcam-live"], env=env, capture_output=True)
-            return found.returncode == 0
-
-        assert _wait(window, 60), "no gradcam-live window appeared"
+    with _live_under_xvfb(screen, ["--demo", "--max-frames", "3000", "--providers", "cpu"], tmp_path) as (env, live):
         time.sleep(2.0)  # sized, and a few frames drawn
-        shot = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"))
+        shot = np.asarray(ImageGrab.grab(xdisplay=env["DISPLAY"]).convert("RGB"))
         subprocess.run(["xdotool", "key", "q"], env=env, check=False, capture_output=True, timeout=30)
         live.communicate(timeout=60)
-    finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-                child.wait(timeout=10)
     ARTIFACTS.mkdir(exist_ok=True)
     Image.fromarray(shot).save(ARTIFACTS / f"window_{width}x{height}.png")
     rows = np.nonzero(shot.std(axis=(1, 2)) > 1.0)[0]  # rows with a picture in them
