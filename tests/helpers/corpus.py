@@ -81,10 +81,17 @@ ARCHITECTURES = [
     Architecture("dla34", CNN, "timm", _timm("dla34"), 64, "dynamo"),
     Architecture("repvgg_a0", CNN, "timm", _timm("repvgg_a0"), 64, "classic"),
     Architecture("cspresnet50", CNN, "timm", _timm("cspresnet50"), 64, "dynamo"),
+    Architecture("inception_v3", CNN, "timm", _timm("inception_v3"), 96, "classic"),  # overlapping AveragePool
+    Architecture("res2net50_14w_8s", CNN, "timm", _timm("res2net50_14w_8s"), 64, "dynamo"),
+    Architecture("hrnet_w18_small", CNN, "timm", _timm("hrnet_w18_small"), 64, "classic"),  # Resize in fusion
+    Architecture("efficientvit_b0", CNN, "timm", _timm("efficientvit_b0"), 64, "dynamo"),  # ReLU linear attention
     Architecture("poolformer_s12", MLP, "timm", _timm("poolformer_s12"), 64, "classic"),
     Architecture("resmlp_12_224", MLP, "timm", _timm("resmlp_12_224", sized=True), 64, "dynamo"),
     Architecture("deit_tiny_patch16_224", TRANSFORMER, "timm", _timm("deit_tiny_patch16_224", sized=True), 64,
                  "dynamo"),
+    Architecture("eva02_tiny_patch14_224", TRANSFORMER, "timm",  # rotary embeddings: Slices with step 2
+                 _timm("eva02_tiny_patch14_224", sized=True), 56, "dynamo"),
+    Architecture("cait_xxs24_224", TRANSFORMER, "timm", _timm("cait_xxs24_224", sized=True), 64, "dynamo"),
     Architecture("vit_little_patch16_reg4", TRANSFORMER, "timm",  # 4 register tokens, no class token: no flag
                  _timm("vit_little_patch16_reg4_gap_256", sized=True), 64, "dynamo"),
     Architecture("hf_vit", TRANSFORMER, "transformers",

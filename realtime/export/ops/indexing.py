@@ -26,7 +26,9 @@ def _constant(ctx: Context, node: onnx.NodeProto, position: int, what: str) -> n
 
 def _slice(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     """Step-1 slices: the gradient padded back with zeros to the input's extent (along one axis, as a
-    Padding: the slices that tile it, q, k and v split out of one projection, are joined by one Concat)."""
+    Padding: the slices that tile it, q, k and v split out of one projection, are joined by one Concat).
+    Other steps (LeViT's subsampling, a flip's -1, rotary embeddings' even and odd halves): each sliced axis
+    scattered back by a one-hot product."""
     dims = ctx.dims(node.input[0])
     rank = len(dims) + 1
     starts, ends = _constant(ctx, node, 1, "starts"), _constant(ctx, node, 2, "ends")
@@ -35,7 +37,7 @@ def _slice(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
     assert starts is not None and ends is not None
     axes = np.arange(len(starts)) if axes is None else axes
     if steps is not None and (steps != 1).any():
-        raise RuleError(f"node {node.name!r} (Slice): only steps of 1 are supported")
+        return first(node, Grad(_stepped_back(ctx, node, g, starts, ends, axes, steps)))
     before, after = [0] * (rank + 1), [0] * (rank + 1)  # over [N, K, *dims]
     for start, end, axis in zip(starts, ends, axes, strict=True):
         axis = int(axis) % rank
@@ -56,6 +58,40 @@ def _slice(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
     return first(node, Grad(ctx.b.op("Pad", [grad, ctx.b.ints(before + after)])))
 
 
+def _stepped_back(
+    ctx: Context, node: onnx.NodeProto, g: Grad, starts: np.ndarray, ends: np.ndarray, axes: np.ndarray,
+    steps: np.ndarray,
+) -> str:  # fmt: skip
+    """The gradient of a Slice with any steps: along each sliced axis, the picked positions (numpy's slicing
+    of the same constants, which clamps as ONNX does) scattered back to the input's extent."""
+    dims = list(ctx.dims(node.input[0]))
+    current = list(ctx.dims(node.output[0]))
+    rank = len(dims) + 1
+    grad = ctx.normal(g)
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        axis = int(axis) % rank
+        if axis == 0:
+            raise RuleError(f"node {node.name!r} (Slice) slices the batch axis")
+        picked = np.arange(dims[axis - 1])[slice(int(start), int(end), int(step))]
+        grad = _scatter(ctx, grad, current, axis, picked, dims[axis - 1])
+        current[axis - 1] = dims[axis - 1]
+    return grad
+
+
+def _scatter(ctx: Context, grad: str, dims: list[int], axis: int, picked: np.ndarray, size: int) -> str:
+    """grad [N, K, *dims] with `len(picked)` positions along `axis` -> [N, K, ...] with `size` there: each
+    position's gradient added at its index (a one-hot product, the axis moved last and back)."""
+    b = ctx.b
+    onehot = np.zeros((len(picked), size), np.float32)
+    onehot[np.arange(len(picked)), picked] = 1.0
+    position, last = axis + 1, len(dims) + 1  # the axis in the gradient [N, K, *dims]
+    order = [i for i in range(last + 1) if i != position] + [position]
+    moved = b.transpose(grad, order) if position != last else grad
+    spread = b.op("MatMul", [moved, b.const(onehot, "slice_onehot")])
+    back = [order.index(i) for i in range(last + 1)]
+    return b.transpose(spread, back) if position != last else spread
+
+
 def _gather(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
     """Constant indices along a non-batch axis: one index or an ascending run padded back with zeros;
     any others scattered back by a one-hot product (repeated indices add up), [.., L] @ [L, D] -> [.., D]
@@ -74,19 +110,10 @@ def _gather(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...
     run = len(flat) > 0 and (flat == np.arange(flat[0], flat[0] + len(flat))).all()
     if np.asarray(indices).ndim <= 1 and run:
         return first(node, _padded_back(ctx, node, g, axis, flat, np.ndim(indices) == 0))
-    onehot = np.zeros((len(flat), size), np.float32)
-    onehot[np.arange(len(flat)), flat] = 1.0
-    b, grad = ctx.b, ctx.normal(g)
     # the gradient [N, K, *before, *indices.shape, *after] -> [N, K, *before, L, *after]
     before, after = list(dims[: axis - 1]), list(dims[axis:])
-    grad = b.reshape(grad, [0, 0, *before, len(flat), *after])
-    position = 2 + len(before)  # the gathered axis in the gradient
-    last = 2 + len(dims) - 1
-    order = [i for i in range(last + 1) if i != position] + [position]
-    moved = b.transpose(grad, order) if position != last else grad
-    spread = b.op("MatMul", [moved, b.const(onehot, "gather_onehot")])
-    back = [order.index(i) for i in range(last + 1)]
-    return first(node, Grad(b.transpose(spread, back) if position != last else spread))
+    grad = ctx.b.reshape(ctx.normal(g), [0, 0, *before, len(flat), *after])
+    return first(node, Grad(_scatter(ctx, grad, [*before, len(flat), *after], axis, flat, size)))
 
 
 def _padded_back(ctx: Context, node: onnx.NodeProto, g: Grad, axis: int, flat: np.ndarray, scalar: bool) -> Grad:

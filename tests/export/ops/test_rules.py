@@ -166,6 +166,12 @@ CASES = [
     Case("gather_tokens_repeated", TC, [("Gather", ["x", "i"], {"axis": 1})], {"i": np.asarray([3, 0, 3], np.int64)}),
     Case("gather_channels", TC, [("Gather", ["x", "i"], {"axis": -1})], {"i": np.asarray([[5, 1], [2, 2]], np.int64)}),
     Case("expand", (1, 6), [("Expand", ["x", "shape"], {})], {"shape": np.asarray([1, 4, 6], np.int64)}),
+    Case("slice_every_other_row_and_column", CHW, [("Slice", ["x", "s", "e", "a", "st"], {})],
+         {"s": np.array([0, 1], np.int64), "e": np.array([4, 4], np.int64), "a": np.array([2, 3], np.int64),
+          "st": np.array([2, 2], np.int64)}),
+    Case("slice_flipped_channels", CHW, [("Slice", ["x", "s", "e", "a", "st"], {})],
+         {"s": np.array([-1], np.int64), "e": np.array([-(2**62)], np.int64), "a": np.array([1], np.int64),
+          "st": np.array([-1], np.int64)}),
     Case("where_constant", TC, [("Where", ["cond", "x", "b"], {})],
          {"cond": np.random.default_rng(32).random((4, 6)) > 0.5, "b": r(33, 4, 6)}),
 ]  # fmt: skip
