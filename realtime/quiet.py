@@ -72,12 +72,18 @@ class Throttle:
         self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, kind: str, line: str) -> None:
+    def passes(self, kind: str) -> int | None:
+        """None: one of `kind` passed less than `interval` ago, so this one is held back (and counted); else
+        how many were held back since the last that passed."""
         with self._lock:
             now = self.clock()
             if now - self._last.get(kind, -self.interval) < self.interval:
                 self._held[kind] = self._held.get(kind, 0) + 1
-                return
+                return None
             self._last[kind] = now
-            held = self._held.pop(kind, 0)
-        self.say(line + (f" ({held} more like it since the last line)" if held else ""))
+            return self._held.pop(kind, 0)
+
+    def __call__(self, kind: str, line: str) -> None:
+        held = self.passes(kind)
+        if held is not None:
+            self.say(line + (f" ({held} more like it since the last line)" if held else ""))

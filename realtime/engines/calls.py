@@ -82,14 +82,30 @@ def checked_batch(
     """Contiguous uint8 images of the model's size, and int64 targets with one row per image (a single
     row is used for every image)."""
     images = checked_images(info, images)
-    target_array = np.asarray(targets, dtype=np.int64)
-    if target_array.ndim == 1:
-        target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[0]))
-    elif target_array.ndim == 2 and target_array.shape[0] == 1:  # one row of targets for every image
-        target_array = np.broadcast_to(target_array, (images.shape[0], target_array.shape[1]))
-    target_array = np.ascontiguousarray(target_array)
+    target_array = target_rows(targets, len(images))
     check_targets(info, target_array)
     return images, target_array
+
+
+def target_rows(targets: Sequence[Sequence[int]] | np.ndarray, images: int) -> np.ndarray:
+    """Contiguous int64 targets [images, K]: a single row (or a flat list) is used for every image."""
+    rows = np.asarray(targets, dtype=np.int64)
+    if rows.ndim == 1:
+        rows = rows[None]
+    if rows.ndim != 2 or rows.shape[0] not in (1, images):
+        raise ValueError(f"targets must be one row or one row per image ({images}), got shape {rows.shape}")
+    return np.ascontiguousarray(np.broadcast_to(rows, (images, rows.shape[1])))
+
+
+def call_per_batch(
+    max_batch: int | None, call: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]], images: np.ndarray,
+    rows: np.ndarray,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """One call for the batch, or, for a graph with its batch baked in (max_batch 1), one per image joined."""
+    if max_batch != 1 or len(images) == 1:
+        return call(images, rows)
+    calls = [call(images[i : i + 1], rows[i : i + 1]) for i in range(len(images))]
+    return {name: np.concatenate([one[name] for one in calls]) for name in calls[0]}
 
 
 def run_batch(
@@ -100,11 +116,7 @@ def run_batch(
     images, target_array = checked_batch(info, images, targets)
     wanted = [n for n in outputs if need_gradients or n not in info.gradient_outputs]
     start = time.perf_counter()
-    if info.max_batch == 1 and len(images) > 1:  # a graph with its batch baked in: one call per image
-        calls = [call(images[i : i + 1], target_array[i : i + 1], wanted) for i in range(len(images))]
-        values = {name: np.concatenate([one[name] for one in calls]) for name in wanted}
-    else:
-        values = call(images, target_array, wanted)
+    values = call_per_batch(info.max_batch, lambda some, rows: call(some, rows, wanted), images, target_array)
     values = checked_values(values, wanted, len(images), target_array.shape[1], source)
     if values[contract.OUT_LOGITS].shape[1] != info.num_classes:
         raise BadResultError(f"{source}: bad result: logits {values[contract.OUT_LOGITS].shape} for "

@@ -14,7 +14,7 @@ import numpy as np
 
 from realtime import contract
 from realtime.contract import ContractError, DetectorInfo
-from realtime.engines.calls import checked_images, checked_values, warm_up
+from realtime.engines.calls import call_per_batch, checked_images, checked_values, target_rows, warm_up
 from realtime.engines.graph_file import OpenedGraph, open_graph
 from realtime.engines.providers import EngineOptions
 from realtime.engines.result import DetectResult, LevelMaps
@@ -45,20 +45,13 @@ class DetectorEngine:
         """One call for a batch of letterboxed BGR uint8 images; target column k: the k-th best box (-1) or
         the k-th best of a class."""
         images = checked_images(self.info, images)
-        rows = np.asarray(targets, dtype=np.int64)
-        rows = np.ascontiguousarray(
-            np.broadcast_to(rows if rows.ndim == 2 else rows[None], (len(images), rows.shape[-1]))
-        )
+        rows = target_rows(targets, len(images))
         bad = rows[(rows < -1) | (rows >= self.info.num_classes)]
         if bad.size or not 1 <= rows.shape[1] <= self.info.max_boxes:
             raise ValueError(f"targets must be [N, 1..{self.info.max_boxes}] of -1 or class ids below "
                              f"{self.info.num_classes}, got {rows.shape} {bad[:1]}")  # fmt: skip
         start = time.perf_counter()
-        if self.info.max_batch == 1 and len(images) > 1:
-            calls = [self._call(images[i : i + 1], rows[i : i + 1]) for i in range(len(images))]
-            values = {name: np.concatenate([c[name] for c in calls]) for name in self.output_names}
-        else:
-            values = self._call(images, rows)
+        values = call_per_batch(self.info.max_batch, self._call, images, rows)
         values = checked_values(values, self.output_names, len(images), rows.shape[1], self.path)
         return result_from(values, self.info, time.perf_counter() - start, self.provider)
 

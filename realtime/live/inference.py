@@ -1,6 +1,7 @@
 """One step of inference: the newest frame of every source through every model, one batch per model.
 
-It runs on the loop's inference thread; nothing here draws or keeps state.
+It runs on the loop's inference thread; nothing here draws, and the only state is COMPLAINTS, which keeps a
+bad result's line to one a while.
 """
 
 from __future__ import annotations

@@ -118,14 +118,12 @@ class OneLinePerKind(logging.Filter):
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.interval, self.clock = interval, clock
-        self.last: dict[str, float] = {}
+        self.interval = interval
+        self.throttle = Throttle(lambda line: None, interval, clock)  # decides; the logger says
 
     def filter(self, record: logging.LogRecord) -> bool:
-        kind, now = f"{record.name}:{record.msg}", self.clock()
-        if now - self.last.get(kind, -self.interval) < self.interval:
+        if self.throttle.passes(f"{record.name}:{record.msg}") is None:
             return False
-        self.last[kind] = now
         error = record.exc_info[1] if record.exc_info else None
         if error is not None:
             why = f"{type(error).__name__}: {str(error)[:120]}"
