@@ -38,7 +38,7 @@ def ops() -> str:
             "|---|---|---|---|---|---|"]
     for name in sorted(OPS):
         op = OPS[name]
-        trt = {0: "no", 8: "8.5 and later", 10: "10 and later"}[op.tensorrt]
+        trt = {0: "no", 8.5: "8.5 and later", 8.6: "8.6 and later", 10: "10 and later"}[op.tensorrt]
         rule = "yes" if op.rule is not None else "no (forward only)"
         note = "; ".join(part for part in (op.tensorrt_note, "plumbing" if op.plumbing else "") if part)
         note = note.replace("|", "\\|")

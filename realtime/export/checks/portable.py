@@ -14,11 +14,10 @@ from onnx import numpy_helper
 from realtime import contract
 from realtime.export.graph.builder import model_opset
 from realtime.export.graph.shapes import element_types
-from realtime.export.ops import TENSORRT8_OPS, TENSORRT_OPS, record
+from realtime.export.ops import TENSORRT8_OPS, TENSORRT_MAX_OPSET, TENSORRT_OPS, record
 
 __all__ = ["TENSORRT_OPS", "GraphCheckError", "check_portable"]
 
-TENSORRT_MAX_OPSET = 20
 TENSORRT8_MAX_OPSET = 17  # release/8.5-GA's operators.md: "supports operators up to Opset 17" (so does 8.6)
 _T = onnx.TensorProto
 TENSORRT8_EDGE_TYPES = frozenset({_T.FLOAT, _T.INT32})

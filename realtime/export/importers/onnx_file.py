@@ -11,6 +11,9 @@ from realtime.export.graph.layout import NCHW, NHWC
 from realtime.export.importers import ForwardGraph, ModelImportError
 from realtime.export.importers.passes import batch
 from realtime.export.importers.passes import onnx_normalize as normalize
+from realtime.export.importers.passes.einsum import einsums_as_products
+from realtime.export.importers.passes.folded_batch import unfold_batch_folds
+from realtime.export.importers.passes.group_norm import group_norms_as_instance_norms
 from realtime.export.importers.passes.probe import probe
 from realtime.export.importers.passes.reshape_chains import collapse_batch_folding_chains
 from realtime.export.importers.passes.select_early import select_before_the_tail
@@ -19,6 +22,7 @@ from realtime.export.importers.passes.splits import splits_to_slices
 from realtime.export.importers.passes.strided import flat_gathers_per_image
 from realtime.export.importers.passes.unbind import picks_before_transposes
 from realtime.export.messages import first_line
+from realtime.export.ops import TENSORRT_MAX_OPSET
 from realtime.model_files import ModelFileError, NotProtobufError, check_model_file
 
 OPSET = 17
@@ -86,6 +90,8 @@ def load_onnx(
                 f"--onnx {path}: opset {model_opset(model)} could not be converted to {OPSET} ({first}); "
                 f"re-export the model with opset {OPSET}"
             ) from exc
+    if model_opset(model) > TENSORRT_MAX_OPSET:
+        model = _converted_down(model, path)
     normalize.constants_to_initializers(model)
     normalize.name_nodes(model)
     normalize.choose_logits(model, output_name)
@@ -120,13 +126,33 @@ def load_onnx(
     model.graph.input.extend(keep)
     per_image = [int(d) if d else 3 for d in dims[1:]]
     flat_gathers_per_image(model)  # torch's as_strided, before the batch is settled
+    einsums_as_products(model)  # MaxViT's attention, a mixer's token MLP: MatMuls between Transposes
+    group_norms_as_instance_norms(model)  # the ONNX op has no shape inference: written as torch writes it
     batch_first_attention(model, value.name, per_image)  # nn.MultiheadAttention's [T, N, C] blocks
     picks_before_transposes(model)  # attention's q, k, v with the batch first throughout
     static = _settle_batch(model, value.name, per_image)
     splits_to_slices(model)  # q, k and v: one output per node for the backward
     collapse_batch_folding_chains(model)  # dynamo's K^T through [N*heads, T, d]
+    if unfold_batch_folds(model) and static:  # windows, patches, tokens folded into the batch: now [N, X, ...]
+        _dynamic_batch(model)
+        static = _settle_batch(model, value.name, per_image)
     select_before_the_tail(model)  # a ViT's class token before its per-token tail
     return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static)
+
+
+def _converted_down(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    """A file newer than TensorRT's parser reads, at its newest opset (opset 21's GroupNormalization, which
+    has no older form, written as torch writes it first)."""
+    from onnx import version_converter
+
+    group_norms_as_instance_norms(model)
+    try:
+        return version_converter.convert_version(model, TENSORRT_MAX_OPSET)
+    except Exception as exc:  # the converter's own errors: an op it cannot carry across opsets
+        raise ModelImportError(
+            f"--onnx {path}: opset {model_opset(model)} could not be converted to {TENSORRT_MAX_OPSET} "
+            f"({first_line(exc, 160)}); re-export the model with opset {TENSORRT_MAX_OPSET} or older"
+        ) from exc
 
 
 MAX_SIDE = 8192  # pixels: a model input larger than this is a declaration, not an image (the probe allocates it)
@@ -141,6 +167,15 @@ def _size_in_metadata(model: onnx.ModelProto) -> tuple[int, int] | None:
         return None
     height, width = (int(p) for p in parts)
     return (height, width) if 0 < height <= 8192 and 0 < width <= 8192 else None
+
+
+def _dynamic_batch(model: onnx.ModelProto) -> None:
+    """The inputs' and outputs' batch axis named again (settling the batch fixed it at 1)."""
+    for value in (*model.graph.input, *model.graph.output):
+        shape = value.type.tensor_type.shape
+        if shape.dim:
+            shape.dim[0].Clear()
+            shape.dim[0].dim_param = "N"
 
 
 def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> bool:

@@ -41,7 +41,8 @@ UNKNOWN = OpRecord("")  # what an op without a record is taken to be: no rule, n
 
 SUPPORTED_OPS = tuple(sorted(op for op, record in OPS.items() if record.rule is not None))
 TENSORRT_OPS = frozenset(op for op, record in OPS.items() if record.tensorrt)  # TensorRT 10's parser
-TENSORRT8_OPS = frozenset(op for op, record in OPS.items() if record.tensorrt == 8)  # JetPack's 8.5 and 8.6
+TENSORRT_MAX_OPSET = 20  # the newest opset TensorRT 10's parser reads: newer files are converted down at import
+TENSORRT8_OPS = frozenset(op for op, record in OPS.items() if record.tensorrt == 8.5)  # JetPack 5's and 6's
 
 
 def record(op_type: str) -> OpRecord:

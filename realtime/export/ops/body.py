@@ -108,7 +108,7 @@ def _pad(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
 
 
 RECORDS = (
-    OpRecord("Conv", _conv, layout="nchw", tensorrt=8, int8="conv"),
-    OpRecord("Concat", _concat, grad_inputs="all", tensorrt=8),
-    OpRecord("Pad", _pad, tensorrt=8, tensorrt_note="constant pads"),
+    OpRecord("Conv", _conv, layout="nchw", tensorrt=8.5, int8="conv"),
+    OpRecord("Concat", _concat, grad_inputs="all", tensorrt=8.5, batch_fold="axes"),
+    OpRecord("Pad", _pad, tensorrt=8.5, tensorrt_note="constant pads"),
 )

@@ -106,17 +106,18 @@ def pooled_dense(
 
 
 RECORDS = (
-    OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=8, int8="dense", attention="projects"),
+    OpRecord("Gemm", _gemm, layout="breaks", pooled="dense", tensorrt=8.5, int8="dense", attention="projects"),
     OpRecord(
         "MatMul",
         _matmul,
         grad_inputs="all",
         layout="breaks",
         pooled="dense",
-        tensorrt=8,
+        tensorrt=8.5,
         int8="dense",
         tokens="mixes_two_activations",
         per_token="right_product",
         attention="combines",
+        batch_fold="product",
     ),
 )

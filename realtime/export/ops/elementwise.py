@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 
@@ -191,26 +193,29 @@ def _pow(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
     return _unary(ctx, node, g, slope)
 
 
-RECORDS = (
-    *(OpRecord(op, _activation, tensorrt=8) for op in ("Clip", "LeakyRelu", "HardSigmoid", "HardSwish")),
-    *(OpRecord(op, _activation, tensorrt=8) for op in ("Sigmoid", "Tanh")),
-    OpRecord("Relu", _relu, tensorrt=8, int8="relu", per_token="elementwise"),
-    OpRecord("Identity", _identity, plumbing=True, logits_view=True, pooled="moves", tensorrt=8,
-             folds_on_constants=True, attention="moves"),
-    OpRecord("Dropout", _identity, plumbing=True, pooled="moves", tensorrt=8, tensorrt_note="inference only",
-             attention="moves"),
-    OpRecord("Add", _add, grad_inputs="all", tensorrt=8, folds_on_constants=True, per_token="elementwise",
-             attention="combines"),
-    OpRecord("Sub", _add, grad_inputs="all", tensorrt=8, folds_on_constants=True, per_token="elementwise"),
-    OpRecord("Sum", _add, grad_inputs="all", tensorrt=8),
-    OpRecord("Mul", _mul, grad_inputs="all", tensorrt=8, folds_on_constants=True, per_token="elementwise",
-             attention="scales"),
-    OpRecord("Div", _div, grad_inputs="all", tensorrt=8, folds_on_constants=True, per_token="elementwise",
-             attention="scales"),
-    OpRecord("Erf", _erf, tensorrt=8, per_token="elementwise"),
-    OpRecord("Gelu", _gelu, tensorrt=10, per_token="elementwise"),
-    OpRecord("Sqrt", _sqrt, tensorrt=8, folds_on_constants=True, per_token="elementwise"),
-    OpRecord("Exp", _exp, tensorrt=8),
-    OpRecord("Neg", _neg, tensorrt=8),
-    OpRecord("Pow", _pow, tensorrt=8),
+RECORDS = tuple(
+    replace(r, batch_fold="elementwise")  # every op here works element by element
+    for r in (
+        *(OpRecord(op, _activation, tensorrt=8.5) for op in ("Clip", "LeakyRelu", "HardSigmoid", "HardSwish")),
+        *(OpRecord(op, _activation, tensorrt=8.5) for op in ("Sigmoid", "Tanh")),
+        OpRecord("Relu", _relu, tensorrt=8.5, int8="relu", per_token="elementwise"),
+        OpRecord("Identity", _identity, plumbing=True, logits_view=True, pooled="moves", tensorrt=8.5,
+                 folds_on_constants=True, attention="moves"),
+        OpRecord("Dropout", _identity, plumbing=True, pooled="moves", tensorrt=8.5, tensorrt_note="inference only",
+                 attention="moves"),
+        OpRecord("Add", _add, grad_inputs="all", tensorrt=8.5, folds_on_constants=True, per_token="elementwise",
+                 attention="combines"),
+        OpRecord("Sub", _add, grad_inputs="all", tensorrt=8.5, folds_on_constants=True, per_token="elementwise"),
+        OpRecord("Sum", _add, grad_inputs="all", tensorrt=8.5),
+        OpRecord("Mul", _mul, grad_inputs="all", tensorrt=8.5, folds_on_constants=True, per_token="elementwise",
+                 attention="scales"),
+        OpRecord("Div", _div, grad_inputs="all", tensorrt=8.5, folds_on_constants=True, per_token="elementwise",
+                 attention="scales"),
+        OpRecord("Erf", _erf, tensorrt=8.5, per_token="elementwise"),
+        OpRecord("Gelu", _gelu, tensorrt=10, per_token="elementwise"),
+        OpRecord("Sqrt", _sqrt, tensorrt=8.5, folds_on_constants=True, per_token="elementwise"),
+        OpRecord("Exp", _exp, tensorrt=8.5),
+        OpRecord("Neg", _neg, tensorrt=8.5),
+        OpRecord("Pow", _pow, tensorrt=8.5),
+    )
 )  # fmt: skip

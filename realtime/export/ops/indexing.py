@@ -149,8 +149,9 @@ def _where(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]
 
 
 RECORDS = (
-    OpRecord("Slice", _slice, tensorrt=8, tensorrt_note="constant axes", tensorrt_constants=(3,), attention="moves"),
-    OpRecord("Gather", _gather, tensorrt=8, per_token="picks", attention="moves"),
-    OpRecord("Expand", _expand, tensorrt=8),
-    OpRecord("Where", _where, grad_inputs="all", tensorrt=8),
+    OpRecord("Slice", _slice, tensorrt=8.5, tensorrt_note="constant axes", tensorrt_constants=(3,), attention="moves",
+             batch_fold="axes", axes_input=3),
+    OpRecord("Gather", _gather, tensorrt=8.5, per_token="picks", attention="moves", batch_fold="axes"),
+    OpRecord("Expand", _expand, tensorrt=8.5),
+    OpRecord("Where", _where, grad_inputs="all", tensorrt=8.5, batch_fold="elementwise"),
 )

@@ -57,8 +57,9 @@ def _standardised_back(ctx: Context, node: onnx.NodeProto, g: Grad, axes: list[i
 
 
 RECORDS = (
-    OpRecord("BatchNormalization", _batchnorm, layout="nchw", tensorrt=8),
-    OpRecord("LayerNormalization", _layernorm, layout="last_axis", tensorrt=10, per_token="last_axis_norm"),
-    OpRecord("InstanceNormalization", _instancenorm, layout="nchw", tensorrt=8,
+    OpRecord("BatchNormalization", _batchnorm, layout="nchw", tensorrt=8.5, batch_fold="channel_affine"),
+    OpRecord("LayerNormalization", _layernorm, layout="last_axis", tensorrt=8.6, per_token="last_axis_norm",
+             batch_fold="axes", default_axis=-1),
+    OpRecord("InstanceNormalization", _instancenorm, layout="nchw", tensorrt=8.5,
              tensorrt_note="scale and bias initializers; rank 3 to 5"),
 )

@@ -182,9 +182,9 @@ def _gmp(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
 
 
 RECORDS = (
-    OpRecord("MaxPool", _maxpool, layout="nchw", plumbing=True, pooled="window", tensorrt=8,
+    OpRecord("MaxPool", _maxpool, layout="nchw", plumbing=True, pooled="window", tensorrt=8.5,
              tensorrt_note="without its Indices output", int8="pool"),
-    OpRecord("AveragePool", _avgpool, layout="nchw", plumbing=True, pooled="window", tensorrt=8),
-    OpRecord("GlobalAveragePool", _gap, layout="nchw", pooled="global", tensorrt=8),
-    OpRecord("GlobalMaxPool", _gmp, layout="nchw", pooled="global", tensorrt=8),
+    OpRecord("AveragePool", _avgpool, layout="nchw", plumbing=True, pooled="window", tensorrt=8.5),
+    OpRecord("GlobalAveragePool", _gap, layout="nchw", pooled="global", tensorrt=8.5),
+    OpRecord("GlobalMaxPool", _gmp, layout="nchw", pooled="global", tensorrt=8.5),
 )  # fmt: skip

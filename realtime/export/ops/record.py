@@ -36,7 +36,11 @@ ATTENTION_ROLES = ("", "moves", "projects", "normalises", "combines", "scales") 
 # sequence-first nn.MultiheadAttention (importers/attention_blocks): none (not in plain self-attention); moves
 # values (the walk follows input 0); the output projection; the Softmax; products and biases; q's, k's or the
 # scores' scalar scale (the walk follows the inputs that are neither constants nor shape arithmetic)
-TENSORRT_VERSIONS = (0, 8, 10)
+BATCH_FOLD_ROLES = ("", "elementwise", "axes", "product", "reshape", "transpose", "channel_affine")  # how it
+# works on [N, X, ...] where the file had the batch folded into [N*X, ...] (importers/passes/folded_batch):
+# it cannot; unchanged (constants align from the end); its axes counted from the front move one back; a
+# matrix product of the last two axes; its target gets the batch first; its perm too; BatchNormalization
+TENSORRT_VERSIONS = (0, 8.5, 8.6, 10)
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 
 
@@ -51,8 +55,9 @@ class OpRecord:
     plumbing: bool = False  # its output is pooling or plumbing: never the default layer to explain
     logits_view: bool = False  # passes the logits on with the same ranking (Softmax, Identity): look through it
     pooled: str = "blocks"  # how the pooled shortcut walks it on the way to the spatial sum
-    tensorrt: int = 0  # the oldest TensorRT whose ONNX parser takes it (onnx-tensorrt's operators.md): 8 (in
-    # release/8.5-GA's list, so in JetPack's 8.5 and 8.6), 10 (added since: LayerNormalization, Gelu, ...), 0: none
+    tensorrt: float = 0  # the oldest TensorRT whose ONNX parser takes it, as onnx-tensorrt's docs/operators.md
+    # says on its 8.5-GA, 8.6-GA, 10.0-GA and 10.1-GA branches: 8.5 (JetPack 5 and 6), 8.6 (added there:
+    # LayerNormalization, GroupNormalization, IsInf; JetPack 6), 10 (added since: Gelu, Mish, ...), 0: none
     tensorrt_note: str = ""  # the conditions it states, where they matter here
     tensorrt_constants: tuple[int, ...] = ()  # inputs the parser needs as initializers (TopK's K, Slice's axes)
     int8: str = ""
@@ -63,6 +68,9 @@ class OpRecord:
     reads_shape_only: bool = False  # its output depends on its input's shape, not its values (Shape, Size)
     fp32_inputs: tuple[int, ...] = ()  # float inputs the ONNX spec keeps float32 in an fp16 graph (Resize's scales)
     typed_by_attribute: bool = False  # its output type is set by an attribute (Constant's value): fp16 keeps it
+    batch_fold: str = ""  # BATCH_FOLD_ROLES
+    axes_input: int = 0  # the input listing the axes it works on (Slice's 3, Squeeze's 1), where not attributes
+    default_axis: int | None = None  # the axis it works on when its `axis` attribute is left out
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
@@ -74,6 +82,7 @@ class OpRecord:
             ("per_token", self.per_token, PER_TOKEN_ROLES),
             ("attention", self.attention, ATTENTION_ROLES),
             ("tensorrt", self.tensorrt, TENSORRT_VERSIONS),
+            ("batch_fold", self.batch_fold, BATCH_FOLD_ROLES),
         ):
             if value not in allowed:
                 raise ValueError(f"{self.op_type}: {field} {value!r} is not one of {allowed}")

@@ -68,8 +68,12 @@ def _reduce_l1(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, 
 
 
 RECORDS = (
-    OpRecord("ReduceMean", _reduce_mean, pooled="reduce", tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
-    OpRecord("ReduceSum", _reduce_sum, tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
-    OpRecord("ReduceL2", _reduce_l2, tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
-    OpRecord("ReduceL1", _reduce_l1, tensorrt=8, tensorrt_note="constant axes", tokens="reduces"),
+    OpRecord("ReduceMean", _reduce_mean, pooled="reduce", tensorrt=8.5, tensorrt_note="constant axes", tokens="reduces",
+             batch_fold="axes", axes_input=1),
+    OpRecord("ReduceSum", _reduce_sum, tensorrt=8.5, tensorrt_note="constant axes", tokens="reduces",
+             batch_fold="axes", axes_input=1),
+    OpRecord("ReduceL2", _reduce_l2, tensorrt=8.5, tensorrt_note="constant axes", tokens="reduces",
+             batch_fold="axes", axes_input=1),
+    OpRecord("ReduceL1", _reduce_l1, tensorrt=8.5, tensorrt_note="constant axes", tokens="reduces",
+             batch_fold="axes", axes_input=1),
 )

@@ -108,6 +108,6 @@ def _resize(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...
 
 
 RECORDS = (
-    OpRecord("Resize", _resize, layout="nchw", tensorrt=8, fp32_inputs=(2,),
+    OpRecord("Resize", _resize, layout="nchw", tensorrt=8.5, fp32_inputs=(2,),
              tensorrt_note="modes nearest and linear; half_pixel, pytorch_half_pixel, asymmetric, align_corners"),
 )

@@ -56,6 +56,12 @@ def test_records_are_consistent() -> None:
     assert set(SUPPORTED_OPS) <= TENSORRT_OPS  # every backward op the head can hand on is one TensorRT takes
 
 
+def test_tensorrt_86_is_85_and_three_ops() -> None:
+    """onnx-tensorrt's docs/operators.md on its 8.6-GA branch marks Y every row 8.5-GA's does, and these three
+    (tests/export/variants/test_trt8.py holds 8.5-GA's list; the --trt8 profile keeps to it, JetPack 5's)."""
+    assert {op for op, r in OPS.items() if r.tensorrt == 8.6} == {"GroupNormalization", "IsInf", "LayerNormalization"}
+
+
 def _forward_op_types(path: Path) -> set[str]:
     """Op types of a contract graph's own forward nodes (the exporter's are named gradcam/...)."""
     model = onnx.load(str(path), load_external_data=False)

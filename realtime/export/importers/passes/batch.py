@@ -40,7 +40,7 @@ def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
     inits = {init.name: init for init in model.graph.initializer}
     copies: dict[str, str] = {}
     changed = []
-    per_image = _from_the_images(model, index)
+    per_image = from_the_images(model, index)
     for node in model.graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
             continue
@@ -63,7 +63,7 @@ def batch_one_reshapes_to_dynamic(model: onnx.ModelProto) -> list[Rewritten]:
     return changed
 
 
-def _from_the_images(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
+def from_the_images(model: onnx.ModelProto, index: GraphIndex) -> set[str]:
     """Tensors computed from the graph's inputs' values (Shape's output reads no values): only these carry a
     batch. Rewriting the target of a Reshape of anything else ([1, 2, -1] of an anchor grid) scrambles it."""
     found = {v.name for v in model.graph.input if v.name not in index.constants}
