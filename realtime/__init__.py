@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from realtime.api import Explanation, GradCam
     from realtime.sources.kinds import open_source
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 __all__ = ["METHODS", "Explanation", "GradCam", "__version__", "open_source"]
 
 

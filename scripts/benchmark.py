@@ -8,7 +8,7 @@
     python scripts/benchmark.py --transformers-only  # DeiT-tiny and Swin-T: Grad-CAM against forward-only
     python scripts/benchmark.py --recording-only    # display FPS with and without --record, per format
     python scripts/benchmark.py --detectors-only    # YOLOv8n at 640: per-box Grad-CAM against the plain file
-    python scripts/benchmark.py --corpus-only       # the corpus test's 27 architectures at 224: Grad-CAM vs forward
+    python scripts/benchmark.py --corpus-only       # the corpus test's architectures at 224: Grad-CAM vs forward
 
 The measuring code lives in scripts/bench/ (importable, with its child processes as modules);
 this script only chooses what to run and writes the report.

@@ -18,22 +18,28 @@ class Architecture:
     exporter: str  # dynamo (torch.onnx.export's default) | classic
 
 
-def _timm(name: str, sized: bool = False) -> Callable[[int], Any]:
-    """sized: the model is built for its input size (a transformer's position embeddings)."""
+def _timm(name: str, sized: bool = False, **options: Any) -> Callable[[int], Any]:
+    """sized: the model is built for its input size (a transformer's position embeddings); options: a smaller
+    configuration of the same architecture."""
 
     def build(size: int) -> Any:
         import timm
 
-        return timm.create_model(name, pretrained=False, num_classes=10, **({"img_size": size} if sized else {}))
+        sizing = {"img_size": size} if sized else {}
+        return timm.create_model(name, pretrained=False, num_classes=10, **sizing, **options)
 
     return build
 
 
-def _torchvision(name: str, **options: Any) -> Callable[[int], Any]:
+def _torchvision(name: str, sized: bool = False, **options: Any) -> Callable[[int], Any]:
+    """A builder or a model class of torchvision.models, with options for a smaller configuration; sized: built
+    for its input size (MaxViT's)."""
+
     def build(size: int) -> Any:
         import torchvision
 
-        return getattr(torchvision.models, name)(num_classes=10, **options)
+        sizing = {"input_size": (size, size)} if sized else {}
+        return getattr(torchvision.models, name)(num_classes=10, **sizing, **options)
 
     return build
 
@@ -94,6 +100,25 @@ ARCHITECTURES = [
     Architecture("cait_xxs24_224", TRANSFORMER, "timm", _timm("cait_xxs24_224", sized=True), 64, "dynamo"),
     Architecture("vit_little_patch16_reg4", TRANSFORMER, "timm",  # 4 register tokens, no class token: no flag
                  _timm("vit_little_patch16_reg4_gap_256", sized=True), 64, "dynamo"),
+    Architecture("levit_128s", TRANSFORMER, "timm", _timm("levit_128s", sized=True), 64,  # BatchNorm1d on N*T
+                 "dynamo"),
+    Architecture("mobilevit_xxs", TRANSFORMER, "timm", _timm("mobilevit_xxs"), 64, "dynamo"),  # patches in N
+    Architecture("swin", TRANSFORMER, "timm",  # shifted windows folded into the batch, with masks, every stage
+                 _timm("swin_tiny_patch4_window7_224", sized=True, window_size=4, embed_dim=32, depths=(1, 1, 2, 1),
+                       num_heads=(1, 2, 4, 8)), 64, "dynamo"),
+    Architecture("swin_t", TRANSFORMER, "torchvision",
+                 _torchvision("SwinTransformer", patch_size=[4, 4], embed_dim=32, depths=[2, 2, 2, 2],
+                              num_heads=[1, 2, 4, 8], window_size=[4, 4]), 64, "classic"),
+    Architecture("maxvit_t", TRANSFORMER, "torchvision",  # attention as Einsum
+                 _torchvision("MaxVit", sized=True, stem_channels=16, partition_size=2,
+                              block_channels=[16, 32], block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0),
+                 64, "classic"),
+    Architecture("maxvit_nano_rw_256", TRANSFORMER, "timm", _timm("maxvit_nano_rw_256", sized=True), 64, "classic"),
+    Architecture("beit", TRANSFORMER, "timm",  # relative position bias; torch's dynamo exporter fails on it
+                 _timm("beit_base_patch16_224", sized=True, embed_dim=64, depth=2, num_heads=2), 64, "classic"),
+    Architecture("hf_swin", TRANSFORMER, "transformers",
+                 hugging_face("SwinConfig", "SwinForImageClassification", image_size=64, patch_size=4, embed_dim=16,
+                              depths=[2, 2], num_heads=[2, 2], window_size=4), 64, "classic"),
     Architecture("hf_vit", TRANSFORMER, "transformers",
                  hugging_face("ViTConfig", "ViTForImageClassification", patch_size=16,
                                hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128),

@@ -76,10 +76,14 @@ def _pin_targets(light: onnx.ModelProto, found: dict[str, tuple[int, ...]]) -> i
         if nodes is None:
             continue
         constants = [numpy_helper.from_array(np.array(dims, np.int64), name) for name, dims in shapes.items()]
+        read = {name for n in nodes for name in n.input}
         wanted = [onnx.helper.make_tensor_value_info(node.input[position], 0, None)]
         sub = onnx.helper.make_graph(nodes, "target", [], wanted,
-                                     [*constants, *(i for i in graph.initializer if i.name in values)])
-        (target,) = ReferenceEvaluator(onnx.helper.make_model(sub, opset_imports=light.opset_import)).run(None, {})
+                                     [*constants, *(i for i in graph.initializer if i.name in read)])
+        try:
+            (target,) = ReferenceEvaluator(onnx.helper.make_model(sub, opset_imports=light.opset_import)).run(None, {})
+        except Exception:  # onnx's reference ops raise their own errors: the shape stays unknown, as before
+            continue
         name = f"{node.input[position]}/pinned"
         graph.initializer.append(numpy_helper.from_array(np.asarray(target, np.int64), name))
         values.add(name)

@@ -109,6 +109,6 @@ def _pad(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) 
 
 RECORDS = (
     OpRecord("Conv", _conv, layout="nchw", tensorrt=8.5, int8="conv"),
-    OpRecord("Concat", _concat, grad_inputs="all", tensorrt=8.5, batch_fold="axes"),
+    OpRecord("Concat", _concat, grad_inputs="all", tensorrt=8.5, batch_fold="joins"),
     OpRecord("Pad", _pad, tensorrt=8.5, tensorrt_note="constant pads"),
 )

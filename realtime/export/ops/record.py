@@ -36,10 +36,11 @@ ATTENTION_ROLES = ("", "moves", "projects", "normalises", "combines", "scales") 
 # sequence-first nn.MultiheadAttention (importers/attention_blocks): none (not in plain self-attention); moves
 # values (the walk follows input 0); the output projection; the Softmax; products and biases; q's, k's or the
 # scores' scalar scale (the walk follows the inputs that are neither constants nor shape arithmetic)
-BATCH_FOLD_ROLES = ("", "elementwise", "axes", "product", "reshape", "transpose", "channel_affine")  # how it
-# works on [N, X, ...] where the file had the batch folded into [N*X, ...] (importers/passes/folded_batch):
-# it cannot; unchanged (constants align from the end); its axes counted from the front move one back; a
-# matrix product of the last two axes; its target gets the batch first; its perm too; BatchNormalization
+BATCH_FOLD_ROLES = ("", "elementwise", "axes", "joins", "product", "reshape", "transpose", "channel_affine")
+# how it works on [N, X, ...] where the file had the batch folded into [N*X, ...] (importers/passes/
+# folded_batch): it cannot; unchanged (constants align from the end); its axes counted from the front move
+# one back; the same, every input folded (Concat); a matrix product of the last two axes; its target gets
+# the batch first; its perm too; BatchNormalization, as a scale and a shift
 TENSORRT_VERSIONS = (0, 8.5, 8.6, 10)
 INT8_ROLES = ("", "conv", "pool", "relu", "dense")  # what static int8 quantizes: never, or how it is chosen
 

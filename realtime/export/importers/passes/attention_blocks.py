@@ -2,9 +2,10 @@
 
 A block runs from a [1, 0, 2] Transpose into one packed projection ([C, 3C]) to a [1, 0, 2] Transpose
 out of the output projection. It is found by walking the activations back from that exit; every
-arithmetic node on the way must have a role in plain self-attention (the projections and their biases,
-the two products of activations, one Softmax, scalar scales on q, k or the scores), so a mask, a second
-projection or anything else leaves the block unmatched, and the backward refuses it in one line.
+arithmetic node on the way must have a role in self-attention (the projections and their biases, the
+two products of activations, one Softmax, scalar scales on q, k or the scores, one constant mask added
+to the scores), so a second projection, a padding mask computed from an input or anything else leaves
+the block unmatched, and the backward refuses it in one line.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Block:
     out_bias: str | None  # an Add after a MatMul projection
     scores: str  # the Softmax's input: its shape at batch 1 gives the heads
     multipliers: tuple[tuple[str, bool], ...]  # scalars on q, k or the scores; True: divides
+    mask: str | None = None  # a constant added to the scores (attn_mask, as torch makes it a float [T, T])
 
 
 def find_blocks(model: onnx.ModelProto) -> list[Block]:
@@ -129,7 +131,7 @@ def _classify(
     weight = _constant(out_proj.input[1], index, inits)
     if weight is None or weight.shape != (width, width) or not _plain_gemm(out_proj):
         return None
-    in_bias = out_bias = None
+    in_bias = out_bias = mask = None
     multipliers = []
     before_softmax = index.ancestors(softmax[0].input[0])  # q's, k's and the scores' tensors, not v's
     for node in region:
@@ -137,9 +139,11 @@ def _classify(
             bias = next((i for i in node.input if i in index.constants), None)
             value = None if bias is None else _constant(bias, index, inits)
             source = index.producer.get(next((i for i in node.input if i != bias), ""))
-            if value is None:
+            if bias is not None and mask is None and node.output[0] in before_softmax and source in pairs:
+                mask = bias  # its value (computed from constants, perhaps) is read by running the file
+            elif value is None:
                 return None
-            if source is in_proj and value.shape == (3 * width,):
+            elif source is in_proj and value.shape == (3 * width,):
                 in_bias = bias
             elif source is out_proj and out_proj.op_type == "MatMul" and value.shape == (width,):
                 out_bias = bias
@@ -155,7 +159,7 @@ def _classify(
     if not _only_read_inside(region, exit_node, index, shape_only):
         return None
     return Block(entry.input[0], exit_node.output[0], width, in_proj.input[1], in_bias, out_proj, weight,
-                 out_bias, softmax[0].input[0], tuple(multipliers))  # fmt: skip
+                 out_bias, softmax[0].input[0], tuple(multipliers), mask)  # fmt: skip
 
 
 def _plain_gemm(node: onnx.NodeProto) -> bool:

@@ -78,7 +78,7 @@ def plan(
             return [], f"{node.name} mixes a folded batch with another"
         if not all(_broadcasts(i, rank, full) for i in node.input if i and i not in images):
             return [], f"{node.name} broadcasts a constant with more axes than its folded input"
-        edit = _follow(node, rank, full, inits)
+        edit = _follow(node, rank, full, inits, inside)
         if edit is None:
             return [], f"{node.name} ({node.op_type}) cannot work on [N, X, ...]"
         edits.append(edit)
@@ -129,7 +129,11 @@ def _folding_target(
 
 
 def _follow(
-    node: onnx.NodeProto, rank: int, full: Mapping[str, tuple[int, ...]], inits: InitializerValues
+    node: onnx.NodeProto,
+    rank: int,
+    full: Mapping[str, tuple[int, ...]],
+    inits: InitializerValues,
+    folded_inputs: list[str],
 ) -> _Edit | None:
     """How `node` keeps working on [N, X, ...] inputs of a folded `rank`, or None where it cannot."""
     role = record(node.op_type).batch_fold
@@ -141,7 +145,9 @@ def _follow(
     if role == "transpose":
         order = perm(node)
         return _Edit(node, role, rank) if order and order[0] == 0 else None
-    if role == "axes":
+    if role == "joins" and len([i for i in node.input if i]) != len([i for i in node.input if i in folded_inputs]):
+        return None  # a constant joined to folded tensors has no [N, X, ...] form
+    if role in ("axes", "joins"):
         axes = _axes(node, inits)
         return _Edit(node, role, rank) if axes is not None and all(a % rank != 0 for a in axes) else None
     if role == "channel_affine":
@@ -182,7 +188,8 @@ def _apply(graph: onnx.GraphProto, edit: _Edit, inits: InitializerValues) -> Non
             del node.attribute[:]
             node.input.append(name)
         node.input[1] = name
-        _set(node, "allowzero", 0)
+        if any(a.name == "allowzero" for a in node.attribute):  # dynamo's 1 would read the new 0 as a zero
+            _set(node, "allowzero", 0)
     elif edit.role == "pinned":  # an Expand's shape at batch 1
         name = f"{node.output[0]}/batch_one_shape"
         graph.initializer.append(numpy_helper.from_array(np.array(edit.target, np.int64), name))
@@ -190,7 +197,7 @@ def _apply(graph: onnx.GraphProto, edit: _Edit, inits: InitializerValues) -> Non
     elif edit.role == "transpose":
         order = perm(node) or []
         _set(node, "perm", [0, 1, *(p + 1 for p in order[1:])])
-    elif edit.role == "axes":
+    elif edit.role in ("axes", "joins"):
         _shift_axes(graph, node, inits)
     elif edit.role == "channel_affine":
         _affine(graph, node, edit.rank, inits)

@@ -6,7 +6,8 @@ The backward keeps the batch as every tensor's first axis, so each such block is
 writes its attention: the packed projection on [N, T, C], q, k and v picked per head with the batch
 first, softmax(q k^T * scale) v, the heads merged and the output projected. The heads and the scale
 are read by running the file once; a rebuilt block must give the original's values on a random
-image, or the file keeps its own block (and the backward then refuses it in one line).
+image, or the file keeps its own block (and the backward then refuses it in one line). A constant mask
+(`attn_mask`, which torch turns into a float [T, T] of 0 and -inf) is added to the scores as the file does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def batch_first_attention(model: onnx.ModelProto, input_name: str, input_dims: S
     image = np.random.default_rng(3).standard_normal((1, *input_dims)).astype(np.float32)
     inits = InitializerValues(model.graph)
     read = {b.scores for b in blocks} | {name for b in blocks for name, _ in b.multipliers}
+    read |= {b.mask for b in blocks if b.mask is not None}
     values = {name: inits[name] for name in read if name in inits}
     values.update(_run(model, input_name, image, sorted(read - set(values))))
     rebuilt = {b.exit: _rebuild(model, b, values) for b in blocks}
@@ -73,6 +75,8 @@ def _rebuild(model: onnx.ModelProto, block: Block, values: dict[str, np.ndarray]
     """The block batch-first, beside the old one (which stays until the values agree); its output name."""
     if block.scores not in values or any(name not in values for name, _ in block.multipliers):
         return None  # the file did not run
+    if block.mask is not None and block.mask not in values:
+        return None
     scores = values[block.scores]
     if scores.ndim < 3:
         return None  # not [heads, T, T] scores
@@ -86,6 +90,9 @@ def _rebuild(model: onnx.ModelProto, block: Block, values: dict[str, np.ndarray]
         scale = scale / float(value.reshape(())) if divides else scale * float(value.reshape(()))
     if heads < 1 or width % heads or scores.shape[-1] != scores.shape[-2]:
         return None
+    tokens = scores.shape[-1]
+    if block.mask is not None and np.asarray(values[block.mask]).size != tokens * tokens:
+        return None  # a mask per head or per image: not one [T, T] for every image
     graph, stem = model.graph, f"{block.exit}/batch_first"
     nodes: list[onnx.NodeProto] = []
 
@@ -105,7 +112,11 @@ def _rebuild(model: onnx.ModelProto, block: Block, values: dict[str, np.ndarray]
                   f"{role}_heads", perm=[0, 2, 1, 3]) for i, role in enumerate("qkv"))  # fmt: skip
     scaled = op("Mul", [q, const("scale", np.array(scale, np.float32))], "q_scaled")
     keys = op("Transpose", [k], "k_t", perm=[0, 1, 3, 2])
-    weights = op("Softmax", [op("MatMul", [scaled, keys], "scores")], "attention", axis=-1)
+    scores_made = op("MatMul", [scaled, keys], "scores")
+    if block.mask is not None:  # [T, T], the same for every image and head
+        mask = np.asarray(values[block.mask], np.float32).reshape(tokens, tokens)
+        scores_made = op("Add", [scores_made, const("mask", mask)], "masked")
+    weights = op("Softmax", [scores_made], "attention", axis=-1)
     mixed = op("Transpose", [op("MatMul", [weights, v], "mixed")], "tokens_first", perm=[0, 2, 1, 3])
     merged = op("Reshape", [mixed, const("merge", np.array([0, 0, width], np.int64))], "merged")
     proj = block.out_proj

@@ -136,21 +136,22 @@ def test_a_folded_batch_goes_in_and_matches_torch_autograd(name: str, exporter: 
     assert np.isfinite(got[contract.layer_output("weights", 0)]).all()
 
 
-def _fold_then_conv() -> onnx.ModelProto:
-    """[1, 4, 8, 8] -> [4, 1, 8, 8] (channels folded into the batch) -> Conv: a fold no op rule can follow."""
+def _fold_then(op: str) -> onnx.ModelProto:
+    """[1, 4, 8, 8] -> [4, 1, 8, 8] (channels folded into the batch) -> a Conv, or a Concat with a constant:
+    folds no op can follow on [N, 4, 1, 8, 8]."""
     h = onnx.helper
-    nodes = [
-        h.make_node("Reshape", ["x", "fold"], ["folded"]),
-        h.make_node("Conv", ["folded", "w"], ["convolved"], pads=[1, 1, 1, 1]),
-        h.make_node("Reshape", ["convolved", "back"], ["y"]),
-    ]
+    middle = (h.make_node("Conv", ["folded", "w"], ["convolved"], pads=[1, 1, 1, 1]) if op == "Conv" else
+              h.make_node("Concat", ["folded", "zeros"], ["convolved"], axis=1))  # fmt: skip
+    nodes = [h.make_node("Reshape", ["x", "fold"], ["folded"]), middle,
+             h.make_node("Reshape", ["convolved", "back"], ["y"])]  # fmt: skip
     inits = [
         onnx.numpy_helper.from_array(np.array([4, 1, 8, 8], np.int64), "fold"),
-        onnx.numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "back"),
+        onnx.numpy_helper.from_array(np.array([1, 4 * (1 + (op == "Concat")), 8, 8], np.int64), "back"),
         onnx.numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w"),
+        onnx.numpy_helper.from_array(np.zeros((4, 1, 8, 8), np.float32), "zeros"),
     ]
     graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4, 8, 8])],
-                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4, 8, 8])], inits)  # fmt: skip
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", None, 8, 8])], inits)  # fmt: skip
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
 
 
@@ -185,8 +186,9 @@ def test_a_fold_it_can_follow_gives_the_same_values_at_any_batch() -> None:
     np.testing.assert_allclose(three[2:], alone, rtol=1e-6)
 
 
-def test_a_fold_it_cannot_follow_leaves_the_graph_as_it_was() -> None:
-    model = _fold_then_conv()
+@pytest.mark.parametrize("op", ["Conv", "Concat"])
+def test_a_fold_it_cannot_follow_leaves_the_graph_as_it_was(op: str) -> None:
+    model = _fold_then(op)
     before = model.SerializeToString()
     assert unfold_batch_folds(model) == 0
     assert model.SerializeToString() == before

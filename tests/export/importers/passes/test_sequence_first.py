@@ -26,7 +26,7 @@ class TinyViT(torch.nn.Module):
     """Patches, a class token, position embeddings and one pre-norm block on nn.MultiheadAttention (batch_first, as
     torchvision's EncoderBlock), then the class token's logits."""
 
-    def __init__(self, masked: bool = False) -> None:
+    def __init__(self, mask: str = "") -> None:
         super().__init__()
         self.patches = torch.nn.Conv2d(3, 32, 8, stride=8)
         self.token = torch.nn.Parameter(torch.randn(1, 1, 32))
@@ -34,13 +34,16 @@ class TinyViT(torch.nn.Module):
         self.norm = torch.nn.LayerNorm(32)
         self.attention = torch.nn.MultiheadAttention(32, 4, batch_first=True)
         self.head = torch.nn.Linear(32, 5)
-        self.mask = torch.triu(torch.ones(17, 17, dtype=torch.bool), 1) if masked else None
+        self.mask = torch.tril(torch.ones(17, 17, dtype=torch.bool), -1) if mask == "constant" else None  # row 0
+        self.padding = mask == "padding"  # sees every token; "padding": a key_padding_mask computed per image
 
     def forward(self, x: Any) -> Any:
         tokens = self.patches(x).flatten(2).transpose(1, 2)
         tokens = torch.cat([self.token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.position
         normed = self.norm(tokens)
-        mixed, _ = self.attention(normed, normed, normed, need_weights=False, attn_mask=self.mask)
+        padding = normed.mean(-1) > 0.5 if self.padding else None
+        mixed, _ = self.attention(normed, normed, normed, need_weights=False, attn_mask=self.mask,
+                                  key_padding_mask=padding)  # fmt: skip
         return self.head((tokens + mixed)[:, 0])
 
 
@@ -54,15 +57,18 @@ def _onnx(model: Any, exporter: str, path: Path) -> Path:
     return path
 
 
-def _model(masked: bool = False) -> Any:
+def _model(mask: str = "") -> Any:
     torch.manual_seed(0)
-    return TinyViT(masked).eval()
+    return TinyViT(mask).eval()
 
 
+@pytest.mark.parametrize("mask", ["", "constant"])
 @pytest.mark.parametrize("exporter", ["classic", "dynamo"])
-def test_a_multihead_attention_block_goes_in_and_matches_torch_autograd(exporter: str, tmp_path: Path) -> None:
-    """Grad-CAM at the norm before the attention (the tokens on a 4x4 grid, the class token dropped)."""
-    model = _model()
+def test_a_multihead_attention_block_goes_in_and_matches_torch_autograd(exporter: str, mask: str,
+                                                                        tmp_path: Path) -> None:  # fmt: skip
+    """Grad-CAM at the norm before the attention (the tokens on a 4x4 grid, the class token dropped), with and
+    without a constant attention mask."""
+    model = _model(mask)
     result = export(ExportConfig(onnx=_onnx(model, exporter, tmp_path / "m.onnx"), output=tmp_path / "g.onnx",
                                  quiet=True))  # fmt: skip
     frames = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
@@ -104,9 +110,10 @@ def test_a_wrong_rebuild_is_caught_by_its_value_check_and_the_block_kept(tmp_pat
     assert not (tmp_path / "g.onnx").exists()
 
 
-def test_a_masked_attention_is_left_alone_and_refused_in_one_line(tmp_path: Path) -> None:
-    """An attention mask is arithmetic the rebuild does not make: the block is not matched at all."""
-    source = _onnx(_model(masked=True), "classic", tmp_path / "m.onnx")
+def test_a_padding_mask_computed_per_image_is_left_alone_and_refused_in_one_line(tmp_path: Path) -> None:
+    """A key padding mask computed from each image is arithmetic the rebuild does not make: the block is not
+    matched at all."""
+    source = _onnx(_model("padding"), "classic", tmp_path / "m.onnx")
     assert sequence_first.find_blocks(onnx.load(str(source))) == []
     with pytest.raises(ExportError, match="moves the batch axis") as caught:
         export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", quiet=True))
