@@ -94,6 +94,19 @@ def metadata(
     }
 
 
+def _refuse_folded(forward: ForwardGraph, heads: tuple[Head, ...]) -> None:
+    """A head through tensors whose first axis is not the batch (a fold the import could not carry
+    batch-first) would read that axis as the batch: refused in one line, naming the op that stopped it."""
+    for head in heads:
+        names = [head.target, *(name for node in head.nodes for name in node.output)]
+        through = next((name for name in names if name in forward.folded), None)
+        if through is not None:
+            raise ExportError(
+                f"between {head.target!r} and the logits the batch is folded into another axis ({through}), "
+                f"which the import could not carry batch-first ({forward.folded_why}); pick a layer after it"
+            )
+
+
 def assemble(forward: ForwardGraph, targets: Targets, config: ExportConfig) -> Assembled:
     """Heads, backward and contract outputs for `targets`, in `forward.model` (rewritten in place)."""
     noop_pools_to_identity(forward.model)
@@ -104,6 +117,7 @@ def assemble(forward: ForwardGraph, targets: Targets, config: ExportConfig) -> A
         # the plain backward reaches the input only for saliency; guided backpropagation is its own pass
     except HeadError as exc:
         raise ExportError(str(exc)) from exc
+    _refuse_folded(forward, (*heads, *([input_head] if input_head else [])))
     head = heads[0]
     labels = resolve_labels(config, head.num_classes)
     layers = tuple(target.name for target in targets.layers)

@@ -29,6 +29,8 @@ class ForwardGraph:
     layers: tuple[str, ...] = ()  # layers the importer resolved to tensors of the same names (Keras), first first
     layer_layout: str | None = None  # their layout, when the framework says (Keras: NHWC)
     static_batch: bool = False  # the graph runs at batch 1 only (a batch baked in where it could not be freed)
+    folded: frozenset[str] = frozenset()  # tensors with the batch folded into their first axis, left so
+    folded_why: str = ""  # the op that kept the import from carrying them batch-first
 
     def copy(self) -> ForwardGraph:
         """An independent copy: building the Grad-CAM graph rewrites `model` in place, so one import

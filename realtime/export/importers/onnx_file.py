@@ -133,11 +133,13 @@ def load_onnx(
     static = _settle_batch(model, value.name, per_image)
     splits_to_slices(model)  # q, k and v: one output per node for the backward
     collapse_batch_folding_chains(model)  # dynamo's K^T through [N*heads, T, d]
-    if unfold_batch_folds(model) and static:  # windows, patches, tokens folded into the batch: now [N, X, ...]
+    unfolded = unfold_batch_folds(model)  # windows, patches, tokens folded into the batch: now [N, X, ...]
+    if unfolded.changed and static:
         _dynamic_batch(model)
         static = _settle_batch(model, value.name, per_image)
     select_before_the_tail(model)  # a ViT's class token before its per-token tail
-    return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static)
+    return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static,
+                        folded=unfolded.folded, folded_why=unfolded.refused)  # fmt: skip
 
 
 def _converted_down(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:

@@ -144,7 +144,8 @@ def candidates(
 ) -> list[str]:
     """What the logits depend on that can be explained, in topological order: 4-D maps with spatial extent
     > 1 whose layout the ops that made them tell (not attention's [N, heads, T, d]), and token layers
-    (a LayerNormalization's or a residual Add's [N, T, C]) whose tokens lie on a grid."""
+    (a LayerNormalization's or a residual Add's [N, T, C]) whose tokens lie on a grid; none whose first axis
+    is not the batch (a fold the import could not carry batch-first)."""
     model = forward.model
     logits = resolve_logits(model, index)
     needed = index.ancestors(logits)
@@ -153,7 +154,7 @@ def candidates(
     for node in model.graph.node:
         for name in node.output:
             dims = shapes.get(name)
-            if name not in needed or name in index.constants or not dims:
+            if name not in needed or name in index.constants or not dims or name in forward.folded:
                 continue
             if len(dims) == 3:
                 known = _spatial(dims) > 1 and layout_of(model, index, name, forward.layout) is not None

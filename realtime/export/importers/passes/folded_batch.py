@@ -25,6 +25,16 @@ from realtime.export.ops import record
 
 
 @dataclass(frozen=True)
+class Unfolded:
+    """What the pass did: nodes changed, or why not, and the folded tensors it found then (the backward
+    refuses a head through them in one line instead of reading their first axis as the batch)."""
+
+    changed: int
+    refused: str = ""
+    folded: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class _Edit:
     node: onnx.NodeProto
     role: str  # the record's batch_fold role, or "fold" for the Reshape that folds the batch in
@@ -32,25 +42,25 @@ class _Edit:
     target: tuple[int, ...] = ()  # a Reshape's new target
 
 
-def unfold_batch_folds(model: onnx.ModelProto) -> int:
-    """Carry every folded tensor as [N, X, ...]; returns how many nodes changed (0: the graph is untouched)."""
+def unfold_batch_folds(model: onnx.ModelProto) -> Unfolded:
+    """Carry every folded tensor as [N, X, ...]; with a fold some op cannot follow, the graph is untouched."""
     full = shapes_at_batch(model, 1)
-    edits, _ = plan(model, full, element_types(model))
+    edits, refused, folded = plan(model, full, element_types(model))
     if not edits:
-        return 0
+        return Unfolded(0, refused, frozenset(folded))
     inits = InitializerValues(model.graph)
     for edit in edits:
         _apply(model.graph, edit, inits)
     del model.graph.value_info[:]
     drop_dead(model)  # the shape arithmetic that computed the old targets
     drop_unused_initializers(model)
-    return len(edits)
+    return Unfolded(len(edits))
 
 
 def plan(
     model: onnx.ModelProto, full: Mapping[str, tuple[int, ...]], types: Mapping[str, int]
-) -> tuple[list[_Edit], str]:
-    """The edits, and why there are none where a fold cannot be followed (the node that stops it)."""
+) -> tuple[list[_Edit], str, set[str]]:
+    """The edits; where a fold cannot be followed, none, the node that stops it and the folded tensors."""
     graph = model.graph
     index = GraphIndex.of(graph)
     inits = InitializerValues(graph)
@@ -75,20 +85,35 @@ def plan(
             continue
         rank = folded[inside[0]]
         if len(inside) != len(data) or any(folded[i] != rank for i in inside):
-            return [], f"{node.name} mixes a folded batch with another"
+            return [], f"{node.name} mixes a folded batch with another", _region(folded, index, full)
         if not all(_broadcasts(i, rank, full) for i in node.input if i and i not in images):
-            return [], f"{node.name} broadcasts a constant with more axes than its folded input"
+            why = f"{node.name} broadcasts a constant with more axes than its folded input"
+            return [], why, _region(folded, index, full)
         edit = _follow(node, rank, full, inits, inside)
         if edit is None:
-            return [], f"{node.name} ({node.op_type}) cannot work on [N, X, ...]"
+            return [], f"{node.name} ({node.op_type}) cannot work on [N, X, ...]", _region(folded, index, full)
         edits.append(edit)
         if edit.role != "reshape" or full[node.output[0]][0] != 1:
             folded.update({o: len(full[o]) for o in node.output if o and o in full})
             if any(o and o not in full for o in node.output):
-                return [], f"{node.name} has no static shape"
+                return [], f"{node.name} has no static shape", _region(folded, index, full)
     if any(o.name in folded for o in graph.output):
-        return [], "an output keeps the batch folded"
-    return _with_sized_targets(edits, sized, index, full)
+        return [], "an output keeps the batch folded", _region(folded, index, full)
+    edits, refused = _with_sized_targets(edits, sized, index, full)
+    return edits, refused, _region(folded, index, full) if refused else set()
+
+
+def _region(folded: Mapping[str, int], index: GraphIndex, full: Mapping[str, tuple[int, ...]]) -> set[str]:
+    """The folded tensors found, and every tensor computed from them whose first axis at batch 1 is not 1 (the
+    rest of the fold, past the op that stopped the walk)."""
+    found, queue = set(folded), list(folded)
+    while queue:
+        for reader in index.consumers.get(queue.pop(), ()):
+            for out in reader.output:
+                if out and out not in found and full.get(out, (1,))[:1] != (1,):
+                    found.add(out)
+                    queue.append(out)
+    return found
 
 
 def _with_sized_targets(

@@ -20,7 +20,7 @@ from realtime import contract  # noqa: E402
 from realtime.export.checks.run import run_onnx  # noqa: E402
 from realtime.export.graph.session import cpu_session  # noqa: E402
 from realtime.export.importers.passes.folded_batch import unfold_batch_folds  # noqa: E402
-from realtime.export.pipeline import ExportConfig, export  # noqa: E402
+from realtime.export.pipeline import ExportConfig, ExportError, export  # noqa: E402
 from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 
 nn = torch.nn
@@ -92,6 +92,22 @@ class ShiftedWindows(nn.Module):
         return self.head(torch.roll(back, shifts=(2, 2), dims=(1, 2)).mean((1, 2)))
 
 
+class ChannelsAsImages(nn.Module):
+    """Each channel convolved as an image of its own ([N*C, 1, H, W]): a fold a Conv cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 4, stride=4)
+        self.shared = nn.Conv2d(1, 1, 3, padding=1)
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, x: Any) -> Any:
+        features = self.stem(x)
+        n, c, h, w = features.shape
+        mixed = self.shared(features.reshape(n * c, 1, h, w)).reshape(n, c, h, w)
+        return self.head(torch.tanh(mixed).mean((2, 3)))
+
+
 MODELS = {"tokens_batchnorm": TokensBatchNorm, "unfolded": Unfolded, "shifted_windows": ShiftedWindows}
 
 
@@ -136,6 +152,16 @@ def test_a_folded_batch_goes_in_and_matches_torch_autograd(name: str, exporter: 
     assert np.isfinite(got[contract.layer_output("weights", 0)]).all()
 
 
+@pytest.mark.parametrize("exporter", ["classic", "dynamo"])
+def test_a_head_through_a_fold_it_cannot_follow_is_refused_in_one_line(exporter: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = _onnx(ChannelsAsImages().eval(), exporter, tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match=r"folded into another axis .* cannot work on") as caught:
+        export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", input_gradients="saliency", quiet=True))
+    assert "\n" not in str(caught.value) and "pick a layer after it" in str(caught.value)
+    assert not (tmp_path / "g.onnx").exists()
+
+
 def _fold_then(op: str) -> onnx.ModelProto:
     """[1, 4, 8, 8] -> [4, 1, 8, 8] (channels folded into the batch) -> a Conv, or a Concat with a constant:
     folds no op can follow on [N, 4, 1, 8, 8]."""
@@ -177,7 +203,7 @@ def test_a_fold_it_can_follow_gives_the_same_values_at_any_batch() -> None:
     model = _fold_then_norm()
     x = np.random.default_rng(1).normal(size=(1, 6, 4)).astype(np.float32)
     (before,) = cpu_session(model).run(None, {"x": x})
-    assert unfold_batch_folds(model) > 0
+    assert unfold_batch_folds(model).changed > 0
     onnx.checker.check_model(model, full_check=True)
     (after,) = cpu_session(model).run(None, {"x": x})
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
@@ -190,5 +216,7 @@ def test_a_fold_it_can_follow_gives_the_same_values_at_any_batch() -> None:
 def test_a_fold_it_cannot_follow_leaves_the_graph_as_it_was(op: str) -> None:
     model = _fold_then(op)
     before = model.SerializeToString()
-    assert unfold_batch_folds(model) == 0
+    unfolded = unfold_batch_folds(model)
+    assert (unfolded.changed, unfolded.folded) == (0, {"folded", "convolved"})  # the fold, and past the op
+    assert f"({op}) cannot work" in unfolded.refused
     assert model.SerializeToString() == before
