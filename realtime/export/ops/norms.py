@@ -1,4 +1,5 @@
-"""Normalisations with constant statistics or over the feature axes: BatchNormalization, LayerNormalization."""
+"""Normalisations with constant statistics or over the feature axes: BatchNormalization, LayerNormalization,
+InstanceNormalization and LpNormalization."""
 
 from __future__ import annotations
 
@@ -39,6 +40,22 @@ def _instancenorm(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[in
     return _standardised_back(ctx, node, g, list(range(2, len(dims) + 1)), scale)
 
 
+def _lp_normalization(ctx: Context, node: onnx.NodeProto, g: Grad, carried: tuple[int, ...]) -> Grads:
+    """y = x / ||x||_p along one axis: dx = (g - s * sum(g * y)) / ||x||_p, with s = y for p = 2 and sign(x)
+    for p = 1 (both from d||x||_p / dx = s)."""
+    b, x, y = ctx.b, node.input[0], node.output[0]
+    rank = len(ctx.dims(x)) + 1
+    axis, p = int(attrs(node).get("axis", -1)) % rank, int(attrs(node).get("p", 2))
+    if axis == 0 or p not in (1, 2):
+        raise RuleError(f"node {node.name!r}: LpNormalization with p 1 or 2 over an axis other than the batch")
+    norm = b.reduce("ReduceL2" if p == 2 else "ReduceL1", x, [axis])
+    direction = y if p == 2 else b.op("Sign", [x])
+    grad = ctx.normal(g)
+    along = b.reduce("ReduceSum", b.mul(grad, ctx.lift(y, False)), [axis + 1])
+    spread = b.op("Sub", [grad, b.mul(ctx.lift(direction, False), along)])
+    return first(node, Grad(b.op("Div", [spread, ctx.lift(norm, False)])))
+
+
 def _standardised_back(ctx: Context, node: onnx.NodeProto, g: Grad, axes: list[int], scale: str) -> Grads:
     """dx for y = (x - mean) / sigma * scale + bias over `axes` (absolute, the batch never among them)."""
     b, x = ctx.b, node.input[0]
@@ -62,4 +79,5 @@ RECORDS = (
              batch_fold="axes", default_axis=-1),
     OpRecord("InstanceNormalization", _instancenorm, layout="nchw", tensorrt=8.5,
              tensorrt_note="scale and bias initializers; rank 3 to 5"),
+    OpRecord("LpNormalization", _lp_normalization, tensorrt=8.5, batch_fold="axes", default_axis=-1),
 )

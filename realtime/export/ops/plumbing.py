@@ -40,7 +40,7 @@ _OTHER_TENSORRT = (
     "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Celu", "Constant", "Cos", "Cosh",
     "CumSum", "DequantizeLinear", "Einsum", "Elu", "EyeLike", "Split",
     "GatherElements", "GatherND", "GlobalLpPool", "GridSample", "GRU",
-    "If", "ImageScaler", "Log", "Loop", "LRN", "LSTM", "LpNormalization",
+    "If", "ImageScaler", "Log", "Loop", "LRN", "LSTM",
     "Mean", "MeanVarianceNormalization", "NonMaxSuppression", "OneHot",
     "ParametricSoftplus", "PRelu", "QuantizeLinear", "RandomNormal", "RandomNormalLike", "RandomUniform",
     "RandomUniformLike", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin", "ReduceProd",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+from onnx.reference.op_run import OpRun
 
 from realtime.export.autodiff.backward import build_backward
 from realtime.export.autodiff.head import Head
@@ -114,6 +115,8 @@ CASES = [
     Case("normalize_channels", CHW, [("ReduceL2", ["x"], {"axes": [1], "keepdims": 1}),  # torch's F.normalize
                                      ("Clip", ["x1", "eps"], {}), ("Div", ["x", "x2"], {})], {"eps": c(1e-12)}),
     Case("reduce_l1_spatial", CHW, [("ReduceL1", ["x"], {"axes": [2, 3], "keepdims": 1})], kinks=(0.0,)),
+    Case("lp_normalization_l2_channels", CHW, [("LpNormalization", ["x"], {"axis": 1, "p": 2})]),
+    Case("lp_normalization_l1_last_axis", CHW, [("LpNormalization", ["x"], {"p": 1})], kinks=(0.0,)),
     Case("where_isnan", CHW, [("IsNaN", ["x"], {}), ("Where", ["x1", "zero", "x"], {})], {"zero": c(0.0)}),
     Case("batchnorm", CHW, [("BatchNormalization", ["x", "g", "b", "m", "v"], {"epsilon": 1e-3})],
          {"g": r(10, 3), "b": r(11, 3), "m": r(12, 3), "v": np.abs(r(13, 3)) + 0.5}),
@@ -232,9 +235,19 @@ def backward_of(case: Case, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return session.run([backward.gradients], {"x": x, "classes": classes})[0]
 
 
+class LpNormalization(OpRun):
+    """The spec's L1 norm: onnx's reference sums x, not |x|, for p = 1 (onnxruntime takes |x|)."""
+
+    op_domain = ""
+
+    def _run(self, x: np.ndarray, axis: int = -1, p: int = 2) -> tuple[np.ndarray]:
+        norm = np.power(np.power(np.abs(x), p).sum(axis=axis, keepdims=True), 1.0 / p)
+        return ((x / norm).astype(x.dtype),)
+
+
 def central_differences(case: Case, x: np.ndarray, classes: np.ndarray, step: float = 1e-6) -> np.ndarray:
     """[N, K, *shape]: d logits[n, classes[n, k]] / d x[n] in float64, every element perturbed at once."""
-    evaluator = ReferenceEvaluator(_forward(case, TensorProto.DOUBLE, _as64(case.constants)))
+    evaluator = ReferenceEvaluator(_forward(case, TensorProto.DOUBLE, _as64(case.constants)), new_ops=[LpNormalization])
     x64 = x.astype(np.float64)
     size = int(np.prod(case.shape))
     basis = np.eye(size).reshape(size, *case.shape) * step
