@@ -116,6 +116,11 @@ class FlakyCamera:
         pass
 
 
+def _lost_after_seen(shown: list) -> bool:
+    present = [s.frames[1] is not None for s in shown]
+    return True in present and False in present[present.index(True) :]
+
+
 def test_a_lost_source_is_shown_as_lost_and_comes_back_while_the_other_goes_on(engines: list[LocalEngine]) -> None:
     from realtime.sources.reader import Backoff
 
@@ -124,13 +129,15 @@ def test_a_lost_source_is_shown_as_lost_and_comes_back_while_the_other_goes_on(e
     sources = SourceSet([DemoSource(), flaky], Backoff(first=0.01, attempts=2), log=lambda m: None, reopen_every=0.1)
     with sources:
         loop = Loop(engines[:1], sources, Controls(), [seen])
-        runner = threading.Thread(target=loop.run, args=(60,))
+        runner = threading.Thread(target=loop.run, args=(120,))
         runner.start()
-        while len(seen.shown) < 25 and runner.is_alive():
+        # plug it back in once the view has shown it lost (however long a busy machine takes), early enough
+        # for the rest of the run to show it back
+        while runner.is_alive() and len(seen.shown) < 80 and not _lost_after_seen(list(seen.shown)):
             threading.Event().wait(0.02)
         flaky.back.set()
         runner.join(timeout=30)
-    assert len(seen.shown) == 60
+    assert len(seen.shown) == 120
     present = [s.frames[1] is not None for s in seen.shown]
     started = next(i for i, s in enumerate(seen.shown) if s.frames[0] is not None)  # either may deliver first
     assert all(s.frames[0] is not None for s in seen.shown[started:])  # then the demo went on throughout
@@ -139,7 +146,7 @@ def test_a_lost_source_is_shown_as_lost_and_comes_back_while_the_other_goes_on(e
     lost_frame = seen.shown[first_loss]
     assert len(lost_frame.huds) == 1  # only the live source has a model panel; the lost one a placeholder
     assert lost_frame.image.shape[0] > 2 * 480  # its row is still there
-    assert sources.totals()["captured"] > 60
+    assert sources.totals()["captured"] > 120
 
 
 def test_gradcam_live_with_two_models_and_two_sources(tmp_path: Path, capsys) -> None:
