@@ -1,7 +1,7 @@
 """Any model: a corpus of the architectures people train today (tests/helpers/corpus.py: timm, torchvision,
 Hugging Face; seeded random weights, small inputs), each exported as users do it (torch's default exporter or
 the classic one, both covered) and through gradcam-export at its default layer with the input gradient, on
-real photos, against torch autograd: logits 1e-4, the default layer's channel weights 1e-4 and map 1e-3 of
+real photos, against torch autograd: logits 1e-4, the default layer's channel weights 1e-4 and map 1e-4 of
 their largest value, the input gradient 1e-3."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from realtime.export.pipeline import ExportConfig, export  # noqa: E402
 from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 
 pytestmark = pytest.mark.slow
-LOGITS, WEIGHTS, MAPS, INPUT = 1e-4, 1e-4, 1e-3, 1e-3
+LOGITS, WEIGHTS, MAPS, INPUT = 1e-4, 1e-4, 1e-4, 1e-3
 TARGETS = np.array([[-1, 3], [5, -1]], np.int64)
 
 
