@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers.corpus import ARCHITECTURES, Architecture
 from tests.helpers.optional import needs
+from tests.helpers.torch_export import as_users_export
 
 torch = needs("torch")
 needs("timm")
@@ -53,13 +54,7 @@ def build(arch: Architecture) -> Any:
 
 
 def to_onnx(model: Any, arch: Architecture, path: Path) -> Path:
-    x = torch.zeros(1, 3, arch.size, arch.size)
-    if arch.exporter == "dynamo":
-        torch.onnx.export(model, (x,), str(path))  # as a user writes it
-    else:
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})  # fmt: skip
-    return path
+    return as_users_export(model, arch.exporter, path, arch.size)
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES, ids=[a.name for a in ARCHITECTURES])

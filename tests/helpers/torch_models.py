@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.helpers.torch_export import as_users_export
+
 Split = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 
 
@@ -116,21 +118,8 @@ def build_model(case: TorchCase, seed: int = 0) -> Any:
 
 
 def export_onnx(model: Any, path: Path, size: int = 224) -> Path:
-    """The way the README tells users to export: opset 17, dynamic batch."""
-    import torch
-
-    dummy = torch.zeros(1, 3, size, size)
-    torch.onnx.export(
-        model,
-        dummy,
-        str(path),
-        opset_version=17,
-        dynamo=False,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-    )
-    return path
+    """The way the README tells users to export: the classic exporter, opset 17, dynamic batch."""
+    return as_users_export(model, "classic", path, size)
 
 
 def reference(

@@ -110,20 +110,15 @@ def load_onnx(
     if any((dims[a] or 0) > MAX_SIDE for a in spatial) or (channels or 0) > MAX_CHANNELS:
         raise ModelImportError(f"input {value.name!r} declares {dims}: more than {MAX_SIDE} pixels a side or "
                                f"{MAX_CHANNELS} channels, which the import would allocate; pass --input-size HxW")
-    shape.dim[0].Clear()
-    shape.dim[0].dim_param = "N"
     for axis in spatial:
         shape.dim[axis].Clear()
         shape.dim[axis].dim_value = int(dims[axis])  # type: ignore[arg-type]
-    for out in model.graph.output:
-        if out.type.tensor_type.shape.dim:
-            out.type.tensor_type.shape.dim[0].Clear()
-            out.type.tensor_type.shape.dim[0].dim_param = "N"
     del model.graph.value_info[:]
     initializers = {init.name for init in model.graph.initializer}
     keep = [v for v in model.graph.input if v.name not in initializers]  # old exporters list weights as inputs
     del model.graph.input[:]
     model.graph.input.extend(keep)
+    _batch_axis(model, "N")
     per_image = [int(d) if d else 3 for d in dims[1:]]
     flat_gathers_per_image(model)  # torch's as_strided, before the batch is settled
     einsums_as_products(model)  # MaxViT's attention, a mixer's token MLP: MatMuls between Transposes
@@ -135,7 +130,7 @@ def load_onnx(
     collapse_batch_folding_chains(model)  # dynamo's K^T through [N*heads, T, d]
     unfolded = unfold_batch_folds(model)  # windows, patches, tokens folded into the batch: now [N, X, ...]
     if unfolded.changed and static:
-        _dynamic_batch(model)
+        _batch_axis(model, "N")
         static = _settle_batch(model, value.name, per_image)
     select_before_the_tail(model)  # a ViT's class token before its per-token tail
     return ForwardGraph(model, value.name, chosen, name or path.stem, static_batch=static,
@@ -171,13 +166,16 @@ def _size_in_metadata(model: onnx.ModelProto) -> tuple[int, int] | None:
     return (height, width) if 0 < height <= 8192 and 0 < width <= 8192 else None
 
 
-def _dynamic_batch(model: onnx.ModelProto) -> None:
-    """The inputs' and outputs' batch axis named again (settling the batch fixed it at 1)."""
+def _batch_axis(model: onnx.ModelProto, size: int | str) -> None:
+    """The inputs' and outputs' batch axis: named ("N", dynamic) or fixed (1, where it could not be freed)."""
     for value in (*model.graph.input, *model.graph.output):
         shape = value.type.tensor_type.shape
         if shape.dim:
             shape.dim[0].Clear()
-            shape.dim[0].dim_param = "N"
+            if isinstance(size, str):
+                shape.dim[0].dim_param = size
+            else:
+                shape.dim[0].dim_value = size
 
 
 def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> bool:
@@ -197,9 +195,5 @@ def _settle_batch(model: onnx.ModelProto, input_name: str, dims: list[int]) -> b
         return False
     batch.restore(model, rewritten)  # the batch stays 1: the targets as the file had them
     normalize.fold_shape_arithmetic(model, probe(model, input_name, dims, normalize.shape_only_tensors(model)))
-    for value in (*model.graph.input, *model.graph.output):
-        shape = value.type.tensor_type.shape
-        if shape.dim:
-            shape.dim[0].Clear()
-            shape.dim[0].dim_value = 1
+    _batch_axis(model, 1)
     return True

@@ -14,6 +14,7 @@ import pytest
 from realtime.export.graph.session import cpu_session
 from realtime.export.importers.passes.einsum import as_product, einsums_as_products
 from tests.helpers.optional import needs
+from tests.helpers.torch_export import as_users_export, assert_saliency_matches_torch
 
 PRODUCTS = {
     "B G H I D, B G H J D -> B G H I J": [(2, 3, 2, 5, 4), (2, 3, 2, 6, 4)],  # torchvision MaxViT: q k^T
@@ -78,28 +79,13 @@ def _mixer() -> Any:
 
 @pytest.mark.parametrize("exporter", ["classic", "dynamo"])
 def test_a_model_written_with_einsum_matches_torch_autograd(exporter: str, tmp_path: Path) -> None:
-    torch = needs("torch")
+    needs("torch")
     needs("onnxscript")
-    from realtime.export.checks.run import run_onnx
     from realtime.export.pipeline import ExportConfig, export
-    from realtime.export.preprocessing import PRESETS, preprocess_numpy
 
-    model, x = _mixer(), torch.zeros(1, 3, 32, 32)
-    path = tmp_path / "m.onnx"
-    if exporter == "dynamo":
-        torch.onnx.export(model, (x,), str(path))
-    else:
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})  # fmt: skip
+    model = _mixer()
+    path = as_users_export(model, exporter, tmp_path / "m.onnx")
     assert "Einsum" in {n.op_type for n in onnx.load(str(path)).graph.node}
     result = export(ExportConfig(onnx=path, output=tmp_path / "g.onnx", input_gradients="saliency", quiet=True))
     frames = np.random.default_rng(3).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    targets = np.array([[1, 3], [4, 0]], np.int64)
-    got = run_onnx(result.output, frames, targets)
-    inputs = torch.from_numpy(preprocess_numpy(frames, PRESETS["torch"], "NCHW")).requires_grad_(True)
-    logits = model(inputs)
-    for k in range(2):
-        (grad,) = torch.autograd.grad(logits[torch.arange(2), torch.from_numpy(targets[:, k])].sum(), inputs,
-                                      retain_graph=True)  # fmt: skip
-        expected = grad.numpy().transpose(0, 2, 3, 1)
-        assert np.abs(got["saliency"][:, k] - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert_saliency_matches_torch(model, result.output, frames, np.array([[1, 3], [4, 0]], np.int64))

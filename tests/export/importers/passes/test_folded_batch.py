@@ -13,15 +13,14 @@ import onnx
 import pytest
 
 from tests.helpers.optional import needs
+from tests.helpers.torch_export import as_users_export, assert_saliency_matches_torch
 
 torch = needs("torch")
 needs("onnxscript")
 from realtime import contract  # noqa: E402
-from realtime.export.checks.run import run_onnx  # noqa: E402
 from realtime.export.graph.session import cpu_session  # noqa: E402
 from realtime.export.importers.passes.folded_batch import unfold_batch_folds  # noqa: E402
 from realtime.export.pipeline import ExportConfig, ExportError, export  # noqa: E402
-from realtime.export.preprocessing import PRESETS, preprocess_numpy  # noqa: E402
 
 nn = torch.nn
 
@@ -111,16 +110,6 @@ class ChannelsAsImages(nn.Module):
 MODELS = {"tokens_batchnorm": TokensBatchNorm, "unfolded": Unfolded, "shifted_windows": ShiftedWindows}
 
 
-def _onnx(model: Any, exporter: str, path: Path) -> Path:
-    x = torch.zeros(1, 3, 32, 32)
-    if exporter == "dynamo":
-        torch.onnx.export(model, (x,), str(path))
-    else:
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})  # fmt: skip
-    return path
-
-
 def _model(name: str) -> Any:
     torch.manual_seed(0)
     model = MODELS[name]().eval()
@@ -136,26 +125,18 @@ def _model(name: str) -> Any:
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_folded_batch_goes_in_and_matches_torch_autograd(name: str, exporter: str, tmp_path: Path) -> None:
     model = _model(name)
-    result = export(ExportConfig(onnx=_onnx(model, exporter, tmp_path / "m.onnx"), output=tmp_path / "g.onnx",
-                                 input_gradients="saliency", quiet=True))  # fmt: skip
+    source = as_users_export(model, exporter, tmp_path / "m.onnx")
+    result = export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", input_gradients="saliency", quiet=True))
     frames = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     targets = np.array([[1, 3], [4, 0]], np.int64)
-    got = run_onnx(result.output, frames, targets)  # both images in one batch: the batch is free again
-    x = torch.from_numpy(preprocess_numpy(frames, PRESETS["torch"], "NCHW")).requires_grad_(True)
-    logits = model(x)
-    assert np.abs(got["logits"] - logits.detach().numpy()).max() <= 1e-4 * logits.abs().max().item()
-    for k in range(targets.shape[1]):
-        score = logits[torch.arange(2), torch.from_numpy(targets[:, k])].sum()
-        (grad,) = torch.autograd.grad(score, x, retain_graph=True)
-        expected = grad.numpy().transpose(0, 2, 3, 1)
-        assert np.abs(got["saliency"][:, k] - expected).max() <= 1e-4 * np.abs(expected).max(), (name, k)
+    got = assert_saliency_matches_torch(model, result.output, frames, targets)  # both images in one batch
     assert np.isfinite(got[contract.layer_output("weights", 0)]).all()
 
 
 @pytest.mark.parametrize("exporter", ["classic", "dynamo"])
 def test_a_head_through_a_fold_it_cannot_follow_is_refused_in_one_line(exporter: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    source = _onnx(ChannelsAsImages().eval(), exporter, tmp_path / "m.onnx")
+    source = as_users_export(ChannelsAsImages().eval(), exporter, tmp_path / "m.onnx")
     with pytest.raises(ExportError, match=r"folded into another axis .* cannot work on") as caught:
         export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", input_gradients="saliency", quiet=True))
     assert "\n" not in str(caught.value) and "pick a layer after it" in str(caught.value)

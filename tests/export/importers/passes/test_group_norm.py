@@ -14,6 +14,7 @@ from onnx import helper, numpy_helper
 from realtime.export.graph.session import cpu_session
 from realtime.export.importers.passes.group_norm import group_norms_as_instance_norms
 from tests.helpers.optional import needs
+from tests.helpers.torch_export import assert_saliency_matches_torch
 
 torch = needs("torch")
 
@@ -62,9 +63,7 @@ def test_the_rewrite_gives_onnxruntimes_values(opset: int) -> None:
 @pytest.mark.parametrize("opset", [18, 21])
 def test_a_group_norm_graph_is_explained_as_torch_autograd_says(opset: int, tmp_path: Path) -> None:
     needs("onnxscript")
-    from realtime.export.checks.run import run_onnx
     from realtime.export.pipeline import ExportConfig, export
-    from realtime.export.preprocessing import PRESETS, preprocess_numpy
 
     model, net = _model(opset)
     onnx.save(model, str(tmp_path / "gn.onnx"))
@@ -72,12 +71,4 @@ def test_a_group_norm_graph_is_explained_as_torch_autograd_says(opset: int, tmp_
                                  quiet=True))  # fmt: skip
     assert onnx.load(str(result.output)).opset_import[0].version <= 20  # opset 21 converted down for TensorRT
     frames = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
-    targets = np.array([[1, 3], [2, 0]], np.int64)
-    got = run_onnx(result.output, frames, targets)
-    x = torch.from_numpy(preprocess_numpy(frames, PRESETS["torch"], "NCHW")).requires_grad_(True)
-    logits = net(x)
-    for k in range(2):
-        (grad,) = torch.autograd.grad(logits[torch.arange(2), torch.from_numpy(targets[:, k])].sum(), x,
-                                      retain_graph=True)  # fmt: skip
-        expected = grad.numpy().transpose(0, 2, 3, 1)
-        assert np.abs(got["saliency"][:, k] - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert_saliency_matches_torch(net, result.output, frames, np.array([[1, 3], [2, 0]], np.int64))

@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from tests.helpers.optional import needs
+from tests.helpers.torch_export import as_users_export
 
 needs("onnxscript")
 from realtime import contract  # noqa: E402
@@ -47,16 +48,6 @@ class TinyViT(torch.nn.Module):
         return self.head((tokens + mixed)[:, 0])
 
 
-def _onnx(model: Any, exporter: str, path: Path) -> Path:
-    x = torch.zeros(1, 3, 32, 32)
-    if exporter == "dynamo":
-        torch.onnx.export(model, (x,), str(path))
-    else:
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})  # fmt: skip
-    return path
-
-
 def _model(mask: str = "") -> Any:
     torch.manual_seed(0)
     return TinyViT(mask).eval()
@@ -69,7 +60,8 @@ def test_a_multihead_attention_block_goes_in_and_matches_torch_autograd(exporter
     """Grad-CAM at the norm before the attention (the tokens on a 4x4 grid, the class token dropped), with and
     without a constant attention mask."""
     model = _model(mask)
-    result = export(ExportConfig(onnx=_onnx(model, exporter, tmp_path / "m.onnx"), output=tmp_path / "g.onnx",
+    source = as_users_export(model, exporter, tmp_path / "m.onnx")
+    result = export(ExportConfig(onnx=source, output=tmp_path / "g.onnx",
                                  quiet=True))  # fmt: skip
     frames = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     got = run_onnx(result.output, frames[:1], np.array([[-1, 3]], np.int64))
@@ -92,7 +84,7 @@ def test_a_multihead_attention_block_goes_in_and_matches_torch_autograd(exporter
 def test_a_wrong_rebuild_is_caught_by_its_value_check_and_the_block_kept(tmp_path: Path, monkeypatch) -> None:
     """The rebuilt block must give the original's values: with its scale doubled it does not, and the
     file keeps its own block (then refused by the backward, which names the Transpose)."""
-    source = _onnx(_model(), "classic", tmp_path / "m.onnx")
+    source = as_users_export(_model(), "classic", tmp_path / "m.onnx")
     model = onnx.load(str(source))
     assert len(sequence_first.find_blocks(model)) == 1
     original = sequence_first._rebuild
@@ -113,7 +105,7 @@ def test_a_wrong_rebuild_is_caught_by_its_value_check_and_the_block_kept(tmp_pat
 def test_a_padding_mask_computed_per_image_is_left_alone_and_refused_in_one_line(tmp_path: Path) -> None:
     """A key padding mask computed from each image is arithmetic the rebuild does not make: the block is not
     matched at all."""
-    source = _onnx(_model("padding"), "classic", tmp_path / "m.onnx")
+    source = as_users_export(_model("padding"), "classic", tmp_path / "m.onnx")
     assert sequence_first.find_blocks(onnx.load(str(source))) == []
     with pytest.raises(ExportError, match="moves the batch axis") as caught:
         export(ExportConfig(onnx=source, output=tmp_path / "g.onnx", quiet=True))
